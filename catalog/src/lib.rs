@@ -1,0 +1,36 @@
+//! # hourlake-catalog
+//!
+//! The vocabulary every other hourlake crate shares, and nothing else: no Kafka,
+//! no DataFusion session, no HTTP.
+//!
+//! - [`EventType`]: the event types on the wire and which table each lands in.
+//! - [`TableId`]: the lake's tables, with their Arrow [`schema`]s and partition columns.
+//! - [`Lake`]: where the tables live (a local folder or an object-store URL) and how
+//!   to open or create each of them as a Delta table.
+//! - [`partition`]: the hidden hour partitioning (`event_time` → `event_date`, `event_hour`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hourlake_catalog::CatalogError> {
+//! use hourlake_catalog::{Lake, TableId};
+//! let lake = Lake::local("./lake")?;
+//! let table = lake.open_or_create(TableId::EngagementEvents).await?;
+//! println!("{} is at version {:?}", TableId::EngagementEvents, table.version());
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod event_type;
+mod lake;
+pub mod partition;
+pub mod schema;
+mod table;
+
+pub use error::CatalogError;
+pub use event_type::{EventKind, EventType};
+pub use lake::Lake;
+pub use table::TableId;
+
+/// The Kafka topic that carries app-engagement events by default.
+pub const APP_EVENTS_TOPIC: &str = "app-events";
+/// The Kafka topic that carries recommendation events by default.
+pub const REC_EVENTS_TOPIC: &str = "rec-events";

@@ -1,0 +1,154 @@
+//! Arrow schemas of the lake's tables (the wire format is in `docs/events.md`).
+//!
+//! Timestamps are microsecond UTC (Delta's `timestamp`), partition columns come last,
+//! and every event table carries where its row came from in Kafka (`_kafka_*`) and
+//! when it was ingested (`_ingested_at`).
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// Partition column: the UTC date of `event_time`.
+pub const EVENT_DATE: &str = "event_date";
+/// Partition column: the UTC hour (0–23) of `event_time`.
+pub const EVENT_HOUR: &str = "event_hour";
+/// Partition column of `dead_letters`: the UTC date the message was ingested.
+pub const INGEST_DATE: &str = "ingest_date";
+/// Kafka topic the row was read from.
+pub const KAFKA_TOPIC: &str = "_kafka_topic";
+/// Kafka partition the row was read from.
+pub const KAFKA_PARTITION: &str = "_kafka_partition";
+/// Kafka offset of the message the row was read from.
+pub const KAFKA_OFFSET: &str = "_kafka_offset";
+/// When ingest decoded the row.
+pub const INGESTED_AT: &str = "_ingested_at";
+
+/// The timestamp type of every time column: microseconds, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+fn provenance_and_partitions() -> Vec<Field> {
+    vec![
+        utf8(KAFKA_TOPIC, false),
+        Field::new(KAFKA_PARTITION, DataType::Int32, false),
+        Field::new(KAFKA_OFFSET, DataType::Int64, false),
+        Field::new(INGESTED_AT, timestamp_type(), false),
+        Field::new(EVENT_DATE, DataType::Date32, false),
+        Field::new(EVENT_HOUR, DataType::Int32, false),
+    ]
+}
+
+static ENGAGEMENT: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("event_id", false),
+        utf8("event_type", false),
+        Field::new("event_time", timestamp_type(), false),
+        utf8("user_id", false),
+        utf8("session_id", true),
+        utf8("device_type", true),
+        utf8("device_os", true),
+        utf8("app_version", true),
+        utf8("country", true),
+        utf8("screen", true),
+        utf8("item_id", true),
+        utf8("query", true),
+        Field::new("session_length_ms", DataType::Int64, true),
+        Field::new("amount", DataType::Float64, true),
+        utf8("currency", true),
+        utf8("notification_id", true),
+        utf8("properties", true),
+    ];
+    fields.extend(provenance_and_partitions());
+    Arc::new(Schema::new(fields))
+});
+
+/// `engagement_events`: one row per accepted app-engagement event.
+pub fn engagement_events() -> SchemaRef {
+    ENGAGEMENT.clone()
+}
+
+/// The struct of one recommended item inside `items`.
+pub fn rec_item_fields() -> Fields {
+    Fields::from(vec![
+        utf8("item_id", false),
+        Field::new("score", DataType::Float64, true),
+        Field::new("rank", DataType::Int32, true),
+    ])
+}
+
+/// The list element field of `items` (named `element`, as Delta and Parquet name it).
+pub fn rec_items_element() -> Arc<Field> {
+    Arc::new(Field::new(
+        "element",
+        DataType::Struct(rec_item_fields()),
+        true,
+    ))
+}
+
+static RECOMMENDATION: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        utf8("event_id", false),
+        utf8("event_type", false),
+        Field::new("event_time", timestamp_type(), false),
+        utf8("user_id", false),
+        utf8("request_id", true),
+        utf8("model_version", true),
+        utf8("surface", true),
+        Field::new("items", DataType::List(rec_items_element()), true),
+        utf8("item_id", true),
+        Field::new("rank", DataType::Int32, true),
+        utf8("properties", true),
+    ];
+    fields.extend(provenance_and_partitions());
+    Arc::new(Schema::new(fields))
+});
+
+/// `recommendation_events`: one row per accepted recommendation event.
+pub fn recommendation_events() -> SchemaRef {
+    RECOMMENDATION.clone()
+}
+
+static DEAD_LETTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        utf8(KAFKA_TOPIC, false),
+        Field::new(KAFKA_PARTITION, DataType::Int32, false),
+        Field::new(KAFKA_OFFSET, DataType::Int64, false),
+        Field::new("kafka_key", DataType::Binary, true),
+        Field::new("kafka_timestamp", timestamp_type(), true),
+        Field::new("raw", DataType::Binary, false),
+        Field::new("raw_size", DataType::Int64, false),
+        utf8("reason_code", false),
+        utf8("reason", false),
+        Field::new(INGESTED_AT, timestamp_type(), false),
+        Field::new(INGEST_DATE, DataType::Date32, false),
+    ]))
+});
+
+/// `dead_letters`: every message ingest could not accept, with its raw bytes
+/// (cut to a limit for oversized messages; `raw_size` keeps the original size).
+pub fn dead_letters() -> SchemaRef {
+    DEAD_LETTERS.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::TableId;
+
+    #[test]
+    fn partition_columns_exist_and_come_last() {
+        for t in TableId::INGESTED {
+            let schema = t.schema();
+            let n = schema.fields().len();
+            let parts = t.partition_columns();
+            for (i, p) in parts.iter().enumerate() {
+                let idx = schema.index_of(p).expect("partition column in schema");
+                assert_eq!(idx, n - parts.len() + i, "{t}.{p}");
+            }
+        }
+    }
+}

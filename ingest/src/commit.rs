@@ -1,0 +1,191 @@
+//! One atomic Delta commit per table per flush: the window's Parquet files and the
+//! `txn` actions that record which Kafka offsets the table now holds.
+
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use deltalake::kernel::transaction::{
+    CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
+};
+use deltalake::kernel::{Action, Transaction};
+use deltalake::parquet::basic::{Compression, ZstdLevel};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::{DeltaTable, DeltaTableError};
+use hourlake_catalog::TableId;
+
+use crate::offsets::{app_id, TopicPartition};
+use crate::IngestError;
+
+/// What one table's commit should contain.
+pub struct TableCommit {
+    pub table: TableId,
+    pub batch: Option<RecordBatch>,
+    /// `(partition, new last offset, the last offset we believe the table holds)`.
+    pub progress: Vec<(TopicPartition, i64, Option<i64>)>,
+}
+
+/// How a table commit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Committed as this table version.
+    Committed { version: u64 },
+    /// The table holds other offsets for a partition than we believed: another consumer
+    /// wrote it. Nothing was committed; the partition must be re-read from the table's state.
+    Fenced {
+        partition: TopicPartition,
+        expected: Option<i64>,
+        found: Option<i64>,
+    },
+}
+
+const ATTEMPTS: u32 = 5;
+
+fn delta(table: TableId, e: DeltaTableError) -> IngestError {
+    IngestError::Delta {
+        table: table.name(),
+        source: Box::new(e),
+    }
+}
+
+fn is_concurrent_txn(e: &DeltaTableError) -> bool {
+    matches!(
+        e,
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction)
+        }
+    )
+}
+
+/// Writers compress with zstd(1): smaller than snappy and not slower here.
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        .build()
+}
+
+/// Writes and commits one table's part of a flush, retrying transient failures.
+/// Files are written under fresh names and only become visible through the commit,
+/// so a crash or a failed commit leaves no visible data.
+pub async fn commit_table(
+    table: &mut DeltaTable,
+    group: &str,
+    job: TableCommit,
+    checkpoint_interval: u64,
+) -> Result<CommitOutcome, IngestError> {
+    let id = job.table;
+    table.update_state().await.map_err(|e| delta(id, e))?;
+    if let Some(fenced) = check_fence(table, group, &job.progress)
+        .await
+        .map_err(|e| delta(id, e))?
+    {
+        return Ok(fenced);
+    }
+    let mut adds: Vec<Action> = Vec::new();
+    if let Some(batch) = job.batch {
+        let mut writer = RecordBatchWriter::for_table(table)
+            .map_err(|e| delta(id, e))?
+            .with_writer_properties(writer_properties());
+        writer.write(batch).await.map_err(|e| delta(id, e))?;
+        adds = writer
+            .flush()
+            .await
+            .map_err(|e| delta(id, e))?
+            .into_iter()
+            .map(Action::Add)
+            .collect();
+    }
+    let txns: Vec<Transaction> = job
+        .progress
+        .iter()
+        .map(|(tp, last, _)| Transaction::new(app_id(group, tp), *last))
+        .collect();
+    let partition_by = Some(
+        id.partition_columns()
+            .iter()
+            .map(|c| c.to_string())
+            .collect(),
+    );
+
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let snapshot = table.snapshot().map_err(|e| delta(id, e))?;
+        let props = CommitProperties::default()
+            .with_application_transactions(txns.clone())
+            .with_create_checkpoint(false);
+        let result = CommitBuilder::from(props)
+            .with_actions(adds.clone())
+            .build(
+                Some(snapshot),
+                table.log_store(),
+                DeltaOperation::Write {
+                    mode: SaveMode::Append,
+                    partition_by: partition_by.clone(),
+                    predicate: None,
+                },
+            )
+            .await;
+        match result {
+            Ok(done) => {
+                let version = done.version();
+                table.update_state().await.map_err(|e| delta(id, e))?;
+                if checkpoint_interval > 0 && version > 0 && version % checkpoint_interval == 0 {
+                    if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
+                        tracing::warn!(table = id.name(), version, error = %e, "checkpoint failed; will retry at the next interval");
+                    }
+                }
+                return Ok(CommitOutcome::Committed { version });
+            }
+            Err(e) if is_concurrent_txn(&e) => {
+                // Another consumer committed offsets of one of our partitions meanwhile.
+                table.update_state().await.map_err(|e| delta(id, e))?;
+                if let Some(fenced) = check_fence(table, group, &job.progress)
+                    .await
+                    .map_err(|e| delta(id, e))?
+                {
+                    return Ok(fenced);
+                }
+                if attempt >= ATTEMPTS {
+                    return Err(delta(id, e));
+                }
+            }
+            Err(e) if attempt < ATTEMPTS => {
+                tracing::warn!(table = id.name(), attempt, error = %e, "commit failed, retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                table.update_state().await.map_err(|e| delta(id, e))?;
+                if let Some(fenced) = check_fence(table, group, &job.progress)
+                    .await
+                    .map_err(|e| delta(id, e))?
+                {
+                    return Ok(fenced);
+                }
+            }
+            Err(e) => return Err(delta(id, e)),
+        }
+    }
+}
+
+/// Compares the offsets the table holds with what we believe it holds.
+async fn check_fence(
+    table: &DeltaTable,
+    group: &str,
+    progress: &[(TopicPartition, i64, Option<i64>)],
+) -> Result<Option<CommitOutcome>, DeltaTableError> {
+    let snapshot = table.snapshot()?;
+    let log_store = table.log_store();
+    for (tp, _, expected) in progress {
+        let found = snapshot
+            .transaction_version(log_store.as_ref(), app_id(group, tp))
+            .await?;
+        if found != *expected {
+            return Ok(Some(CommitOutcome::Fenced {
+                partition: tp.clone(),
+                expected: *expected,
+                found,
+            }));
+        }
+    }
+    Ok(None)
+}

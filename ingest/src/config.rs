@@ -1,0 +1,67 @@
+//! Ingest settings: where to read, how often to commit, what to reject.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::decode::Validation;
+
+/// When a buffered window of messages is written and committed.
+#[derive(Debug, Clone, Copy)]
+pub struct FlushPolicy {
+    /// Commit once this many rows are buffered.
+    pub max_rows: usize,
+    /// Commit once this many payload bytes are buffered.
+    pub max_bytes: usize,
+    /// Commit at least this often while anything is buffered.
+    pub max_latency: Duration,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        FlushPolicy {
+            max_rows: 500_000,
+            max_bytes: 128 * 1024 * 1024,
+            max_latency: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// Everything `Ingestor` needs besides the lake.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group; also the prefix of the Delta `txn` app ids.
+    pub group: String,
+    pub flush: FlushPolicy,
+    pub validation: Validation,
+    /// Write a Delta checkpoint every this many commits of a table.
+    pub checkpoint_interval: u64,
+    /// A table that receives no rows from a partition still records its progress
+    /// (a `txn`-only commit) this often, so restarts re-read little.
+    pub progress_interval: Duration,
+    /// Extra librdkafka consumer settings (e.g. `fetch.max.bytes`).
+    pub kafka_overrides: BTreeMap<String, String>,
+}
+
+impl IngestConfig {
+    /// A configuration with defaults for everything but the essentials.
+    pub fn new(
+        brokers: impl Into<String>,
+        topics: Vec<String>,
+        group: impl Into<String>,
+    ) -> IngestConfig {
+        IngestConfig {
+            brokers: brokers.into(),
+            topics,
+            group: group.into(),
+            flush: FlushPolicy::default(),
+            validation: Validation::default(),
+            checkpoint_interval: 100,
+            progress_interval: Duration::from_secs(10),
+            kafka_overrides: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+use thiserror::Error;
+
+/// Errors that stop ingest (bad events never do: they become dead letters).
+#[derive(Debug, Error)]
+pub enum IngestError {
+    /// The lake could not be opened or a table created.
+    #[error(transparent)]
+    Catalog(#[from] hourlake_catalog::CatalogError),
+    /// The Kafka client could not be set up.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A Delta operation failed in a way retries did not fix.
+    #[error("delta table {table}: {source}")]
+    Delta {
+        table: &'static str,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// Building an Arrow batch failed (a bug: builders and schema disagree).
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The configuration is not usable.
+    #[error("invalid ingest configuration: {0}")]
+    Config(String),
+    /// The ingest thread died.
+    #[error("ingest thread failed: {0}")]
+    Thread(String),
+}

@@ -1,0 +1,135 @@
+//! Exactly-once bookkeeping: which Kafka offsets each table already holds.
+//!
+//! Every commit of a table carries Delta `txn` actions with app id
+//! `<group>-<topic>-<partition>` and version = the last offset included. On start and on
+//! each assignment we read them back: a message at or below a table's stored version
+//! for its partition is already in that table and is skipped for it; consumption starts
+//! at the lowest position any table still needs.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use hourlake_catalog::TableId;
+
+use crate::IngestError;
+
+/// A Kafka topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: &str, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: Arc::from(topic),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// The Delta `txn` app id of a partition for a consumer group.
+pub fn app_id(group: &str, tp: &TopicPartition) -> String {
+    format!("{group}-{}-{}", tp.topic, tp.partition)
+}
+
+/// The last offset of each partition committed to each table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommittedOffsets {
+    last: HashMap<(TableId, TopicPartition), i64>,
+}
+
+impl CommittedOffsets {
+    /// The last offset of `tp` held by `table`, if any was ever committed.
+    pub fn get(&self, table: TableId, tp: &TopicPartition) -> Option<i64> {
+        self.last.get(&(table, tp.clone())).copied()
+    }
+
+    /// Records that `table` now holds `tp` up to `offset`.
+    pub fn set(&mut self, table: TableId, tp: TopicPartition, offset: i64) {
+        self.last.insert((table, tp), offset);
+    }
+
+    /// Forgets a partition (it was revoked).
+    pub fn forget(&mut self, tp: &TopicPartition) {
+        self.last.retain(|(_, p), _| p != tp);
+    }
+
+    /// Whether the message at `offset` is already in `table`.
+    pub fn already_in(&self, table: TableId, tp: &TopicPartition, offset: i64) -> bool {
+        self.get(table, tp).is_some_and(|last| offset <= last)
+    }
+
+    /// Where to start reading `tp` so that every table gets what it lacks:
+    /// `None` means from the beginning (some table never saw this partition).
+    pub fn start_offset(&self, tables: &[TableId], tp: &TopicPartition) -> Option<i64> {
+        tables
+            .iter()
+            .map(|t| self.get(*t, tp).map(|last| last + 1))
+            .min()
+            .flatten()
+    }
+}
+
+/// Reads the stored `txn` version of each partition from a table at its current snapshot.
+pub async fn load_from_table(
+    table: &DeltaTable,
+    id: TableId,
+    group: &str,
+    partitions: &[TopicPartition],
+    into: &mut CommittedOffsets,
+) -> Result<(), IngestError> {
+    let snapshot = table.snapshot().map_err(|e| IngestError::Delta {
+        table: id.name(),
+        source: Box::new(e),
+    })?;
+    let log_store = table.log_store();
+    for tp in partitions {
+        let stored = snapshot
+            .transaction_version(log_store.as_ref(), app_id(group, tp))
+            .await
+            .map_err(|e| IngestError::Delta {
+                table: id.name(),
+                source: Box::new(e),
+            })?;
+        match stored {
+            Some(v) => into.set(id, tp.clone(), v),
+            None => {
+                into.last.remove(&(id, tp.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_is_the_lowest_need_and_skips_are_per_table() {
+        let tp = TopicPartition::new("app-events", 3);
+        let all = [TableId::EngagementEvents, TableId::DeadLetters];
+        let mut c = CommittedOffsets::default();
+        assert_eq!(c.start_offset(&all, &tp), None);
+        c.set(TableId::EngagementEvents, tp.clone(), 99);
+        assert_eq!(c.start_offset(&all, &tp), None, "dead_letters never saw it");
+        c.set(TableId::DeadLetters, tp.clone(), 40);
+        assert_eq!(c.start_offset(&all, &tp), Some(41));
+        assert!(c.already_in(TableId::EngagementEvents, &tp, 99));
+        assert!(!c.already_in(TableId::EngagementEvents, &tp, 100));
+        assert!(!c.already_in(TableId::DeadLetters, &tp, 41));
+        assert_eq!(app_id("g", &tp), "g-app-events-3");
+        c.forget(&tp);
+        assert_eq!(c.get(TableId::EngagementEvents, &tp), None);
+    }
+}

@@ -1,0 +1,244 @@
+//! The flush window: decoded rows of every table, and the offsets they came from,
+//! buffered until the flush policy says to commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+use hourlake_catalog::{EventKind, TableId};
+
+use crate::config::FlushPolicy;
+use crate::dead_letter::{DeadLetterRows, ReasonCode};
+use crate::decode::{Header, RawFields, Rejection, Validation};
+use crate::message::MessageMeta;
+use crate::offsets::{CommittedOffsets, TopicPartition};
+use crate::rows::{EngagementRows, RecommendationRows};
+use crate::IngestError;
+
+/// First and last offset of a partition read into a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetRange {
+    pub first: i64,
+    pub last: i64,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Buffered for this table.
+    Buffered(TableId),
+    /// Already in its table (a re-read after a restart): skipped.
+    AlreadyCommitted(TableId),
+}
+
+/// Rows and offsets buffered since the last flush.
+#[derive(Default)]
+pub struct Window {
+    engagement: EngagementRows,
+    recommendation: RecommendationRows,
+    dead_letters: DeadLetterRows,
+    ranges: BTreeMap<TopicPartition, OffsetRange>,
+    touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
+    bytes: usize,
+    opened_at: Option<Instant>,
+}
+
+/// A window ready to be written: one batch per table that has rows, and the offsets.
+pub struct FlushJob {
+    pub batches: BTreeMap<TableId, RecordBatch>,
+    /// Partitions each table has rows from.
+    pub touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
+    pub ranges: BTreeMap<TopicPartition, OffsetRange>,
+}
+
+impl Window {
+    /// Decodes, validates and buffers one message, or buffers it as a dead letter.
+    pub fn add(
+        &mut self,
+        tp: &TopicPartition,
+        payload: &[u8],
+        meta: &MessageMeta<'_>,
+        committed: &CommittedOffsets,
+        validation: &Validation,
+    ) -> Routed {
+        self.opened_at.get_or_insert_with(Instant::now);
+        self.ranges
+            .entry(tp.clone())
+            .and_modify(|r| r.last = meta.offset)
+            .or_insert(OffsetRange {
+                first: meta.offset,
+                last: meta.offset,
+            });
+
+        let decoded = if payload.len() > validation.max_message_bytes {
+            Err(Rejection::new(
+                ReasonCode::Oversized,
+                format!(
+                    "message is {} bytes, the limit is {}",
+                    payload.len(),
+                    validation.max_message_bytes
+                ),
+            ))
+        } else {
+            self.try_route(tp, payload, meta, committed, validation)
+        };
+        match decoded {
+            Ok(routed) => routed,
+            Err(rejection) => {
+                let table = TableId::DeadLetters;
+                if committed.already_in(table, tp, meta.offset) {
+                    return Routed::AlreadyCommitted(table);
+                }
+                self.dead_letters.append(meta, payload, &rejection);
+                self.bytes += payload.len().min(crate::dead_letter::OVERSIZED_RAW_KEEP)
+                    + rejection.reason.len();
+                self.touched.entry(table).or_default().insert(tp.clone());
+                Routed::Buffered(table)
+            }
+        }
+    }
+
+    fn try_route(
+        &mut self,
+        tp: &TopicPartition,
+        payload: &[u8],
+        meta: &MessageMeta<'_>,
+        committed: &CommittedOffsets,
+        validation: &Validation,
+    ) -> Result<Routed, Rejection> {
+        let fields = RawFields::parse(payload)?;
+        let header = Header::parse(&fields, validation, meta.ingested_at_micros)?;
+        let table = header.event_type.kind().table();
+        if committed.already_in(table, tp, meta.offset) {
+            return Ok(Routed::AlreadyCommitted(table));
+        }
+        match header.event_type.kind() {
+            EventKind::Engagement => self.engagement.append(&fields, &header, meta)?,
+            EventKind::Recommendation => self.recommendation.append(&fields, &header, meta)?,
+        }
+        self.bytes += payload.len();
+        self.touched.entry(table).or_default().insert(tp.clone());
+        Ok(Routed::Buffered(table))
+    }
+
+    /// Rows buffered across all tables.
+    pub fn rows(&self) -> usize {
+        self.engagement.len() + self.recommendation.len() + self.dead_letters.len()
+    }
+
+    /// Whether any message was read into the window.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// Whether the policy says it is time to commit.
+    pub fn is_due(&self, policy: &FlushPolicy) -> bool {
+        !self.is_empty()
+            && (self.rows() >= policy.max_rows
+                || self.bytes >= policy.max_bytes
+                || self
+                    .opened_at
+                    .is_some_and(|t| t.elapsed() >= policy.max_latency))
+    }
+
+    /// Takes everything buffered, leaving an empty window.
+    pub fn take(&mut self) -> Result<FlushJob, IngestError> {
+        let mut batches = BTreeMap::new();
+        if !self.engagement.is_empty() {
+            batches.insert(TableId::EngagementEvents, self.engagement.finish()?);
+        }
+        if !self.recommendation.is_empty() {
+            batches.insert(TableId::RecommendationEvents, self.recommendation.finish()?);
+        }
+        if !self.dead_letters.is_empty() {
+            batches.insert(TableId::DeadLetters, self.dead_letters.finish()?);
+        }
+        let job = FlushJob {
+            batches,
+            touched: std::mem::take(&mut self.touched),
+            ranges: std::mem::take(&mut self.ranges),
+        };
+        self.bytes = 0;
+        self.opened_at = None;
+        Ok(job)
+    }
+
+    /// Drops everything buffered (the partitions will be re-read).
+    pub fn discard(&mut self) {
+        *self = Window::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_355_100_000_000;
+
+    fn meta(offset: i64) -> MessageMeta<'static> {
+        MessageMeta {
+            topic: "t",
+            partition: 0,
+            offset,
+            key: None,
+            timestamp_micros: None,
+            ingested_at_micros: NOW,
+        }
+    }
+
+    #[test]
+    fn routes_good_bad_and_already_committed_messages() {
+        let tp = TopicPartition::new("t", 0);
+        let mut committed = CommittedOffsets::default();
+        committed.set(TableId::EngagementEvents, tp.clone(), 0);
+        let v = Validation::default();
+        let mut w = Window::default();
+        let good = br#"{"event_id":"e1","event_type":"click","event_time":1795355100000,"user_id":"u","device":{"type":"phone","os":"ios","app_version":"1"}}"#;
+        let rec = br#"{"event_id":"e2","event_type":"rec_served","event_time":1795355100000,"user_id":"u","items":[{"item_id":"i","score":0.5,"rank":1}]}"#;
+        assert_eq!(
+            w.add(&tp, good, &meta(0), &committed, &v),
+            Routed::AlreadyCommitted(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&tp, good, &meta(1), &committed, &v),
+            Routed::Buffered(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&tp, rec, &meta(2), &committed, &v),
+            Routed::Buffered(TableId::RecommendationEvents)
+        );
+        assert_eq!(
+            w.add(&tp, b"{oops", &meta(3), &committed, &v),
+            Routed::Buffered(TableId::DeadLetters)
+        );
+        let wrong = br#"{"event_id":"e3","event_type":"session_end","event_time":1795355100000,"user_id":"u","session_length_ms":"long"}"#;
+        assert_eq!(
+            w.add(&tp, wrong, &meta(4), &committed, &v),
+            Routed::Buffered(TableId::DeadLetters)
+        );
+        let big = vec![b' '; v.max_message_bytes + 1];
+        assert_eq!(
+            w.add(&tp, &big, &meta(5), &committed, &v),
+            Routed::Buffered(TableId::DeadLetters)
+        );
+        assert_eq!(w.rows(), 5);
+        let job = w.take().unwrap();
+        assert_eq!(job.ranges[&tp], OffsetRange { first: 0, last: 5 });
+        assert_eq!(job.batches[&TableId::EngagementEvents].num_rows(), 1);
+        assert_eq!(job.batches[&TableId::RecommendationEvents].num_rows(), 1);
+        let dead = &job.batches[&TableId::DeadLetters];
+        assert_eq!(dead.num_rows(), 3);
+        let raw = dead
+            .column_by_name("raw")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .unwrap();
+        assert_eq!(
+            raw.value(2).len(),
+            crate::dead_letter::OVERSIZED_RAW_KEEP,
+            "oversized raw is cut"
+        );
+        assert!(w.is_empty() && w.rows() == 0);
+    }
+}

@@ -1,0 +1,19 @@
+use thiserror::Error;
+
+/// Errors of the SQL layer.
+#[derive(Debug, Error)]
+pub enum SqlError {
+    /// The lake or a table could not be opened.
+    #[error(transparent)]
+    Catalog(#[from] hourlake_catalog::CatalogError),
+    /// A Delta table could not be exposed to DataFusion.
+    #[error("delta table {table}: {source}")]
+    Delta {
+        table: &'static str,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    /// Planning or running a query failed.
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+}

@@ -1,0 +1,26 @@
+//! # hourlake-sql
+//!
+//! The DataFusion session every hourlake reader uses (the server, the REPL, the
+//! compactor and the tests): the lake's Delta tables registered under their catalog
+//! names, each at its newest committed version.
+//!
+//! - [`SessionFactory`]: opens a [`SessionContext`] over a [`Lake`](hourlake_catalog::Lake).
+//! - [`SqlError`]: what can go wrong.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hourlake_sql::SqlError> {
+//! use hourlake_catalog::Lake;
+//! use hourlake_sql::SessionFactory;
+//! let lake = Lake::local("./lake").map_err(hourlake_sql::SqlError::from)?;
+//! let ctx = SessionFactory::new(lake).session().await?;
+//! let df = ctx.sql("SELECT event_type, count(*) FROM engagement_events GROUP BY 1").await?;
+//! df.show().await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod session;
+
+pub use datafusion::prelude::SessionContext;
+pub use error::SqlError;
+pub use session::SessionFactory;

@@ -1,0 +1,223 @@
+//! Configuration from one place: a TOML file, overridden by environment variables,
+//! overridden by command-line flags (see the README's "Configuration").
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use hourlake_catalog::{Lake, APP_EVENTS_TOPIC, REC_EVENTS_TOPIC};
+use hourlake_ingest::{FlushPolicy, IngestConfig, Validation};
+use serde::Deserialize;
+
+/// The file format (`hourlake.toml`); every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub kafka: KafkaSection,
+    #[serde(default)]
+    pub lake: LakeSection,
+    #[serde(default)]
+    pub ingest: IngestSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    pub brokers: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub group: Option<String>,
+    /// Extra librdkafka consumer settings.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSection {
+    /// A local folder or an object-store URL (`s3://bucket/prefix`).
+    pub location: Option<String>,
+    /// Object-store options (endpoint, credentials, `allow_http`, ...).
+    #[serde(default)]
+    pub storage_options: HashMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestSection {
+    pub max_rows: Option<usize>,
+    pub max_bytes: Option<usize>,
+    pub max_latency_ms: Option<u64>,
+    pub checkpoint_interval: Option<u64>,
+    pub progress_interval_ms: Option<u64>,
+    pub max_message_bytes: Option<usize>,
+    pub max_future_secs: Option<i64>,
+    pub retention_days: Option<i64>,
+}
+
+impl FileConfig {
+    /// Reads the file if one is named (by flag or `HOURLAKE_CONFIG`), else defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// Flags shared by every command that touches Kafka or the lake.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Config file (TOML).
+    #[arg(long, env = "HOURLAKE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Lake location: a folder or an object-store URL. [default: ./lake]
+    #[arg(long, env = "HOURLAKE_LAKE")]
+    pub lake: Option<String>,
+}
+
+impl CommonArgs {
+    /// The file config this command runs with.
+    pub fn file(&self) -> anyhow::Result<FileConfig> {
+        FileConfig::load(self.config.as_deref())
+    }
+
+    /// The lake, from flag/env, file, or `./lake`.
+    pub fn lake(&self, file: &FileConfig) -> anyhow::Result<Lake> {
+        let location = self
+            .lake
+            .clone()
+            .or_else(|| file.lake.location.clone())
+            .unwrap_or_else(|| "./lake".into());
+        Lake::from_location(&location, file.lake.storage_options.clone())
+            .with_context(|| format!("opening lake {location}"))
+    }
+}
+
+/// Flags of the ingest loop (`hourlake ingest` and `hourlake up`).
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    /// Kafka bootstrap servers. [default: 127.0.0.1:9092]
+    #[arg(long, env = "HOURLAKE_BROKERS")]
+    pub brokers: Option<String>,
+    /// Topics to consume, comma-separated. [default: app-events,rec-events]
+    #[arg(long, env = "HOURLAKE_TOPICS", value_delimiter = ',')]
+    pub topics: Option<Vec<String>>,
+    /// Consumer group (also the prefix of the Delta txn app ids). [default: hourlake]
+    #[arg(long, env = "HOURLAKE_GROUP")]
+    pub group: Option<String>,
+    /// Commit at least this often while anything is buffered. [default: 1000]
+    #[arg(long, env = "HOURLAKE_MAX_LATENCY_MS")]
+    pub max_latency_ms: Option<u64>,
+    /// Commit once this many rows are buffered. [default: 500000]
+    #[arg(long)]
+    pub max_rows: Option<usize>,
+    /// Write a Delta checkpoint every N commits of a table. [default: 100]
+    #[arg(long)]
+    pub checkpoint_interval: Option<u64>,
+    /// Static group membership (`group.instance.id`): a restarted member with the same
+    /// id gets its partitions back at once instead of after the session timeout.
+    #[arg(long, env = "HOURLAKE_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+}
+
+impl IngestArgs {
+    /// Merges flags/env over the file over defaults.
+    pub fn resolve(&self, file: &FileConfig) -> IngestConfig {
+        let k = &file.kafka;
+        let i = &file.ingest;
+        let brokers = self
+            .brokers
+            .clone()
+            .or_else(|| k.brokers.clone())
+            .unwrap_or_else(|| "127.0.0.1:9092".into());
+        let topics = self
+            .topics
+            .clone()
+            .or_else(|| k.topics.clone())
+            .unwrap_or_else(|| vec![APP_EVENTS_TOPIC.into(), REC_EVENTS_TOPIC.into()]);
+        let group = self
+            .group
+            .clone()
+            .or_else(|| k.group.clone())
+            .unwrap_or_else(|| "hourlake".into());
+        let mut cfg = IngestConfig::new(brokers, topics, group);
+        let flush = FlushPolicy::default();
+        cfg.flush = FlushPolicy {
+            max_rows: self.max_rows.or(i.max_rows).unwrap_or(flush.max_rows),
+            max_bytes: i.max_bytes.unwrap_or(flush.max_bytes),
+            max_latency: self
+                .max_latency_ms
+                .or(i.max_latency_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(flush.max_latency),
+        };
+        let v = Validation::default();
+        cfg.validation = Validation {
+            max_message_bytes: i.max_message_bytes.unwrap_or(v.max_message_bytes),
+            max_future_micros: i
+                .max_future_secs
+                .map(|s| s * 1_000_000)
+                .unwrap_or(v.max_future_micros),
+            retention_micros: i
+                .retention_days
+                .map(|d| d * 86_400_000_000)
+                .unwrap_or(v.retention_micros),
+        };
+        if let Some(n) = self.checkpoint_interval.or(i.checkpoint_interval) {
+            cfg.checkpoint_interval = n;
+        }
+        if let Some(ms) = i.progress_interval_ms {
+            cfg.progress_interval = Duration::from_millis(ms);
+        }
+        cfg.kafka_overrides = k.consumer.clone();
+        if let Some(id) = &self.instance_id {
+            cfg.kafka_overrides
+                .insert("group.instance.id".into(), id.clone());
+        }
+        cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beat_defaults() {
+        let file: FileConfig = toml::from_str(
+            "[kafka]\nbrokers = \"file:1\"\ngroup = \"g-file\"\n[ingest]\nmax_latency_ms = 250\nretention_days = 2\n",
+        )
+        .unwrap();
+        let args = IngestArgs {
+            brokers: Some("flag:1".into()),
+            topics: None,
+            group: None,
+            max_latency_ms: None,
+            max_rows: Some(10),
+            checkpoint_interval: None,
+            instance_id: Some("m1".into()),
+        };
+        let cfg = args.resolve(&file);
+        assert_eq!(cfg.brokers, "flag:1");
+        assert_eq!(cfg.group, "g-file");
+        assert_eq!(cfg.topics, vec!["app-events", "rec-events"]);
+        assert_eq!(cfg.flush.max_latency, Duration::from_millis(250));
+        assert_eq!(cfg.flush.max_rows, 10);
+        assert_eq!(cfg.validation.retention_micros, 2 * 86_400_000_000);
+        assert_eq!(
+            cfg.kafka_overrides
+                .get("group.instance.id")
+                .map(String::as_str),
+            Some("m1")
+        );
+        assert!(
+            toml::from_str::<FileConfig>("[kafka]\nbrokerz = 1\n").is_err(),
+            "typos are errors"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! The `hourlake` binary as a child process.
+
+use std::process::{Child, Command, Output, Stdio};
+
+/// The path of the built `hourlake` binary.
+pub fn hourlake() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hourlake"))
+}
+
+/// Runs `hourlake produce ARGS` to the end and returns its JSON report.
+pub fn produce(bootstrap: &str, args: &[&str]) -> serde_json::Value {
+    let out: Output = hourlake()
+        .args(["produce", "--brokers", bootstrap])
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("running hourlake produce");
+    assert!(
+        out.status.success(),
+        "hourlake produce failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "produce printed no JSON report ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Starts `hourlake produce ARGS` in the background.
+pub fn spawn_produce(bootstrap: &str, args: &[&str]) -> Child {
+    hourlake()
+        .args(["produce", "--brokers", bootstrap])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning hourlake produce")
+}
+
+/// Waits for a background producer and returns its report.
+pub fn wait_report(child: Child) -> serde_json::Value {
+    let out = child
+        .wait_with_output()
+        .expect("waiting for hourlake produce");
+    assert!(out.status.success(), "hourlake produce failed");
+    serde_json::from_slice(&out.stdout).expect("produce report")
+}
+
+/// A report field as a number (0 when absent).
+pub fn num(report: &serde_json::Value, pointer: &str) -> u64 {
+    report
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// A running `hourlake ingest`, killed on drop.
+pub struct IngestProcess {
+    pub child: Child,
+    pub log: std::path::PathBuf,
+}
+
+impl IngestProcess {
+    /// Starts `hourlake ingest` over `lake` for `topics` in `group`; stderr goes to `log`.
+    pub fn start(
+        bootstrap: &str,
+        topics: &[&str],
+        group: &str,
+        lake: &std::path::Path,
+        extra: &[&str],
+    ) -> IngestProcess {
+        let log = lake.with_extension(format!("{}.log", super::unique("ingest")));
+        let file = std::fs::File::create(&log).expect("ingest log file");
+        let child = hourlake()
+            .args([
+                "ingest",
+                "--brokers",
+                bootstrap,
+                "--topics",
+                &topics.join(","),
+                "--group",
+                group,
+            ])
+            .arg("--lake")
+            .arg(lake)
+            .args(["--max-latency-ms", "300"])
+            .args(extra)
+            .env("RUST_LOG", "info,hourlake_ingest=debug,deltalake=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawning hourlake ingest");
+        IngestProcess { child, log }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("waiting for ingest")
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for IngestProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
