@@ -34,14 +34,17 @@ use crate::IngestError;
 
 type Tables = BTreeMap<TableId, DeltaTable>;
 
+/// One table's part of a flush: the progress it tried to record, and how it ended.
+type TableOutcome = (
+    TableId,
+    Vec<(TopicPartition, i64)>,
+    Result<CommitOutcome, IngestError>,
+);
+
 /// Results of one flush: the tables back, and each table's outcome.
 struct Flushed {
     tables: Tables,
-    outcomes: Vec<(
-        TableId,
-        Vec<(TopicPartition, i64)>,
-        Result<CommitOutcome, IngestError>,
-    )>,
+    outcomes: Vec<TableOutcome>,
     ranges: BTreeMap<TopicPartition, OffsetRange>,
     rows: BTreeMap<TableId, usize>,
 }
@@ -580,13 +583,11 @@ fn poll_loop(
                     }
                 }
             }
-            Some(Err(e)) => {
-                if last_error_log.elapsed() >= Duration::from_secs(5) {
-                    last_error_log = Instant::now();
-                    tracing::warn!(error = %e, "kafka consumer error (retrying)");
-                }
+            Some(Err(e)) if last_error_log.elapsed() >= Duration::from_secs(5) => {
+                last_error_log = Instant::now();
+                tracing::warn!(error = %e, "kafka consumer error (retrying)");
             }
-            None => {}
+            Some(Err(_)) | None => {}
         }
         p.step(&consumer);
         if let Some(e) = p.fatal.take() {

@@ -141,7 +141,7 @@ pub struct EngagementRows {
 
 fn non_negative(field: &str, v: Option<f64>) -> Result<(), Rejection> {
     match v {
-        Some(x) if !(x >= 0.0) || !x.is_finite() => Err(Rejection::new(
+        Some(x) if x < 0.0 || !x.is_finite() => Err(Rejection::new(
             ReasonCode::InvalidValue,
             format!("field `{field}` must be a finite number >= 0, got {x}"),
         )),

@@ -74,7 +74,7 @@ const MAX_IN_FLIGHT: usize = 100_000;
 /// Sends generated events to Kafka and returns what was delivered.
 pub async fn run(args: ProduceArgs) -> anyhow::Result<Report> {
     let events_per_sim_second = args.rate.unwrap_or(args.sim_rate);
-    if !(events_per_sim_second > 0.0) {
+    if events_per_sim_second.is_nan() || events_per_sim_second <= 0.0 {
         bail!("--rate and --sim-rate must be positive");
     }
     let step_micros = 1e6 / events_per_sim_second;
