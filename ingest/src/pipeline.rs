@@ -560,29 +560,16 @@ fn poll_loop(
     let mut last_summary = Instant::now();
     let mut last_error_log = Instant::now() - Duration::from_secs(60);
     while !stop.load(Ordering::SeqCst) {
+        // Never poll while holding the pipeline: the rebalance callback runs inside
+        // poll and takes it. A message returned by a poll that also ran the callback
+        // already belongs to the new assignment.
         let polled = consumer.poll(Duration::from_millis(50));
         let mut p = lock(&pipeline);
         if let Some(e) = p.fatal.take() {
             return Err(e);
         }
         match polled {
-            Some(Ok(m)) => {
-                p.handle_message(&m);
-                // Drain what is already fetched without sleeping.
-                for _ in 0..1024 {
-                    match consumer.poll(Duration::ZERO) {
-                        Some(Ok(m)) => p.handle_message(&m),
-                        Some(Err(e)) => {
-                            tracing::debug!(error = %e, "consumer error");
-                            break;
-                        }
-                        None => break,
-                    }
-                    if p.window.is_due(&p.config.flush) {
-                        break;
-                    }
-                }
-            }
+            Some(Ok(m)) => p.handle_message(&m),
             Some(Err(e)) if last_error_log.elapsed() >= Duration::from_secs(5) => {
                 last_error_log = Instant::now();
                 tracing::warn!(error = %e, "kafka consumer error (retrying)");

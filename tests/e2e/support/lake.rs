@@ -44,13 +44,33 @@ pub struct PartitionStats {
 }
 
 pub async fn partition_stats(lake: &Lake) -> BTreeMap<(String, i32), PartitionStats> {
+    try_partition_stats(lake)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Like [`partition_stats`], but an error (e.g. a table not created yet) is returned.
+pub async fn try_partition_stats(
+    lake: &Lake,
+) -> Result<BTreeMap<(String, i32), PartitionStats>, String> {
     let sql = "SELECT _kafka_topic, _kafka_partition, count(*), count(DISTINCT _kafka_offset), \
                min(_kafka_offset), max(_kafka_offset) FROM ( \
                SELECT _kafka_topic, _kafka_partition, _kafka_offset FROM engagement_events UNION ALL \
                SELECT _kafka_topic, _kafka_partition, _kafka_offset FROM recommendation_events UNION ALL \
                SELECT _kafka_topic, _kafka_partition, _kafka_offset FROM dead_letters) GROUP BY 1, 2";
+    let ctx = SessionFactory::new(lake.clone())
+        .session()
+        .await
+        .map_err(|e| e.to_string())?;
+    let batches = ctx
+        .sql(sql)
+        .await
+        .map_err(|e| e.to_string())?
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
-    for b in query(lake, sql).await {
+    for b in batches {
         let topic =
             arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).expect("cast");
         let topic = topic.as_string::<i32>();
@@ -69,7 +89,7 @@ pub async fn partition_stats(lake: &Lake) -> BTreeMap<(String, i32), PartitionSt
             );
         }
     }
-    out
+    Ok(out)
 }
 
 /// Total messages in the topics (sum of high watermarks; the topics start at 0).
@@ -92,15 +112,18 @@ pub async fn wait_exactly_once(lake: &Lake, bootstrap: &str, topics: &[&str], ti
     let want: i64 = expected.values().sum();
     assert!(want > 0, "the topics are empty");
     let start = Instant::now();
-    let mut stats = partition_stats(lake).await;
     loop {
-        let have: i64 = stats.values().map(|s| s.rows).sum();
+        // Tables appear when ingest starts; until then there is nothing to count.
+        let have: i64 = match try_partition_stats(lake).await {
+            Ok(stats) => stats.values().map(|s| s.rows).sum(),
+            Err(_) => 0,
+        };
         if have >= want || start.elapsed() > timeout {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        stats = partition_stats(lake).await;
     }
+    let stats = partition_stats(lake).await;
     for ((topic, partition), high) in &expected {
         let s = stats.get(&(topic.clone(), *partition)).unwrap_or_else(|| {
             panic!("{topic}-{partition}: nothing in the lake, {high} messages in Kafka")
