@@ -1,0 +1,434 @@
+//! Ingest benchmark (run it with `cargo bench --bench ingest`; see benches/RESULTS.md).
+//!
+//! Against a real broker started by `scripts/kafka`, with the release `hourlake` binary:
+//! 1. **throughput**: pre-fill two topics with N generated events (default 5 000 000),
+//!    read them all with a plain rdkafka consumer that discards them (the physical limit
+//!    of this path), then ingest them into a fresh lake; report both rates and their ratio,
+//!    and the ingest process's peak memory (VmHWM);
+//! 2. **freshness**: with the generator at a steady rate (default 50 000 ev/s for 60 s) and
+//!    ingest running, watch the table's `_delta_log`; when a commit appears, every row it
+//!    adds becomes queryable: record (that moment − the row's event_time). Report p50/p95/p99.
+//!
+//! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_RATE, HOURLAKE_BENCH_SECONDS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::AsArray;
+use arrow::datatypes::TimestampMicrosecondType;
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::parquet::arrow::ProjectionMask;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn hourlake() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hourlake"))
+}
+
+fn start_broker() -> String {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/kafka"))
+        .arg("start")
+        .output()
+        .expect("scripts/kafka");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+fn create_topics(bootstrap: &str, topics: &[&str], partitions: i32) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .expect("admin");
+        let new: Vec<NewTopic> = topics
+            .iter()
+            .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        for r in admin
+            .create_topics(&new, &AdminOptions::new())
+            .await
+            .expect("create")
+        {
+            r.expect("topic created");
+        }
+    });
+}
+
+fn high_watermarks(bootstrap: &str, topics: &[&str]) -> BTreeMap<(String, i32), i64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let mut out = BTreeMap::new();
+    for t in topics {
+        let md = c
+            .fetch_metadata(Some(t), Duration::from_secs(10))
+            .expect("metadata");
+        for p in md.topics()[0].partitions() {
+            let (_, high) = c
+                .fetch_watermarks(t, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            out.insert((t.to_string(), p.id()), high);
+        }
+    }
+    out
+}
+
+/// Reads every message once and discards it: the physical limit of this path.
+fn raw_consume(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> (u64, u64, Duration) {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in marks.keys() {
+        tpl.add_partition_offset(t, *p, Offset::Beginning)
+            .expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    let total: i64 = marks.values().sum();
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let start = Instant::now();
+    while (n as i64) < total {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            n += 1;
+            bytes += m.payload_len() as u64;
+        }
+    }
+    (n, bytes, start.elapsed())
+}
+
+fn ingest(bootstrap: &str, topics: &[&str], group: &str, lake: &Path) -> Child {
+    hourlake()
+        .args([
+            "ingest",
+            "--brokers",
+            bootstrap,
+            "--topics",
+            &topics.join(","),
+            "--group",
+            group,
+        ])
+        .arg("--lake")
+        .arg(lake)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn ingest")
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Waits until the group's committed Kafka offsets reach the high watermarks (ingest
+/// commits them only after the Delta commits succeeded).
+fn wait_committed(
+    bootstrap: &str,
+    group: &str,
+    marks: &BTreeMap<(String, i32), i64>,
+    timeout: Duration,
+) -> Duration {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in marks.keys() {
+        tpl.add_partition(t, *p);
+    }
+    let start = Instant::now();
+    loop {
+        if let Ok(committed) = c.committed_offsets(tpl.clone(), Duration::from_secs(5)) {
+            let done = committed.elements().iter().all(|e| {
+                let want = marks
+                    .get(&(e.topic().to_string(), e.partition()))
+                    .copied()
+                    .unwrap_or(0);
+                matches!(e.offset(), Offset::Offset(o) if o >= want)
+            });
+            if done {
+                return start.elapsed();
+            }
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "ingest did not finish in {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn throughput(bootstrap: &str) {
+    let events: u64 = env_or("HOURLAKE_BENCH_EVENTS", 5_000_000);
+    let (app, rec) = (unique("bench-app"), unique("bench-rec"));
+    let topics = [app.as_str(), rec.as_str()];
+    create_topics(bootstrap, &topics, 4);
+    let t = Instant::now();
+    let out = hourlake()
+        .args([
+            "produce",
+            "--brokers",
+            bootstrap,
+            "--topic",
+            &app,
+            "--rec-topic",
+            &rec,
+        ])
+        .args([
+            "--count",
+            &events.to_string(),
+            "--users",
+            "1000000",
+            "--items",
+            "100000",
+            "--seed",
+            "1",
+        ])
+        .args([
+            "--duplicate-fraction",
+            "0.01",
+            "--late-fraction",
+            "0.01",
+            "--bad-fraction",
+            "0.001",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("produce");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fill = t.elapsed();
+    let marks = high_watermarks(bootstrap, &topics);
+    let total: i64 = marks.values().sum();
+    println!(
+        "prefill: {total} messages in {:.1} s ({:.0} msg/s produced)",
+        fill.as_secs_f64(),
+        total as f64 / fill.as_secs_f64()
+    );
+
+    let (n, bytes, raw) = raw_consume(bootstrap, &marks);
+    let raw_rate = n as f64 / raw.as_secs_f64();
+    println!(
+        "raw rdkafka consumer: {n} messages, {:.0} MiB in {:.2} s = {raw_rate:.0} msg/s ({:.1} MiB/s)",
+        bytes as f64 / 1048576.0,
+        raw.as_secs_f64(),
+        bytes as f64 / 1048576.0 / raw.as_secs_f64()
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let group = unique("bench");
+    let mut child = ingest(bootstrap, &topics, &group, &lake);
+    let took = wait_committed(bootstrap, &group, &marks, Duration::from_secs(3600));
+    let rss = peak_rss_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    let rate = total as f64 / took.as_secs_f64();
+    println!(
+        "hourlake ingest: {total} messages committed to Delta in {:.2} s = {rate:.0} ev/s; {:.2} of the raw consumer; peak RSS {rss:.0} MiB",
+        took.as_secs_f64(),
+        rate / raw_rate
+    );
+}
+
+/// Parses new commit files of a table's `_delta_log`; returns the added file paths.
+fn added_files(log_file: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log_file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            v.get("add")
+                .and_then(|a| a.get("path"))
+                .and_then(|p| p.as_str())
+                .map(str::to_string)
+        })
+        .map(|p| p.replace("%3A", ":").replace("%20", " "))
+        .collect()
+}
+
+fn freshness(bootstrap: &str) {
+    let rate: u64 = env_or("HOURLAKE_BENCH_RATE", 50_000);
+    let seconds: u64 = env_or("HOURLAKE_BENCH_SECONDS", 60);
+    let (app, rec) = (unique("fresh-app"), unique("fresh-rec"));
+    let topics = [app.as_str(), rec.as_str()];
+    create_topics(bootstrap, &topics, 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let mut child = ingest(bootstrap, &topics, &unique("fresh"), &lake);
+    let log_dir = lake.join("engagement_events/_delta_log");
+    while !log_dir.join("00000000000000000000.json").exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(3)); // let the member join its group
+    let count = rate * seconds;
+    let t = Instant::now();
+    let producer = hourlake()
+        .args([
+            "produce",
+            "--brokers",
+            bootstrap,
+            "--topic",
+            &app,
+            "--rec-topic",
+            &rec,
+        ])
+        .args([
+            "--rate",
+            &rate.to_string(),
+            "--count",
+            &count.to_string(),
+            "--seed",
+            "2",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("produce");
+    let mut seen: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut lags: Vec<f64> = Vec::new();
+    let mut producer = Some(producer);
+    let mut achieved = f64::NAN;
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let mut new = false;
+        if let Ok(entries) = std::fs::read_dir(&log_dir) {
+            let mut names: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json") && !seen.contains(p))
+                .collect();
+            names.sort();
+            for path in names {
+                let visible = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_micros() as i64;
+                seen.insert(path.clone());
+                new = true;
+                for file in added_files(&path) {
+                    let Ok(f) = std::fs::File::open(lake.join("engagement_events").join(&file))
+                    else {
+                        continue;
+                    };
+                    let Ok(builder) = ParquetRecordBatchReaderBuilder::try_new(f) else {
+                        continue;
+                    };
+                    let idx = builder.schema().index_of("event_time").unwrap_or(2);
+                    let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+                    let Ok(reader) = builder.with_projection(mask).build() else {
+                        continue;
+                    };
+                    for batch in reader.flatten() {
+                        let times = batch.column(0).as_primitive::<TimestampMicrosecondType>();
+                        for i in 0..times.len() {
+                            lags.push((visible - times.value(i)) as f64 / 1e6);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(p) = producer.as_mut() {
+            if let Ok(Some(_)) = p.try_wait() {
+                let p = producer.take().expect("producer");
+                let out = p.wait_with_output().expect("producer output");
+                let report: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).unwrap_or_default();
+                achieved = report["sent"].as_f64().unwrap_or(0.0) / t.elapsed().as_secs_f64();
+            }
+        }
+        if producer.is_none() {
+            if new {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(5)
+            {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rss = peak_rss_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    lags.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "freshness at {rate} ev/s requested ({achieved:.0} achieved) for {seconds} s: {} engagement rows seen in {} commits; \
+         visible − event_time p50 {:.3} s, p95 {:.3} s, p99 {:.3} s, max {:.3} s; ingest peak RSS {rss:.0} MiB",
+        lags.len(),
+        seen.len(),
+        percentile(&lags, 0.50),
+        percentile(&lags, 0.95),
+        percentile(&lags, 0.99),
+        lags.last().copied().unwrap_or(f64::NAN),
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a name filter may follow.
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wants = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let bootstrap = start_broker();
+    println!(
+        "broker {bootstrap}; machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if wants("throughput") {
+        throughput(&bootstrap);
+    }
+    if wants("freshness") {
+        freshness(&bootstrap);
+    }
+}
