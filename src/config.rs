@@ -123,6 +123,9 @@ pub struct IngestArgs {
     /// id gets its partitions back at once instead of after the session timeout.
     #[arg(long, env = "HOURLAKE_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port).
+    #[arg(long, env = "HOURLAKE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl IngestArgs {
@@ -201,6 +204,7 @@ mod tests {
             max_rows: Some(10),
             checkpoint_interval: None,
             instance_id: Some("m1".into()),
+            metrics_addr: None,
         };
         let cfg = args.resolve(&file);
         assert_eq!(cfg.brokers, "flag:1");

@@ -4,6 +4,7 @@
 //! run one part each. Configuration: see `config.rs` and the README.
 
 mod config;
+mod metrics_server;
 mod produce;
 mod shutdown;
 mod sql_command;
@@ -64,6 +65,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new("info,deltalake=warn,datafusion=warn")
@@ -92,18 +94,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lake.root(),
                 lake.root().to_file_path().map(|p| p.display().to_string()).unwrap_or_else(|()| lake.root().to_string()),
             );
-            Ingestor::new(config, lake)
-                .run(shutdown::signal())
-                .await
-                .context("ingest")
+            run_ingest(Ingestor::new(config, lake), ingest.metrics_addr).await
         }
         Command::Ingest { common, ingest } => {
             let file = common.file()?;
             let lake = common.lake(&file)?;
-            Ingestor::new(ingest.resolve(&file), lake)
-                .run(shutdown::signal())
-                .await
-                .context("ingest")
+            run_ingest(
+                Ingestor::new(ingest.resolve(&file), lake),
+                ingest.metrics_addr,
+            )
+            .await
         }
         Command::Compact { .. } => anyhow::bail!("`hourlake compact` is not built yet"),
         Command::Serve { .. } => anyhow::bail!("`hourlake serve` is not built yet"),
@@ -114,4 +114,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs ingest until Ctrl-C or SIGTERM, serving its metrics when asked to.
+async fn run_ingest(
+    ingestor: Ingestor,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    if let Some(addr) = metrics_addr {
+        let mut registry = prometheus_client::registry::Registry::default();
+        ingestor.metrics().register(&mut registry);
+        metrics_server::serve(addr, registry).await?;
+    }
+    ingestor.run(shutdown::signal()).await.context("ingest")
 }

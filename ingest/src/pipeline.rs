@@ -318,13 +318,11 @@ impl Pipeline {
         let mut tpl = TopicPartitionList::new();
         for tp in &partitions {
             let offset = self.start_offset(tp);
-            if let Err(e) = consumer.seek(&tp.topic, tp.partition, offset, Duration::from_secs(10))
-            {
-                tracing::warn!(%tp, error = %e, "seek failed; re-assigning instead");
-            }
+            tracing::info!(%tp, ?offset, "re-reading");
             let _ = tpl.add_partition_offset(&tp.topic, tp.partition, offset);
         }
-        // Re-assigning at explicit offsets also drops anything fetched before the seek.
+        // Re-assigning at explicit offsets restarts each fetcher there and drops
+        // whatever was fetched before.
         if let Err(e) = consumer.assign(&tpl) {
             self.fatal = Some(e.into());
         }

@@ -12,7 +12,7 @@ use rdkafka::ClientConfig;
 
 use crate::support::kafka::{self, create_topic};
 use crate::support::lake::{partition_stats, query, scalar, wait_exactly_once};
-use crate::support::process::{num, spawn_produce, wait_report, IngestProcess};
+use crate::support::process::{http_get, metric, num, spawn_produce, wait_report, IngestProcess};
 use crate::support::unique;
 
 struct Setup {
@@ -317,13 +317,30 @@ async fn every_kind_of_bad_input_becomes_a_dead_letter_with_its_reason() {
     })
     .await
     .expect("produce");
-    let mut ingest = s.ingest(&broker.bootstrap, &[]);
+    let mut ingest = s.ingest(&broker.bootstrap, &["--metrics-addr", "127.0.0.1:0"]);
     wait_exactly_once(&s.lake, &broker.bootstrap, &s.topics(), SETTLE).await;
     assert!(
         ingest.is_running(),
         "bad input must not stop ingest:\n{}",
         ingest.log_text()
     );
+    // The same story in the metrics.
+    let dead_in_lake = scalar(&s.lake, "SELECT count(*) FROM dead_letters").await as f64;
+    let (status, metrics) = http_get(&ingest.metrics_addr(), "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(
+        metric(&metrics, "hourlake_ingest_dead_letter_messages_total"),
+        dead_in_lake
+    );
+    let total: f64 = crate::support::lake::messages_in(&broker.bootstrap, &s.topics())
+        .values()
+        .sum::<i64>() as f64;
+    assert_eq!(
+        metric(&metrics, "hourlake_ingest_consumed_messages_total"),
+        total
+    );
+    assert!(metric(&metrics, "hourlake_ingest_delta_commits_total") >= 3.0);
+    assert!(metric(&metrics, "hourlake_ingest_event_time_lag_seconds_count") > 0.0);
 
     // The hand-made corpus: each message has the expected code, in offset order.
     let batches = query(
@@ -414,6 +431,8 @@ async fn every_kind_of_bad_input_becomes_a_dead_letter_with_its_reason() {
 async fn late_events_land_in_their_own_hour_partitions() {
     let broker = kafka::shared();
     let s = setup(&broker.bootstrap, 2).await;
+    // Ingest runs while events arrive, so it commits many times (and checkpoints).
+    let _ingest = s.ingest(&broker.bootstrap, &["--checkpoint-interval", "5"]);
     let report = tokio::task::spawn_blocking({
         let (bootstrap, app, rec) = (broker.bootstrap.clone(), s.app.clone(), s.rec.clone());
         move || {
@@ -427,7 +446,7 @@ async fn late_events_land_in_their_own_hour_partitions() {
                     "--count",
                     "8000",
                     "--rate",
-                    "4000",
+                    "2000",
                     "--late-fraction",
                     "0.3",
                     "--seed",
@@ -438,7 +457,6 @@ async fn late_events_land_in_their_own_hour_partitions() {
     })
     .await
     .expect("produce");
-    let _ingest = s.ingest(&broker.bootstrap, &[]);
     wait_exactly_once(&s.lake, &broker.bootstrap, &s.topics(), SETTLE).await;
 
     for table in ["engagement_events", "recommendation_events"] {
@@ -478,6 +496,21 @@ async fn late_events_land_in_their_own_hour_partitions() {
     assert!(
         hours >= 10,
         "late events spread over many hour partitions, got {hours}"
+    );
+    // Every fifth commit of a table writes a checkpoint.
+    let log_dir = s.lake_path().join("engagement_events/_delta_log");
+    let checkpoints = std::fs::read_dir(&log_dir)
+        .expect("delta log")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(".checkpoint.parquet")
+        })
+        .count();
+    assert!(
+        checkpoints >= 1 && log_dir.join("_last_checkpoint").exists(),
+        "checkpoints are written"
     );
     // And on disk: one folder per hour, named by date and hour.
     let table_dir = s.lake_path().join("engagement_events");

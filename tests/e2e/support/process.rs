@@ -113,6 +113,22 @@ impl IngestProcess {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The metrics address it logged (`--metrics-addr`), waiting up to 30 s for it.
+    pub fn metrics_addr(&self) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = self.log_text();
+            if let Some(rest) = log.split("serving metrics on http://").nth(1) {
+                return rest.split('/').next().unwrap_or_default().to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no metrics address in the log:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -123,4 +139,29 @@ impl Drop for IngestProcess {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A plain HTTP/1.0 GET; returns (status line, body).
+pub fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("write request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or_default().to_string(),
+        body.to_string(),
+    )
+}
+
+/// The sum of a metric's samples over all its label sets, in Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect();
+    assert!(!values.is_empty(), "metric {name} not found in:\n{text}");
+    values.iter().sum()
 }
