@@ -189,3 +189,119 @@ async fn check_fence(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageMeta;
+    use crate::offsets::{load_from_table, CommittedOffsets};
+    use crate::window::Window;
+    use hourlake_catalog::Lake;
+
+    fn one_event_batch(offset: i64) -> RecordBatch {
+        let tp = TopicPartition::new("t", 0);
+        let meta = MessageMeta {
+            topic: "t",
+            partition: 0,
+            offset,
+            key: None,
+            timestamp_micros: None,
+            ingested_at_micros: 1_795_355_100_000_000,
+        };
+        let payload = format!(
+            r#"{{"event_id":"e{offset}","event_type":"click","event_time":1795355100000,"user_id":"u"}}"#
+        );
+        let mut w = Window::default();
+        w.add(
+            &tp,
+            payload.as_bytes(),
+            &meta,
+            &CommittedOffsets::default(),
+            &Default::default(),
+        );
+        let mut job = w.take().unwrap();
+        job.batches.remove(&TableId::EngagementEvents).unwrap()
+    }
+
+    #[tokio::test]
+    async fn commits_rows_with_offsets_and_fences_a_stale_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let mut table = lake
+            .open_or_create(TableId::EngagementEvents)
+            .await
+            .unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let commit = |offset: i64, expected: Option<i64>| TableCommit {
+            table: TableId::EngagementEvents,
+            batch: Some(one_event_batch(offset)),
+            progress: vec![(tp.clone(), offset, expected)],
+        };
+
+        let first = commit_table(&mut table, "g", commit(0, None), 0)
+            .await
+            .unwrap();
+        assert_eq!(first, CommitOutcome::Committed { version: 1 });
+        let second = commit_table(&mut table, "g", commit(1, Some(0)), 0)
+            .await
+            .unwrap();
+        assert_eq!(second, CommitOutcome::Committed { version: 2 });
+
+        // A writer that still believes offset 0 is the last one must not commit.
+        let mut stale = lake
+            .open_or_create(TableId::EngagementEvents)
+            .await
+            .unwrap();
+        let fenced = commit_table(&mut stale, "g", commit(1, Some(0)), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            fenced,
+            CommitOutcome::Fenced {
+                partition: tp.clone(),
+                expected: Some(0),
+                found: Some(1)
+            }
+        );
+        table.update_state().await.unwrap();
+        assert_eq!(table.version(), Some(2), "a fenced commit adds no version");
+
+        let mut offsets = CommittedOffsets::default();
+        load_from_table(
+            &table,
+            TableId::EngagementEvents,
+            "g",
+            std::slice::from_ref(&tp),
+            &mut offsets,
+        )
+        .await
+        .unwrap();
+        assert_eq!(offsets.get(TableId::EngagementEvents, &tp), Some(1));
+        // Another group keeps its own offsets.
+        load_from_table(
+            &table,
+            TableId::EngagementEvents,
+            "other",
+            std::slice::from_ref(&tp),
+            &mut offsets,
+        )
+        .await
+        .unwrap();
+        assert_eq!(offsets.get(TableId::EngagementEvents, &tp), None);
+
+        // A progress-only commit (no rows) records offsets too.
+        let progress_only = TableCommit {
+            table: TableId::EngagementEvents,
+            batch: None,
+            progress: vec![(tp.clone(), 7, Some(1))],
+        };
+        assert_eq!(
+            commit_table(&mut table, "g", progress_only, 0)
+                .await
+                .unwrap(),
+            CommitOutcome::Committed { version: 3 }
+        );
+        let files = table.snapshot().unwrap().log_data().num_files();
+        assert_eq!(files, 2, "one file per data commit, none for progress");
+    }
+}
