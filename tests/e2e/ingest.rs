@@ -432,7 +432,8 @@ async fn late_events_land_in_their_own_hour_partitions() {
     let broker = kafka::shared();
     let s = setup(&broker.bootstrap, 2).await;
     // Ingest runs while events arrive, so it commits many times (and checkpoints).
-    let _ingest = s.ingest(&broker.bootstrap, &["--checkpoint-interval", "5"]);
+    let ingest = s.ingest(&broker.bootstrap, &["--checkpoint-interval", "5"]);
+    ingest.wait_assigned();
     let report = tokio::task::spawn_blocking({
         let (bootstrap, app, rec) = (broker.bootstrap.clone(), s.app.clone(), s.rec.clone());
         move || {

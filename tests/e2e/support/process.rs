@@ -129,6 +129,19 @@ impl IngestProcess {
         }
     }
 
+    /// Waits (up to 60 s) until it has been assigned partitions.
+    pub fn wait_assigned(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.log_text().contains("assigned") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never assigned:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// What it logged so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
