@@ -142,7 +142,7 @@ fn ingest(bootstrap: &str, topics: &[&str], group: &str, lake: &Path) -> Child {
         ])
         .arg("--lake")
         .arg(lake)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,deltalake_core::writer::stats=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -239,7 +239,7 @@ fn throughput(bootstrap: &str) {
             "--bad-fraction",
             "0.001",
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,deltalake_core::writer::stats=error")
         .output()
         .expect("produce");
     assert!(
@@ -330,7 +330,7 @@ fn freshness(bootstrap: &str) {
             "--seed",
             "2",
         ])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "warn,deltalake_core::writer::stats=error")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

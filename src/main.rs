@@ -68,7 +68,9 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,deltalake=warn,datafusion=warn")
+                tracing_subscriber::EnvFilter::new(
+                    "info,deltalake=warn,deltalake_core::writer::stats=error,buoyant_kernel=warn,datafusion=warn",
+                )
             }),
         )
         .init();

@@ -129,6 +129,12 @@ impl Lake {
                     location: url.to_string(),
                     reason: e.to_string(),
                 })?;
+                if !path.join("_delta_log").exists() {
+                    // Not a table yet: a handle to create it with, without a failing load.
+                    return deltalake::DeltaTableBuilder::from_url(url)
+                        .and_then(|b| b.with_storage_options(self.storage_options.clone()).build())
+                        .map_err(|e| delta_error(table, e));
+                }
             }
         }
         DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())

@@ -5,6 +5,8 @@
 //! names, each at its newest committed version.
 //!
 //! - [`SessionFactory`]: opens a [`SessionContext`] over a [`Lake`](hourlake_catalog::Lake).
+//! - [`functions`]: mergeable sketch functions (`hll_sketch`, `hll_union`, `hll_estimate`,
+//!   `hll_count_distinct`) over Apache DataSketches.
 //! - [`SqlError`]: what can go wrong.
 //!
 //! ```no_run
@@ -19,6 +21,7 @@
 //! ```
 
 mod error;
+pub mod functions;
 mod session;
 
 pub use datafusion::prelude::SessionContext;

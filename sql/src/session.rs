@@ -26,6 +26,7 @@ impl SessionFactory {
     pub async fn session(&self) -> Result<datafusion::prelude::SessionContext, SqlError> {
         let config = datafusion::prelude::SessionConfig::new().with_information_schema(true);
         let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+        crate::functions::register_all(&ctx);
         for &id in TableId::INGESTED {
             let Some(table) = self.lake.open(id).await? else {
                 continue;

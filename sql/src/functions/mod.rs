@@ -1,0 +1,13 @@
+//! Sketch functions: mergeable Apache DataSketches HLL (distinct counts) and KLL
+//! (quantiles), stored as their standard serialized bytes so sketches made by
+//! different processes, on different days, or by Druid/Spark/Java merge.
+
+mod hashing;
+pub mod hll;
+
+use datafusion::prelude::SessionContext;
+
+/// Registers every hourlake function with a session.
+pub fn register_all(ctx: &SessionContext) {
+    hll::register(ctx);
+}
