@@ -109,11 +109,14 @@ impl Pipeline {
             return;
         }
         if self.in_flight.is_some() {
-            let over = self.window.rows() >= 2 * self.config.flush.max_rows;
-            if !over {
+            if !self.window.is_over(&self.config.flush) {
                 return;
             }
+            // Backpressure: wait for the write in flight before buffering more.
             self.finish_in_flight(consumer);
+            if !self.window.is_due(&self.config.flush) {
+                return; // a failed commit re-reads, and dropped this window
+            }
         }
         self.start_flush();
     }

@@ -141,6 +141,12 @@ impl Window {
                     .is_some_and(|t| t.elapsed() >= policy.max_latency))
     }
 
+    /// Whether the window holds twice what the policy allows: time to stop reading
+    /// until the previous window is written.
+    pub fn is_over(&self, policy: &FlushPolicy) -> bool {
+        self.rows() >= 2 * policy.max_rows || self.bytes >= 2 * policy.max_bytes
+    }
+
     /// Takes everything buffered, leaving an empty window.
     pub fn take(&mut self) -> Result<FlushJob, IngestError> {
         let mut batches = BTreeMap::new();
@@ -240,5 +246,32 @@ mod tests {
             "oversized raw is cut"
         );
         assert!(w.is_empty() && w.rows() == 0);
+    }
+
+    #[test]
+    fn flush_policy_due_then_over() {
+        let tp = TopicPartition::new("t", 0);
+        let policy = FlushPolicy {
+            max_rows: 2,
+            max_bytes: usize::MAX / 4,
+            max_latency: std::time::Duration::from_secs(3600),
+        };
+        let (c, v) = (CommittedOffsets::default(), Validation::default());
+        let mut w = Window::default();
+        assert!(!w.is_due(&policy), "an empty window is never due");
+        for offset in 0..4 {
+            assert!(!w.is_over(&policy));
+            w.add(&tp, b"not json", &meta(offset), &c, &v);
+            assert_eq!(w.is_due(&policy), offset >= 1, "due at max_rows");
+        }
+        assert!(w.is_over(&policy), "over at twice max_rows");
+        let by_time = FlushPolicy {
+            max_rows: 100,
+            max_bytes: usize::MAX / 4,
+            max_latency: std::time::Duration::ZERO,
+        };
+        let mut w = Window::default();
+        w.add(&tp, b"{}", &meta(0), &c, &v);
+        assert!(w.is_due(&by_time), "due once max_latency has passed");
     }
 }

@@ -6,7 +6,8 @@
 //!
 //! - [`SessionFactory`]: opens a [`SessionContext`] over a [`Lake`](hourlake_catalog::Lake).
 //! - [`functions`]: mergeable sketch functions (`hll_sketch`, `hll_union`, `hll_estimate`,
-//!   `hll_count_distinct`) over Apache DataSketches.
+//!   `hll_count_distinct`) and KLL quantiles (`quantile_sketch`, `quantile_union`,
+//!   `quantile_estimate`) over Apache DataSketches.
 //! - [`SqlError`]: what can go wrong.
 //!
 //! ```no_run

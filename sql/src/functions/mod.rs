@@ -4,10 +4,12 @@
 
 mod hashing;
 pub mod hll;
+pub mod quantile;
 
 use datafusion::prelude::SessionContext;
 
 /// Registers every hourlake function with a session.
 pub fn register_all(ctx: &SessionContext) {
     hll::register(ctx);
+    quantile::register(ctx);
 }
