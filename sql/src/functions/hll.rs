@@ -19,10 +19,10 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
-use datafusion::physical_expr::expressions::Literal;
 use datafusion::prelude::SessionContext;
 use datasketches::hll::{Coupon, HllSketch, HllType, HllUnion};
 
+use super::groups::{literal_int, passes, Grouped, Single, SketchGroups};
 use super::hashing::{for_each_binary, for_each_coupon};
 
 /// lg_k when none is given: 4 096 registers, ~1.3 % relative standard error.
@@ -92,26 +92,8 @@ impl HllAggregate {
 
     /// The lg_k argument: a literal integer in 4–21, or the default.
     fn lg_k(&self, args: &AccumulatorArgs<'_>) -> Result<u8> {
-        let Some(expr) = args.exprs.get(1) else {
-            return Ok(DEFAULT_LG_K);
-        };
-        let literal = expr.downcast_ref::<Literal>().ok_or_else(|| {
-            DataFusionError::Plan(format!("{}: lg_k must be a literal integer", self.name))
-        })?;
-        let value = literal.value().cast_to(&DataType::Int64)?;
-        match value {
-            ScalarValue::Int64(Some(v))
-                if (*LG_K_RANGE.start() as i64..=*LG_K_RANGE.end() as i64).contains(&v) =>
-            {
-                Ok(v as u8)
-            }
-            other => Err(DataFusionError::Plan(format!(
-                "{}: lg_k must be between {} and {}, got {other}",
-                self.name,
-                LG_K_RANGE.start(),
-                LG_K_RANGE.end()
-            ))),
-        }
+        let range = i64::from(*LG_K_RANGE.start())..=i64::from(*LG_K_RANGE.end());
+        Ok(literal_int(args, 1, self.name, "lg_k", range)?.map_or(DEFAULT_LG_K, |v| v as u8))
     }
 
     fn groups(&self, args: &AccumulatorArgs<'_>) -> Result<HllGroups> {
@@ -145,7 +127,7 @@ impl AggregateUDFImpl for HllAggregate {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(HllAccumulator(self.groups(&args)?)))
+        Ok(Box::new(Single(self.groups(&args)?)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -164,7 +146,7 @@ impl AggregateUDFImpl for HllAggregate {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(self.groups(&args)?))
+        Ok(Box::new(Grouped(self.groups(&args)?)))
     }
 
     fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
@@ -251,15 +233,11 @@ struct HllGroups {
     groups: Vec<GroupSketch>,
 }
 
-fn passes(filter: Option<&BooleanArray>, row: usize) -> bool {
-    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
-}
-
 impl HllGroups {
     fn update_rows(
         &mut self,
         values: &ArrayRef,
-        group_of: impl Fn(usize) -> usize,
+        group_of: &dyn Fn(usize) -> usize,
         filter: Option<&BooleanArray>,
     ) -> Result<()> {
         let lg_k = self.lg_k;
@@ -281,7 +259,7 @@ impl HllGroups {
     fn merge_rows(
         &mut self,
         values: &ArrayRef,
-        group_of: impl Fn(usize) -> usize,
+        group_of: &dyn Fn(usize) -> usize,
         filter: Option<&BooleanArray>,
     ) -> Result<()> {
         let lg_k = self.lg_k;
@@ -314,97 +292,49 @@ impl HllGroups {
     }
 }
 
-impl GroupsAccumulator for HllGroups {
-    fn update_batch(
+impl SketchGroups for HllGroups {
+    fn resize(&mut self, n: usize) {
+        if self.groups.len() < n {
+            self.groups.resize_with(n, GroupSketch::default);
+        }
+    }
+
+    fn update(
         &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
+        values: &ArrayRef,
+        group_of: &dyn Fn(usize) -> usize,
+        filter: Option<&BooleanArray>,
     ) -> Result<()> {
-        self.groups
-            .resize_with(total_num_groups, GroupSketch::default);
-        self.update_rows(&values[0], |row| group_indices[row], opt_filter)
+        self.update_rows(values, group_of, filter)
     }
 
-    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+    fn merge(&mut self, states: &ArrayRef, group_of: &dyn Fn(usize) -> usize) -> Result<()> {
+        self.merge_rows(states, group_of, None)
+    }
+
+    fn take(&mut self, emit_to: EmitTo, as_state: bool) -> Result<ArrayRef> {
         let groups = emit_to.take_needed(&mut self.groups);
-        self.finish(groups, self.output)
+        self.finish(
+            groups,
+            if as_state {
+                Output::Sketch
+            } else {
+                self.output
+            },
+        )
     }
 
-    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let groups = emit_to.take_needed(&mut self.groups);
-        Ok(vec![self.finish(groups, Output::Sketch)?])
-    }
-
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups
-            .resize_with(total_num_groups, GroupSketch::default);
-        self.merge_rows(&values[0], |row| group_indices[row], None)
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        let mut one = HllGroups {
+    fn empty(&self) -> Self {
+        HllGroups {
             lg_k: self.lg_k,
             input: self.input,
             output: self.output,
             groups: Vec::new(),
-        };
-        one.groups
-            .resize_with(values[0].len(), GroupSketch::default);
-        one.update_rows(&values[0], |row| row, opt_filter)?;
-        let groups = std::mem::take(&mut one.groups);
-        Ok(vec![one.finish(groups, Output::Sketch)?])
+        }
     }
 
     fn size(&self) -> usize {
         size_of::<Self>() + self.groups.iter().map(GroupSketch::size).sum::<usize>()
-    }
-}
-
-/// The ungrouped path: one group.
-#[derive(Debug)]
-struct HllAccumulator(HllGroups);
-
-impl Accumulator for HllAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.0.groups.resize_with(1, GroupSketch::default);
-        self.0.update_rows(&values[0], |_| 0, None)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let array = GroupsAccumulator::evaluate(&mut self.0, EmitTo::All)?;
-        if array.is_empty() {
-            return AggregateUDFImpl::default_value(
-                &HllAggregate::new("", self.0.input, self.0.output),
-                &DataType::Null,
-            );
-        }
-        ScalarValue::try_from_array(&array, 0)
-    }
-
-    fn size(&self) -> usize {
-        GroupsAccumulator::size(&self.0)
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.0.groups.resize_with(1, GroupSketch::default);
-        let state = GroupsAccumulator::state(&mut self.0, EmitTo::All)?;
-        Ok(vec![ScalarValue::try_from_array(&state[0], 0)?])
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.0.groups.resize_with(1, GroupSketch::default);
-        self.0.merge_rows(&states[0], |_| 0, None)
     }
 }
 

@@ -2,6 +2,7 @@
 //! (quantiles), stored as their standard serialized bytes so sketches made by
 //! different processes, on different days, or by Druid/Spark/Java merge.
 
+mod groups;
 mod hashing;
 pub mod hll;
 pub mod quantile;

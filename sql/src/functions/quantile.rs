@@ -16,11 +16,11 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, ColumnarValue, EmitTo, GroupsAccumulator,
     ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
 };
-use datafusion::physical_expr::expressions::Literal;
 use datafusion::prelude::SessionContext;
 use datasketches::common::SearchCriteria;
 use datasketches::kll::{KllFloat, KllSketch};
 
+use super::groups::{literal_int, passes, Grouped, Single, SketchGroups};
 use super::hashing::for_each_binary;
 
 /// k when none is given: ~1.65 % normalized rank error.
@@ -76,19 +76,7 @@ impl QuantileAggregate {
     }
 
     fn k(&self, args: &AccumulatorArgs<'_>) -> Result<u16> {
-        let Some(expr) = args.exprs.get(1) else {
-            return Ok(DEFAULT_K);
-        };
-        let literal = expr.downcast_ref::<Literal>().ok_or_else(|| {
-            DataFusionError::Plan(format!("{}: k must be a literal integer", self.name))
-        })?;
-        match literal.value().cast_to(&DataType::Int64)? {
-            ScalarValue::Int64(Some(k)) if (8..=65_535).contains(&k) => Ok(k as u16),
-            other => Err(DataFusionError::Plan(format!(
-                "{}: k must be between 8 and 65535, got {other}",
-                self.name
-            ))),
-        }
+        Ok(literal_int(args, 1, self.name, "k", 8..=65_535)?.map_or(DEFAULT_K, |k| k as u16))
     }
 
     fn groups(&self, args: &AccumulatorArgs<'_>) -> Result<KllGroups> {
@@ -118,7 +106,7 @@ impl AggregateUDFImpl for QuantileAggregate {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(KllAccumulator(self.groups(&args)?)))
+        Ok(Box::new(Single(self.groups(&args)?)))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -137,7 +125,7 @@ impl AggregateUDFImpl for QuantileAggregate {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(self.groups(&args)?))
+        Ok(Box::new(Grouped(self.groups(&args)?)))
     }
 
     fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
@@ -154,10 +142,6 @@ struct KllGroups {
     groups: Vec<Option<Kll>>,
 }
 
-fn passes(filter: Option<&BooleanArray>, row: usize) -> bool {
-    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
-}
-
 impl KllGroups {
     fn group(&mut self, g: usize) -> Result<&mut Kll> {
         let k = self.k;
@@ -171,7 +155,7 @@ impl KllGroups {
     fn update_rows(
         &mut self,
         values: &ArrayRef,
-        group_of: impl Fn(usize) -> usize,
+        group_of: &dyn Fn(usize) -> usize,
         filter: Option<&BooleanArray>,
     ) -> Result<()> {
         if self.merges_sketches {
@@ -193,7 +177,7 @@ impl KllGroups {
     fn merge_rows(
         &mut self,
         values: &ArrayRef,
-        group_of: impl Fn(usize) -> usize,
+        group_of: &dyn Fn(usize) -> usize,
         filter: Option<&BooleanArray>,
     ) -> Result<()> {
         for_each_binary(values, |row, bytes| {
@@ -217,51 +201,38 @@ impl KllGroups {
     }
 }
 
-impl GroupsAccumulator for KllGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups.resize_with(total_num_groups, || None);
-        self.update_rows(&values[0], |row| group_indices[row], opt_filter)
+impl SketchGroups for KllGroups {
+    fn resize(&mut self, n: usize) {
+        if self.groups.len() < n {
+            self.groups.resize_with(n, || None);
+        }
     }
 
-    fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
+    fn update(
+        &mut self,
+        values: &ArrayRef,
+        group_of: &dyn Fn(usize) -> usize,
+        filter: Option<&BooleanArray>,
+    ) -> Result<()> {
+        self.update_rows(values, group_of, filter)
+    }
+
+    fn merge(&mut self, states: &ArrayRef, group_of: &dyn Fn(usize) -> usize) -> Result<()> {
+        self.merge_rows(states, group_of, None)
+    }
+
+    fn take(&mut self, emit_to: EmitTo, _as_state: bool) -> Result<ArrayRef> {
+        // The final value is the serialized sketch itself.
         let groups = emit_to.take_needed(&mut self.groups);
         self.finish(groups)
     }
 
-    fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        Ok(vec![self.evaluate(emit_to)?])
-    }
-
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups.resize_with(total_num_groups, || None);
-        self.merge_rows(&values[0], |row| group_indices[row], None)
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        let mut one = KllGroups {
+    fn empty(&self) -> Self {
+        KllGroups {
             k: self.k,
             merges_sketches: self.merges_sketches,
             groups: Vec::new(),
-        };
-        one.groups.resize_with(values[0].len(), || None);
-        one.update_rows(&values[0], |row| row, opt_filter)?;
-        let groups = std::mem::take(&mut one.groups);
-        Ok(vec![one.finish(groups)?])
+        }
     }
 
     fn size(&self) -> usize {
@@ -271,35 +242,6 @@ impl GroupsAccumulator for KllGroups {
                 .iter()
                 .map(|g| size_of::<Option<Kll>>() + g.as_ref().map_or(0, |s| s.num_retained() * 8))
                 .sum::<usize>()
-    }
-}
-
-#[derive(Debug)]
-struct KllAccumulator(KllGroups);
-
-impl Accumulator for KllAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        self.0.groups.resize_with(1, || None);
-        self.0.update_rows(&values[0], |_| 0, None)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        self.0.groups.resize_with(1, || None);
-        let array = GroupsAccumulator::evaluate(&mut self.0, EmitTo::All)?;
-        ScalarValue::try_from_array(&array, 0)
-    }
-
-    fn size(&self) -> usize {
-        GroupsAccumulator::size(&self.0)
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![self.evaluate()?])
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        self.0.groups.resize_with(1, || None);
-        self.0.merge_rows(&states[0], |_| 0, None)
     }
 }
 
