@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub lake: LakeSection,
     #[serde(default)]
     pub ingest: IngestSection,
+    #[serde(default)]
+    pub compactor: CompactorSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +57,19 @@ pub struct IngestSection {
     pub max_message_bytes: Option<usize>,
     pub max_future_secs: Option<i64>,
     pub retention_days: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactorSection {
+    pub target_file_size_mb: Option<u64>,
+    pub max_small_files: Option<usize>,
+    pub closed_after_secs: Option<u64>,
+    pub vacuum_retention_hours: Option<u64>,
+    pub lease_ttl_secs: Option<u64>,
+    pub interval_secs: Option<u64>,
+    pub maintenance_every: Option<u32>,
+    pub memory_limit_mb: Option<usize>,
 }
 
 impl FileConfig {
@@ -183,6 +198,70 @@ impl IngestArgs {
                 .insert("group.instance.id".into(), id.clone());
         }
         cfg
+    }
+}
+
+/// Flags of the compactor (`hourlake compact` and `hourlake up`).
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    /// Size rewritten files aim at, in MiB. [default: 128]
+    #[arg(long, env = "HOURLAKE_TARGET_FILE_SIZE_MB")]
+    pub target_file_size_mb: Option<u64>,
+    /// An hour counts as closed this many seconds after it ends. [default: 300]
+    #[arg(long, env = "HOURLAKE_CLOSED_AFTER_SECS")]
+    pub closed_after_secs: Option<u64>,
+    /// Seconds between passes with --watch and in `up`. [default: 30]
+    #[arg(long, env = "HOURLAKE_COMPACT_INTERVAL_SECS")]
+    pub compact_interval_secs: Option<u64>,
+    /// Vacuum unreferenced files older than this many hours. [default: 168]
+    #[arg(long, env = "HOURLAKE_VACUUM_RETENTION_HOURS")]
+    pub vacuum_retention_hours: Option<u64>,
+    /// Name of this compactor in leases and logs. [default: compactor-<host>-<pid>]
+    #[arg(long, env = "HOURLAKE_COMPACTOR_ID")]
+    pub compactor_id: Option<String>,
+}
+
+impl CompactArgs {
+    /// Merges flags/env over the file over defaults.
+    pub fn resolve(&self, file: &FileConfig) -> hourlake_compactor::CompactorConfig {
+        let c = &file.compactor;
+        let d = hourlake_compactor::CompactorConfig::default();
+        let mib = 1024 * 1024;
+        hourlake_compactor::CompactorConfig {
+            target_file_size: self
+                .target_file_size_mb
+                .or(c.target_file_size_mb)
+                .map_or(d.target_file_size, |m| m * mib),
+            max_small_files: c.max_small_files.unwrap_or(d.max_small_files),
+            closed_after: self
+                .closed_after_secs
+                .or(c.closed_after_secs)
+                .map_or(d.closed_after, Duration::from_secs),
+            vacuum_retention: self
+                .vacuum_retention_hours
+                .or(c.vacuum_retention_hours)
+                .map_or(d.vacuum_retention, |h| Duration::from_secs(h * 3600)),
+            lease_ttl: c.lease_ttl_secs.map_or(d.lease_ttl, Duration::from_secs),
+            interval: self
+                .compact_interval_secs
+                .or(c.interval_secs)
+                .map_or(d.interval, Duration::from_secs),
+            maintenance_every: c.maintenance_every.unwrap_or(d.maintenance_every),
+            memory_limit: c
+                .memory_limit_mb
+                .map_or(d.memory_limit, |m| m * mib as usize),
+            ..d
+        }
+    }
+
+    /// The name this compactor uses in leases.
+    pub fn holder(&self) -> String {
+        self.compactor_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("compactor-{host}-{}", std::process::id())
+        })
     }
 }
 

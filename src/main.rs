@@ -13,7 +13,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hourlake_ingest::Ingestor;
 
-use config::{CommonArgs, IngestArgs};
+use config::{CommonArgs, CompactArgs, IngestArgs};
+use hourlake_compactor::Compactor;
+use shutdown::Shutdown;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,12 +30,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole lakehouse: ingest (and, as they land, compaction and the query server).
+    /// Run the whole lakehouse: ingest and the compactor (and, as it lands, the query server).
     Up {
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
         ingest: IngestArgs,
+        #[command(flatten)]
+        compact: CompactArgs,
     },
     /// Ingest Kafka topics into the lake's Delta tables, exactly once.
     Ingest {
@@ -42,13 +46,18 @@ enum Command {
         #[command(flatten)]
         ingest: IngestArgs,
     },
-    /// Compact small files, remove duplicates, build rollups (not built yet).
+    /// Compact small files, remove duplicates, build hourly rollups, checkpoint and vacuum.
     Compact {
         #[command(flatten)]
         common: CommonArgs,
-        /// Keep running and compact as data arrives.
+        #[command(flatten)]
+        compact: CompactArgs,
+        /// Keep running and compact as data arrives (otherwise one pass, then exit).
         #[arg(long)]
         watch: bool,
+        /// Serve Prometheus metrics at http://ADDR/metrics (with --watch).
+        #[arg(long, env = "HOURLAKE_METRICS_ADDR")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Serve SQL over HTTP and Flight SQL (not built yet).
     Serve {
@@ -85,10 +94,15 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { common, ingest } => {
+        Command::Up {
+            common,
+            ingest,
+            compact,
+        } => {
             let file = common.file()?;
             let lake = common.lake(&file)?;
             let config = ingest.resolve(&file);
+            let compactor = Compactor::new(lake.clone(), compact.resolve(&file), compact.holder());
             eprintln!(
                 "hourlake up: ingesting {:?} from {} into {}\n  query it with: hourlake sql --lake {} -c \"SELECT event_type, count(*) FROM engagement_events GROUP BY 1\"",
                 config.topics,
@@ -96,7 +110,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lake.root(),
                 lake.root().to_file_path().map(|p| p.display().to_string()).unwrap_or_else(|()| lake.root().to_string()),
             );
-            run_ingest(Ingestor::new(config, lake), ingest.metrics_addr).await
+            let ingestor = Ingestor::new(config, lake);
+            let shutdown = Shutdown::on_signal();
+            if let Some(addr) = ingest.metrics_addr {
+                let mut registry = prometheus_client::registry::Registry::default();
+                ingestor.metrics().register(&mut registry);
+                compactor.metrics().register(&mut registry);
+                metrics_server::serve(addr, registry).await?;
+            }
+            // The compactor stops with the process, or when ingest ends (e.g. on an error).
+            let (ingest_ended, ingest_end) = tokio::sync::oneshot::channel::<()>();
+            let stop_compactor = {
+                let signal = shutdown.wait();
+                async move {
+                    tokio::select! {
+                        _ = signal => {}
+                        _ = ingest_end => {}
+                    }
+                }
+            };
+            let compacting = compactor.watch(stop_compactor);
+            let ingesting = async {
+                let result = ingestor.run(shutdown.wait()).await;
+                let _ = ingest_ended.send(());
+                result
+            };
+            let (compacted, ingested) = tokio::join!(compacting, ingesting);
+            ingested.context("ingest")?;
+            compacted.context("compactor")
         }
         Command::Ingest { common, ingest } => {
             let file = common.file()?;
@@ -107,7 +148,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Compact { .. } => anyhow::bail!("`hourlake compact` is not built yet"),
+        Command::Compact {
+            common,
+            compact,
+            watch,
+            metrics_addr,
+        } => {
+            let file = common.file()?;
+            let lake = common.lake(&file)?;
+            let compactor = Compactor::new(lake, compact.resolve(&file), compact.holder());
+            if watch {
+                if let Some(addr) = metrics_addr {
+                    let mut registry = prometheus_client::registry::Registry::default();
+                    compactor.metrics().register(&mut registry);
+                    metrics_server::serve(addr, registry).await?;
+                }
+                compactor
+                    .watch(Shutdown::on_signal().wait())
+                    .await
+                    .context("compactor")
+            } else {
+                let report = compactor.run_pass_with_maintenance().await;
+                compactor
+                    .release()
+                    .await
+                    .context("releasing compactor leases")?;
+                let report = report.context("compaction pass")?;
+                println!("{report}");
+                Ok(())
+            }
+        }
         Command::Serve { .. } => anyhow::bail!("`hourlake serve` is not built yet"),
         Command::Sql(args) => sql_command::run(args).await,
         Command::Produce(args) => {

@@ -135,13 +135,89 @@ pub fn dead_letters() -> SchemaRef {
     DEAD_LETTERS.clone()
 }
 
+/// The member of a rollup dimension that stands for "every value" (the `ALL` rows).
+pub const ALL_MEMBER: &str = "ALL";
+/// The member of a rollup dimension for events that did not carry the dimension.
+pub const UNKNOWN_MEMBER: &str = "unknown";
+/// Rollup column: the source table version the row was computed from.
+pub const SOURCE_VERSION: &str = "source_version";
+/// Rollup column: when the row was computed.
+pub const COMPUTED_AT: &str = "computed_at";
+
+/// The dimensions of `engagement_hourly`, in grouping order.
+pub const ENGAGEMENT_DIMENSIONS: &[&str] = &["event_type", "device_type", "app_version", "country"];
+/// The dimensions of `recommendation_hourly`, in grouping order.
+pub const RECOMMENDATION_DIMENSIONS: &[&str] = &["model_version", "surface"];
+
+fn rollup_schema(dimensions: &[&str], measures: Vec<Field>) -> SchemaRef {
+    let mut fields = vec![Field::new(EVENT_HOUR, DataType::Int32, false)];
+    fields.extend(dimensions.iter().map(|d| utf8(d, false)));
+    fields.extend(measures);
+    fields.push(Field::new(SOURCE_VERSION, DataType::Int64, false));
+    fields.push(Field::new(COMPUTED_AT, timestamp_type(), false));
+    fields.push(Field::new(EVENT_DATE, DataType::Date32, false));
+    Arc::new(Schema::new(fields))
+}
+
+fn count(name: &str) -> Field {
+    Field::new(name, DataType::Int64, false)
+}
+
+static ENGAGEMENT_HOURLY: LazyLock<SchemaRef> = LazyLock::new(|| {
+    rollup_schema(
+        ENGAGEMENT_DIMENSIONS,
+        vec![
+            count("events"),
+            Field::new("users_sketch", DataType::Binary, true),
+            count("installs"),
+            count("sessions"),
+            count("session_length_count"),
+            count("session_length_ms_sum"),
+            Field::new("session_length_sketch", DataType::Binary, true),
+            count("screen_views"),
+            count("clicks"),
+            count("searches"),
+            count("notification_views"),
+            count("notification_opens"),
+            count("purchases"),
+            Field::new("revenue", DataType::Float64, false),
+        ],
+    )
+});
+
+/// `engagement_hourly`: per hour and every combination of [`ENGAGEMENT_DIMENSIONS`]
+/// (each also as [`ALL_MEMBER`]): counts, sums and mergeable sketches.
+pub fn engagement_hourly() -> SchemaRef {
+    ENGAGEMENT_HOURLY.clone()
+}
+
+static RECOMMENDATION_HOURLY: LazyLock<SchemaRef> = LazyLock::new(|| {
+    rollup_schema(
+        RECOMMENDATION_DIMENSIONS,
+        vec![
+            count("events"),
+            count("served"),
+            count("items_served"),
+            count("impressions"),
+            count("clicks"),
+            Field::new("users_sketch", DataType::Binary, true),
+        ],
+    )
+});
+
+/// `recommendation_hourly`: per hour and every combination of
+/// [`RECOMMENDATION_DIMENSIONS`] (each also as [`ALL_MEMBER`]).
+pub fn recommendation_hourly() -> SchemaRef {
+    RECOMMENDATION_HOURLY.clone()
+}
+
 #[cfg(test)]
 mod tests {
     use crate::TableId;
 
     #[test]
     fn partition_columns_exist_and_come_last() {
-        for t in TableId::INGESTED {
+        for t in TableId::ALL {
             let schema = t.schema();
             let n = schema.fields().len();
             let parts = t.partition_columns();

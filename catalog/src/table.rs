@@ -13,6 +13,10 @@ pub enum TableId {
     RecommendationEvents,
     /// Messages that could not be decoded or validated, with the reason.
     DeadLetters,
+    /// Hourly rollup of `engagement_events` (written by the compactor).
+    EngagementHourly,
+    /// Hourly rollup of `recommendation_events` (written by the compactor).
+    RecommendationHourly,
 }
 
 impl TableId {
@@ -23,18 +27,46 @@ impl TableId {
         TableId::DeadLetters,
     ];
 
+    /// The hourly rollup tables the compactor maintains.
+    pub const ROLLUPS: &'static [TableId] =
+        &[TableId::EngagementHourly, TableId::RecommendationHourly];
+
+    /// Every table of the lake.
+    pub const ALL: &'static [TableId] = &[
+        TableId::EngagementEvents,
+        TableId::RecommendationEvents,
+        TableId::DeadLetters,
+        TableId::EngagementHourly,
+        TableId::RecommendationHourly,
+    ];
+
+    /// The event tables partitioned by event hour (what the compactor compacts).
+    pub const EVENTS: &'static [TableId] =
+        &[TableId::EngagementEvents, TableId::RecommendationEvents];
+
+    /// The rollup table built from an event table, if any.
+    pub fn rollup(self) -> Option<TableId> {
+        match self {
+            TableId::EngagementEvents => Some(TableId::EngagementHourly),
+            TableId::RecommendationEvents => Some(TableId::RecommendationHourly),
+            _ => None,
+        }
+    }
+
     /// The SQL name and folder name of the table.
     pub fn name(self) -> &'static str {
         match self {
             TableId::EngagementEvents => "engagement_events",
             TableId::RecommendationEvents => "recommendation_events",
             TableId::DeadLetters => "dead_letters",
+            TableId::EngagementHourly => "engagement_hourly",
+            TableId::RecommendationHourly => "recommendation_hourly",
         }
     }
 
     /// Looks a table up by its SQL name.
     pub fn from_name(name: &str) -> Option<TableId> {
-        TableId::INGESTED.iter().copied().find(|t| t.name() == name)
+        TableId::ALL.iter().copied().find(|t| t.name() == name)
     }
 
     /// The Arrow schema of the table, partition columns last.
@@ -43,6 +75,8 @@ impl TableId {
             TableId::EngagementEvents => schema::engagement_events(),
             TableId::RecommendationEvents => schema::recommendation_events(),
             TableId::DeadLetters => schema::dead_letters(),
+            TableId::EngagementHourly => schema::engagement_hourly(),
+            TableId::RecommendationHourly => schema::recommendation_hourly(),
         }
     }
 
@@ -53,6 +87,7 @@ impl TableId {
                 &[schema::EVENT_DATE, schema::EVENT_HOUR]
             }
             TableId::DeadLetters => &[schema::INGEST_DATE],
+            TableId::EngagementHourly | TableId::RecommendationHourly => &[schema::EVENT_DATE],
         }
     }
 }

@@ -1,6 +1,50 @@
 //! # hourlake-compactor
 //!
-//! Keeps the lake healthy while ingest runs: bin-packs an hour's small files, removes
-//! duplicate event ids, builds the hourly rollups, checkpoints and vacuums.
+//! Keeps the event tables healthy while ingest keeps committing:
 //!
-//! Not built yet: this crate is a placeholder for the compactor issue.
+//! - [`Compactor`]: passes over `engagement_events` and `recommendation_events`; per hour
+//!   it decides ([`plan`]) whether to [`rewrite`] the hour's undersized files into few
+//!   large ones sorted by `user_id, event_time`, removing duplicate `event_id`s, and
+//!   recomputes the [`rollup`] rows (`engagement_hourly`, `recommendation_hourly`) of
+//!   every closed hour whose data changed; every so often it checkpoints, cleans up
+//!   the log and vacuums ([`maintenance`]).
+//! - [`Lease`]: only one compactor acts on a table at a time.
+//! - [`PassReport`]: what a pass did (files in/out, bytes, duplicates, rollup hours).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hourlake_compactor::CompactorError> {
+//! use hourlake_catalog::Lake;
+//! use hourlake_compactor::{Compactor, CompactorConfig};
+//! let lake = Lake::local("./lake")?;
+//! let compactor = Compactor::new(lake, CompactorConfig::default(), "compactor-1");
+//! let report = compactor.run_pass().await?;
+//! println!("{report}");
+//! compactor.release().await?;
+//! # Ok(()) }
+//! ```
+
+mod batch;
+mod compactor;
+mod config;
+pub mod dedup;
+mod error;
+mod hour;
+mod lease;
+pub mod maintenance;
+mod metrics;
+pub mod plan;
+mod report;
+pub mod rewrite;
+pub mod rollup;
+#[cfg(test)]
+mod tests;
+
+pub use compactor::Compactor;
+pub use config::CompactorConfig;
+pub use error::CompactorError;
+pub use hour::Hour;
+pub use lease::Lease;
+pub use maintenance::Maintenance;
+pub use metrics::CompactorMetrics;
+pub use report::{PassReport, TableReport};
+pub use rewrite::HourRewrite;

@@ -9,7 +9,7 @@ pub enum SqlError {
     /// A Delta table could not be exposed to DataFusion.
     #[error("delta table {table}: {source}")]
     Delta {
-        table: &'static str,
+        table: String,
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },

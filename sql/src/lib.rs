@@ -27,4 +27,4 @@ mod session;
 
 pub use datafusion::prelude::SessionContext;
 pub use error::SqlError;
-pub use session::SessionFactory;
+pub use session::{register_table, SessionFactory};

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod compaction;
 mod ingest;
 mod kafka_script;
 mod produce;

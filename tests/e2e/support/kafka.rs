@@ -136,3 +136,31 @@ pub fn high_watermarks(bootstrap: &str, topic: &str) -> Vec<(i32, i64)> {
     marks.sort_unstable();
     marks
 }
+
+/// The offsets `group` has committed to Kafka for every partition of `topic`
+/// (-1 where it has committed nothing).
+pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str) -> Vec<(i32, i64)> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    for (p, _) in high_watermarks(bootstrap, topic) {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    let mut out: Vec<(i32, i64)> = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => (e.partition(), o),
+            _ => (e.partition(), -1),
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}

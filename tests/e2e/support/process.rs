@@ -56,13 +56,30 @@ pub fn num(report: &serde_json::Value, pointer: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// A running `hourlake ingest`, killed on drop.
-pub struct IngestProcess {
+/// A long-running `hourlake` child process (ingest, compactor), killed on drop.
+pub struct Daemon {
     pub child: Child,
     pub log: std::path::PathBuf,
 }
 
-impl IngestProcess {
+/// A running `hourlake ingest`.
+pub type IngestProcess = Daemon;
+
+impl Daemon {
+    /// Starts `hourlake ARGS`; stderr goes to a log file beside `lake`.
+    pub fn spawn(name: &str, lake: &std::path::Path, args: &[&str]) -> Daemon {
+        let log = lake.with_extension(format!("{}.log", super::unique(name)));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = hourlake()
+            .args(args)
+            .env("RUST_LOG", "info,deltalake=warn")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning hourlake {args:?}: {e}"));
+        Daemon { child, log }
+    }
+
     /// Starts `hourlake ingest` over `lake` for `topics` in `group`; stderr goes to `log`.
     pub fn start(
         bootstrap: &str,
@@ -148,7 +165,7 @@ impl IngestProcess {
     }
 }
 
-impl Drop for IngestProcess {
+impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }

@@ -1,0 +1,261 @@
+//! The compactor: passes over every event table, each under that table's lease.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Instant;
+
+use deltalake::DeltaTable;
+use hourlake_catalog::{Lake, TableId};
+use hourlake_sql::SessionFactory;
+use tokio::sync::Mutex;
+
+use crate::error::delta;
+use crate::plan::{files_by_hour, hours_changed_between, is_closed, rewrite_reason};
+use crate::report::{PassReport, TableReport};
+use crate::{
+    maintenance, rewrite, rollup, CompactorConfig, CompactorError, CompactorMetrics, Lease,
+};
+
+/// Rewrites small files, removes duplicates, keeps the hourly rollups current and
+/// tidies storage. Several may run against one lake: a lease per table lets only one
+/// act on a table at a time.
+#[derive(Debug)]
+pub struct Compactor {
+    lake: Lake,
+    factory: SessionFactory,
+    config: CompactorConfig,
+    holder: String,
+    metrics: CompactorMetrics,
+    leases: Mutex<HashMap<TableId, Lease>>,
+    passes: std::sync::atomic::AtomicU64,
+}
+
+impl Compactor {
+    /// A compactor over `lake`; `holder` names it in leases and logs (host and pid
+    /// make a good one).
+    pub fn new(lake: Lake, config: CompactorConfig, holder: impl Into<String>) -> Compactor {
+        let factory = SessionFactory::new(lake.clone()).with_memory_limit(config.memory_limit);
+        Compactor {
+            lake,
+            factory,
+            config,
+            holder: holder.into(),
+            metrics: CompactorMetrics::default(),
+            leases: Mutex::new(HashMap::new()),
+            passes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The counters this compactor updates.
+    pub fn metrics(&self) -> &CompactorMetrics {
+        &self.metrics
+    }
+
+    /// One pass over every event table. Leases taken are kept for the next pass; call
+    /// [`Compactor::release`] when done.
+    pub async fn run_pass(&self) -> Result<PassReport, CompactorError> {
+        let pass = self
+            .passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        let maintain = self.config.maintenance_every > 0
+            && pass.is_multiple_of(u64::from(self.config.maintenance_every));
+        self.pass(maintain).await
+    }
+
+    /// One pass that also checkpoints, cleans up the log and vacuums.
+    pub async fn run_pass_with_maintenance(&self) -> Result<PassReport, CompactorError> {
+        self.passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pass(true).await
+    }
+
+    async fn pass(&self, maintain: bool) -> Result<PassReport, CompactorError> {
+        let mut report = PassReport::default();
+        for &id in TableId::EVENTS {
+            match self.compact_table(id, maintain).await {
+                Ok(Some(table_report)) => report.tables.push(table_report),
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.pass_errors.inc();
+                    return Err(e);
+                }
+            }
+        }
+        self.metrics.passes.inc();
+        Ok(report)
+    }
+
+    /// Passes every `interval` until `shutdown` resolves, then releases the leases.
+    /// A failed pass is logged and retried at the next interval.
+    pub async fn watch(&self, shutdown: impl Future<Output = ()>) -> Result<(), CompactorError> {
+        tokio::pin!(shutdown);
+        loop {
+            match self.run_pass().await {
+                Ok(report) if report.is_idle() => tracing::debug!("compaction pass: nothing to do"),
+                Ok(report) => tracing::info!("compaction pass: {report}"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "compaction pass failed; retrying next interval")
+                }
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(self.config.interval) => {}
+            }
+        }
+        self.release().await
+    }
+
+    /// Gives up every lease this compactor holds.
+    pub async fn release(&self) -> Result<(), CompactorError> {
+        let leases: Vec<Lease> = self.leases.lock().await.drain().map(|(_, l)| l).collect();
+        for lease in leases {
+            lease.release().await?;
+        }
+        Ok(())
+    }
+
+    /// Takes (or renews) the lease of `id`. `Ok(None)`: another compactor holds it.
+    async fn lease(
+        &self,
+        id: TableId,
+        table: &DeltaTable,
+    ) -> Result<Option<Lease>, CompactorError> {
+        let held = self.leases.lock().await.remove(&id);
+        if let Some(mut lease) = held {
+            match lease.renew().await {
+                Ok(()) => return Ok(Some(lease)),
+                Err(CompactorError::LeaseLost { holder, .. }) => {
+                    tracing::warn!(table = id.name(), %holder, "compactor lease was taken over");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let store = table.log_store().object_store(None);
+        match Lease::acquire(id, store, self.holder.clone(), self.config.lease_ttl).await {
+            Ok(lease) => Ok(Some(lease)),
+            Err(CompactorError::LeaseHeld { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn compact_table(
+        &self,
+        id: TableId,
+        maintain: bool,
+    ) -> Result<Option<TableReport>, CompactorError> {
+        let started = Instant::now();
+        let Some(mut table) = self.lake.open(id).await? else {
+            return Ok(None);
+        };
+        let mut report = TableReport::new(id);
+        let Some(mut lease) = self.lease(id, &table).await? else {
+            self.metrics.lease_busy.inc();
+            let store = table.log_store().object_store(None);
+            report.lease_held_by = Some(
+                match Lease::acquire(id, store, self.holder.clone(), self.config.lease_ttl).await {
+                    Err(CompactorError::LeaseHeld { holder, .. }) => holder,
+                    _ => "another compactor".to_string(),
+                },
+            );
+            return Ok(Some(report));
+        };
+        let result = self
+            .compact_leased(id, &mut table, &mut lease, maintain, &mut report)
+            .await;
+        self.leases.lock().await.insert(id, lease);
+        result?;
+        report.millis = started.elapsed().as_millis() as u64;
+        Ok(Some(report))
+    }
+
+    async fn compact_leased(
+        &self,
+        id: TableId,
+        table: &mut DeltaTable,
+        lease: &mut Lease,
+        maintain: bool,
+        report: &mut TableReport,
+    ) -> Result<(), CompactorError> {
+        let rollup_id = id.rollup().ok_or_else(|| CompactorError::Unexpected {
+            table: id.name(),
+            reason: "not an event table".to_string(),
+        })?;
+        let mut rollup_table = self.lake.open_or_create(rollup_id).await?;
+        let planned_version = table.version().unwrap_or(0);
+        let watermark = rollup::watermark(id, &rollup_table).await?;
+        let changed = match watermark {
+            Some(w) => hours_changed_between(id, table, w, planned_version).await?,
+            None => None,
+        };
+        let rolled = rollup::hours_in(&self.factory, rollup_id, &rollup_table).await?;
+        let now = chrono::Utc::now().timestamp_micros();
+        let hours = files_by_hour(id, table)?;
+
+        let mut dirty = Vec::new();
+        for (hour, files) in &hours {
+            let closed = is_closed(&self.config, *hour, now);
+            let changed_here = changed.as_ref().is_none_or(|c| c.contains(hour));
+            let is_dirty = closed && (changed_here || !rolled.contains(hour));
+            if is_dirty {
+                dirty.push(*hour);
+            }
+            if let Some(reason) = rewrite_reason(&self.config, files, closed, is_dirty) {
+                let done = rewrite::rewrite_hour(
+                    id,
+                    table,
+                    &self.factory,
+                    &self.config,
+                    lease,
+                    *hour,
+                    files,
+                    reason,
+                )
+                .await?;
+                tracing::debug!(table = id.name(), hour = %done.hour, ?reason, files_in = done.files_in, files_out = done.files_out, duplicates = done.duplicates_removed, "hour rewritten");
+                self.metrics.hours_rewritten.inc();
+                self.metrics.files_in.inc_by(done.files_in as u64);
+                self.metrics.files_out.inc_by(done.files_out as u64);
+                self.metrics.bytes_in.inc_by(done.bytes_in);
+                self.metrics
+                    .duplicates_removed
+                    .inc_by(done.duplicates_removed);
+                report.rewrites.push(done);
+            }
+        }
+
+        // Hours that were rolled up but whose files are all gone cannot exist: rows
+        // are never deleted. Hours still open are left to raw reads.
+        if !dirty.is_empty() {
+            table.update_state().await.map_err(delta(id))?;
+            lease.renew().await?;
+            if let Some((_, rows)) = rollup::recompute_hours(
+                &self.factory,
+                id,
+                table,
+                rollup_id,
+                &rollup_table,
+                &dirty,
+                planned_version,
+            )
+            .await?
+            {
+                report.rollup_rows = rows;
+            }
+            self.metrics.rollup_hours.inc_by(dirty.len() as u64);
+            report.rolled_up = dirty;
+        }
+
+        if maintain {
+            lease.renew().await?;
+            let mut m = maintenance::maintain(id, table, &self.config).await?;
+            let rolled_m =
+                maintenance::maintain(rollup_id, &mut rollup_table, &self.config).await?;
+            m.files_vacuumed += rolled_m.files_vacuumed;
+            m.log_entries_removed += rolled_m.log_entries_removed;
+            self.metrics.files_vacuumed.inc_by(m.files_vacuumed as u64);
+            report.maintenance = Some(m);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,214 @@
+//! Rewriting one hour: its undersized files become few files near the target size,
+//! sorted by `user_id, event_time`, with duplicate `event_id`s removed (the first
+//! ingested copy stays). Committed as one `OPTIMIZE` commit that removes exactly the
+//! files it read, which never conflicts with ingest's appends.
+
+use std::time::Instant;
+
+use datafusion::prelude::ParquetReadOptions;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::Action;
+use deltalake::protocol::DeltaOperation;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::DeltaTable;
+use futures::StreamExt;
+use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
+use hourlake_catalog::TableId;
+use hourlake_sql::SessionFactory;
+
+use crate::batch::conform;
+use crate::dedup::{not_a_duplicate, register_duplicates};
+use crate::error::delta;
+use crate::plan::{DataFile, RewriteReason};
+use crate::{CompactorConfig, CompactorError, Hour, Lease};
+
+/// What rewriting one hour did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourRewrite {
+    /// The hour rewritten.
+    pub hour: Hour,
+    /// Why it was rewritten.
+    pub reason: RewriteReason,
+    /// Files read and removed.
+    pub files_in: usize,
+    /// Files written.
+    pub files_out: usize,
+    /// Bytes of the files read.
+    pub bytes_in: u64,
+    /// Bytes of the files written.
+    pub bytes_out: u64,
+    /// Rows read.
+    pub rows_in: u64,
+    /// Rows written.
+    pub rows_out: u64,
+    /// Rows dropped because their `event_id` was already present.
+    pub duplicates_removed: u64,
+    /// Rows the duplicate search listed (equals `duplicates_removed`).
+    pub duplicates_found: u64,
+    /// The table version of the rewrite commit.
+    pub version: u64,
+    /// Wall time.
+    pub millis: u64,
+}
+
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Rewrites `hour`'s undersized files (`files` is every file of the hour in the
+/// table's current snapshot) and commits the result.
+#[allow(clippy::too_many_arguments)]
+pub async fn rewrite_hour(
+    id: TableId,
+    table: &mut DeltaTable,
+    factory: &SessionFactory,
+    config: &CompactorConfig,
+    lease: &mut Lease,
+    hour: Hour,
+    files: &[DataFile],
+    reason: RewriteReason,
+) -> Result<HourRewrite, CompactorError> {
+    let started = Instant::now();
+    let (rewrite, keep): (Vec<&DataFile>, Vec<&DataFile>) = files
+        .iter()
+        .partition(|f| f.size < config.undersized_below());
+    let mut root = table.table_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    let url = |f: &DataFile| -> Result<String, CompactorError> {
+        root.join(&f.path)
+            .map(|u| u.to_string())
+            .map_err(|e| CompactorError::Unexpected {
+                table: id.name(),
+                reason: format!("file path {}: {e}", f.path),
+            })
+    };
+    let rewrite_urls = rewrite
+        .iter()
+        .map(|f| url(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let keep_urls = keep.iter().map(|f| url(f)).collect::<Result<Vec<_>, _>>()?;
+
+    let ctx = factory.context()?;
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(delta(id))?;
+    let options = ParquetReadOptions::default();
+    let source = ctx.read_parquet(rewrite_urls, options.clone()).await?;
+    ctx.register_table("rewrite_source", source.into_view())?;
+    let kept = if keep_urls.is_empty() {
+        None
+    } else {
+        let kept = ctx.read_parquet(keep_urls, options).await?;
+        ctx.register_table("kept_source", kept.into_view())?;
+        Some("kept_source")
+    };
+    let duplicates =
+        register_duplicates(&ctx, "rewrite_source", "true", kept, "duplicate_copies").await?;
+
+    let schema = id.schema();
+    let data_columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .filter(|n| !id.partition_columns().contains(n))
+        .map(|n| format!("r.{}", quoted(n)))
+        .collect();
+    let sql = format!(
+        "SELECT {columns}, DATE '{date}' AS {EVENT_DATE}, {hour} AS {EVENT_HOUR} \
+         FROM rewrite_source r WHERE {keep} \
+         ORDER BY r.user_id, r.event_time",
+        columns = data_columns.join(", "),
+        date = hour.date_string(),
+        hour = hour.hour,
+        keep = not_a_duplicate("r", "duplicate_copies"),
+    );
+    let rows_in = ctx
+        .sql("SELECT count(*) FROM rewrite_source")
+        .await?
+        .collect()
+        .await?
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0) as u64;
+
+    let mut writer = RecordBatchWriter::for_table(table)
+        .map_err(delta(id))?
+        .with_writer_properties(writer_properties());
+    let mut adds = Vec::new();
+    let mut rows_out = 0u64;
+    let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let batch = conform(&batch?, &schema)?;
+        rows_out += batch.num_rows() as u64;
+        writer.write(batch).await.map_err(delta(id))?;
+        if writer.buffer_len() as u64 >= config.target_file_size {
+            adds.extend(writer.flush().await.map_err(delta(id))?);
+        }
+    }
+    adds.extend(writer.flush().await.map_err(delta(id))?);
+
+    let bytes_out = adds
+        .iter()
+        .map(|a| u64::try_from(a.size).unwrap_or(0))
+        .sum();
+    let files_out = adds.len();
+    let mut actions: Vec<Action> = adds
+        .into_iter()
+        .map(|mut add| {
+            add.data_change = false;
+            Action::Add(add)
+        })
+        .collect();
+    actions.extend(rewrite.iter().map(|f| Action::Remove(f.remove.clone())));
+
+    // Never commit on a lease we no longer hold: another compactor may be rewriting
+    // the same files, and two rewrites of one file would double its rows.
+    lease.renew().await?;
+    let snapshot = table.snapshot().map_err(delta(id))?;
+    let committed = CommitBuilder::from(CommitProperties::default().with_create_checkpoint(false))
+        .with_actions(actions)
+        .build(
+            Some(snapshot),
+            table.log_store(),
+            DeltaOperation::Optimize {
+                predicate: Some(hour.sql_predicate()),
+                target_size: i64::try_from(config.target_file_size).unwrap_or(i64::MAX),
+            },
+        )
+        .await
+        .map_err(delta(id))?;
+    let version = committed.version();
+    table.update_state().await.map_err(delta(id))?;
+
+    Ok(HourRewrite {
+        hour,
+        reason,
+        files_in: rewrite.len(),
+        files_out,
+        bytes_in: rewrite.iter().map(|f| f.size).sum(),
+        bytes_out,
+        rows_in,
+        rows_out,
+        duplicates_removed: rows_in.saturating_sub(rows_out),
+        duplicates_found: duplicates,
+        version,
+        millis: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Compacted files use zstd with a larger row group than ingest's, for better pruning
+/// and compression of whole hours.
+fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::{Compression, ZstdLevel};
+    deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(1024 * 1024))
+        .build()
+}

@@ -1,0 +1,534 @@
+//! The compactor against real Delta tables on disk, filled the way ingest fills them
+//! (many small appends, duplicates by resend, late events).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
+use deltalake::protocol::SaveMode;
+use hourlake_catalog::{Lake, TableId};
+use hourlake_sql::SessionFactory;
+use serde_json::json;
+
+use crate::{Compactor, CompactorConfig, CompactorError, Hour};
+
+const TYPES: &[&str] = &[
+    "install",
+    "session_start",
+    "session_end",
+    "screen_view",
+    "click",
+    "search",
+    "purchase",
+    "notification_view",
+    "notification_open",
+];
+
+/// A deterministic pseudo-random number from a seed and an index.
+fn mix(seed: u64, i: u64) -> u64 {
+    let mut x = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+/// One engagement event row as ingest writes it (JSON in the table's column names).
+fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> serde_json::Value {
+    let r = mix(seed, i);
+    let event_type = TYPES[(r % TYPES.len() as u64) as usize];
+    let micros = hour.start_micros() + (r % 3_600_000_000) as i64;
+    let device = ["ios", "android", "web"][(r >> 8) as usize % 3];
+    let version = if (r >> 12).is_multiple_of(5) {
+        None
+    } else {
+        Some(["1.0", "1.1", "2.0"][(r >> 16) as usize % 3])
+    };
+    let country = ["US", "DE", "IN", "BR"][(r >> 20) as usize % 4];
+    json!({
+        "event_id": format!("ev-{seed}-{i}"),
+        "event_type": event_type,
+        "event_time": micros,
+        "user_id": format!("user-{}", mix(seed + 1, i) % users),
+        "session_id": format!("s-{}", r % 997),
+        "device_type": device,
+        "device_os": null,
+        "app_version": version,
+        "country": country,
+        "session_length_ms": (event_type == "session_end").then_some((r >> 24) as i64 % 600_000),
+        "amount": (event_type == "purchase").then_some(((r >> 28) % 10_000) as f64 / 100.0),
+        "currency": (event_type == "purchase").then_some("USD"),
+        "_kafka_topic": "app-events",
+        "_kafka_partition": 0,
+        "_kafka_offset": offset,
+        "_ingested_at": offset * 1000,
+        "event_date": hour.date,
+        "event_hour": hour.hour,
+    })
+}
+
+fn batch(rows: &[serde_json::Value]) -> RecordBatch {
+    let schema = TableId::EngagementEvents.schema();
+    let mut decoder = arrow_json::ReaderBuilder::new(schema)
+        .build_decoder()
+        .unwrap();
+    decoder.serialize(rows).unwrap();
+    decoder.flush().unwrap().unwrap()
+}
+
+async fn append(lake: &Lake, rows: &[serde_json::Value]) {
+    let table = lake
+        .open_or_create(TableId::EngagementEvents)
+        .await
+        .unwrap();
+    table
+        .write(vec![batch(rows)])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .unwrap();
+}
+
+fn config() -> CompactorConfig {
+    CompactorConfig {
+        closed_after: Duration::ZERO,
+        interval: Duration::from_millis(50),
+        maintenance_every: 0,
+        memory_limit: 256 * 1024 * 1024,
+        ..CompactorConfig::default()
+    }
+}
+
+async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
+    let ctx = SessionFactory::new(lake.clone()).session().await.unwrap();
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+async fn scalar_i64(lake: &Lake, sql: &str) -> i64 {
+    let b = query(lake, sql).await;
+    b[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+async fn event_ids(lake: &Lake) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for b in query(lake, "SELECT event_id FROM engagement_events").await {
+        let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        for v in col.as_string::<i32>().iter().flatten() {
+            ids.insert(v.to_string());
+        }
+    }
+    ids
+}
+
+fn files_in(lake: &Lake, hour: Hour) -> usize {
+    let dir = lake
+        .root()
+        .to_file_path()
+        .unwrap()
+        .join("engagement_events")
+        .join(format!("event_date={}", hour.date_string()))
+        .join(format!("event_hour={}", hour.hour));
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+async fn active_files(lake: &Lake, hour: Hour) -> usize {
+    let table = lake.open(TableId::EngagementEvents).await.unwrap().unwrap();
+    crate::plan::files_by_hour(TableId::EngagementEvents, &table)
+        .unwrap()
+        .get(&hour)
+        .map_or(0, Vec::len)
+}
+
+/// Two closed hours, filled by 12 small appends; 10 % of events resent in a later
+/// append and 2 % twice in the same append.
+async fn fill_with_duplicates(lake: &Lake) -> (Vec<Hour>, u64) {
+    let now = chrono::Utc::now().timestamp_micros();
+    let h1 = Hour::of_micros(now - 5 * 3_600_000_000);
+    let h2 = Hour::of_micros(now - 3 * 3_600_000_000);
+    let mut offset = 0i64;
+    let mut duplicates = 0u64;
+    let mut resend = Vec::new();
+    for append_no in 0..12u64 {
+        let mut rows = Vec::new();
+        for j in 0..400u64 {
+            let i = append_no * 400 + j;
+            let hour = if i % 2 == 0 { h1 } else { h2 };
+            offset += 1;
+            rows.push(event(7, i, hour, 500, offset));
+            if mix(99, i).is_multiple_of(50) {
+                offset += 1;
+                rows.push(event(7, i, hour, 500, offset));
+                duplicates += 1;
+            }
+            if mix(98, i).is_multiple_of(10) {
+                resend.push((i, hour));
+            }
+        }
+        // resends of earlier events arrive in later appends
+        for (i, hour) in resend.drain(..) {
+            offset += 1;
+            rows.push(event(7, i, hour, 500, offset));
+            duplicates += 1;
+        }
+        append(lake, &rows).await;
+    }
+    (vec![h1, h2], duplicates)
+}
+
+#[tokio::test]
+async fn compaction_removes_duplicates_and_rollups_match_raw_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let (hours, injected) = fill_with_duplicates(&lake).await;
+    let ids_before = event_ids(&lake).await;
+    let rows_before = scalar_i64(&lake, "SELECT count(*) FROM engagement_events").await;
+    assert_eq!(rows_before as u64, ids_before.len() as u64 + injected);
+    for h in &hours {
+        assert_eq!(active_files(&lake, *h).await, 12);
+    }
+
+    let compactor = Compactor::new(lake.clone(), config(), "test");
+    let report = compactor.run_pass().await.unwrap();
+    let t = report.table(TableId::EngagementEvents).unwrap();
+    assert_eq!(t.rewrites.len(), 2, "{report}");
+    assert_eq!(t.duplicates_removed(), injected, "{report}");
+    assert!(t
+        .rewrites
+        .iter()
+        .all(|r| r.duplicates_found == r.duplicates_removed));
+    assert_eq!(t.rolled_up, hours);
+
+    // Same events, each once; one file per closed hour.
+    assert_eq!(event_ids(&lake).await, ids_before);
+    let rows_after = scalar_i64(&lake, "SELECT count(*) FROM engagement_events").await;
+    assert_eq!(rows_after as u64, ids_before.len() as u64);
+    for h in &hours {
+        assert_eq!(active_files(&lake, *h).await, 1, "{h}");
+        assert!(files_in(&lake, *h) > 1, "old files stay until vacuum");
+    }
+    // The first ingested copy was kept (smallest offset of each event).
+    let kept_late_copy = scalar_i64(
+        &lake,
+        "SELECT count(*) FROM engagement_events e JOIN (SELECT event_id, min(_kafka_offset) AS first FROM engagement_events GROUP BY event_id) f \
+         ON e.event_id = f.event_id WHERE e._kafka_offset <> f.first",
+    )
+    .await;
+    assert_eq!(kept_late_copy, 0);
+
+    // Every detailed rollup row equals the exact count from the raw table, and so do
+    // the ALL rows of each dimension.
+    let dims = ["event_type", "device_type", "app_version", "country"];
+    for mask in 0..16u32 {
+        let keys: Vec<String> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                if mask & (1 << i) != 0 {
+                    format!("coalesce({d}, 'unknown')")
+                } else {
+                    "'ALL'".to_string()
+                }
+            })
+            .collect();
+        let raw = format!(
+            "SELECT event_date, event_hour, {k0} AS d0, {k1} AS d1, {k2} AS d2, {k3} AS d3, \
+               count(*) AS events, sum(CASE WHEN event_type = 'session_start' THEN 1 ELSE 0 END) AS sessions, \
+               count(session_length_ms) AS slc, coalesce(sum(session_length_ms), 0) AS sls, \
+               sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases, \
+               round(coalesce(sum(amount), 0), 2) AS revenue \
+             FROM engagement_events GROUP BY 1, 2, 3, 4, 5, 6",
+            k0 = keys[0],
+            k1 = keys[1],
+            k2 = keys[2],
+            k3 = keys[3]
+        );
+        let mismatches = scalar_i64(
+            &lake,
+            &format!(
+                "WITH raw AS ({raw}), r AS (SELECT * FROM engagement_hourly WHERE \
+                   (event_type = 'ALL') = {a0} AND (device_type = 'ALL') = {a1} AND (app_version = 'ALL') = {a2} AND (country = 'ALL') = {a3}) \
+                 SELECT count(*) FROM raw FULL OUTER JOIN r ON raw.event_date = r.event_date AND raw.event_hour = r.event_hour \
+                   AND raw.d0 = r.event_type AND raw.d1 = r.device_type AND raw.d2 = r.app_version AND raw.d3 = r.country \
+                 WHERE (raw.events IS DISTINCT FROM r.events) OR (raw.sessions IS DISTINCT FROM r.sessions) \
+                   OR (raw.slc IS DISTINCT FROM r.session_length_count) OR (raw.sls IS DISTINCT FROM r.session_length_ms_sum) \
+                   OR (raw.purchases IS DISTINCT FROM r.purchases) OR (raw.revenue IS DISTINCT FROM round(r.revenue, 2))",
+                a0 = mask & 1 == 0,
+                a1 = mask & 2 == 0,
+                a2 = mask & 4 == 0,
+                a3 = mask & 8 == 0,
+            ),
+        )
+        .await;
+        assert_eq!(mismatches, 0, "grouping set {mask:04b}");
+    }
+    // Every rollup row records the source version it was computed from.
+    let versions = query(
+        &lake,
+        "SELECT DISTINCT source_version FROM engagement_hourly",
+    )
+    .await;
+    assert_eq!(versions[0].num_rows(), 1);
+
+    // A second pass has nothing to do.
+    let again = compactor.run_pass().await.unwrap();
+    assert!(again.is_idle(), "{again}");
+    compactor.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_late_event_recomputes_its_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let (hours, _) = fill_with_duplicates(&lake).await;
+    let compactor = Compactor::new(lake.clone(), config(), "test");
+    compactor.run_pass().await.unwrap();
+    let all_row = |h: Hour| {
+        format!(
+            "SELECT events FROM engagement_hourly WHERE {} AND event_type = 'ALL' AND device_type = 'ALL' \
+             AND app_version = 'ALL' AND country = 'ALL'",
+            h.sql_predicate()
+        )
+    };
+    let before = scalar_i64(&lake, &all_row(hours[0])).await;
+    let other_before = scalar_i64(&lake, &all_row(hours[1])).await;
+
+    // A late event, and a late resend of an event the hour already holds.
+    let late = vec![
+        event(8, 1, hours[0], 500, 100_000),
+        event(7, 0, hours[0], 500, 100_001),
+    ];
+    append(&lake, &late).await;
+    let report = compactor.run_pass().await.unwrap();
+    let t = report.table(TableId::EngagementEvents).unwrap();
+    assert_eq!(t.rolled_up, vec![hours[0]], "{report}");
+    assert_eq!(t.duplicates_removed(), 1, "{report}");
+    assert_eq!(scalar_i64(&lake, &all_row(hours[0])).await, before + 1);
+    assert_eq!(scalar_i64(&lake, &all_row(hours[1])).await, other_before);
+    assert_eq!(active_files(&lake, hours[0]).await, 1);
+    // One row per grouping set combination, never two versions of an hour.
+    let dup_rows = scalar_i64(
+        &lake,
+        "SELECT count(*) FROM (SELECT event_date, event_hour, event_type, device_type, app_version, country, count(*) AS n \
+         FROM engagement_hourly GROUP BY 1, 2, 3, 4, 5, 6) WHERE n > 1",
+    )
+    .await;
+    assert_eq!(dup_rows, 0);
+    compactor.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn daily_distinct_users_from_hourly_sketches_are_accurate_and_repeatable() {
+    async fn day_lake(dir: &std::path::Path, day: i32) -> Lake {
+        let lake = Lake::local(dir).unwrap();
+        let mut offset = 0;
+        for hour in 0..24 {
+            let h = Hour { date: day, hour };
+            let rows: Vec<_> = (0..1500u64)
+                .map(|i| {
+                    offset += 1;
+                    event(11, hour as u64 * 1500 + i, h, 20_000, offset)
+                })
+                .collect();
+            append(&lake, &rows).await;
+        }
+        let compactor = Compactor::new(lake.clone(), config(), "test");
+        compactor.run_pass().await.unwrap();
+        compactor.release().await.unwrap();
+        lake
+    }
+    let day = Hour::of_micros(chrono::Utc::now().timestamp_micros()).date - 3;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut estimates = Vec::new();
+    let mut exact = 0;
+    for dir in &dirs {
+        let lake = day_lake(dir.path(), day).await;
+        exact = scalar_i64(
+            &lake,
+            "SELECT count(DISTINCT user_id) FROM engagement_events",
+        )
+        .await;
+        let b = query(
+            &lake,
+            "SELECT hll_estimate(hll_union(users_sketch)), count(*) FROM engagement_hourly \
+             WHERE event_type = 'ALL' AND device_type = 'ALL' AND app_version = 'ALL' AND country = 'ALL'",
+        )
+        .await;
+        assert_eq!(b[0].column(1).as_primitive::<Int64Type>().value(0), 24);
+        estimates.push(b[0].column(0).as_primitive::<UInt64Type>().value(0));
+    }
+    // Relative standard error after a union at lg_k 12 is 1.62 %.
+    let error = (estimates[0] as f64 - exact as f64).abs() / exact as f64;
+    assert!(
+        error <= 3.0 * 0.0162,
+        "estimate {} vs exact {exact}",
+        estimates[0]
+    );
+    assert_eq!(
+        estimates[0], estimates[1],
+        "identical input, identical sketches"
+    );
+}
+
+#[tokio::test]
+async fn a_second_compactor_waits_for_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let (hours, _) = fill_with_duplicates(&lake).await;
+    let first = Compactor::new(lake.clone(), config(), "first");
+    let second = Compactor::new(lake.clone(), config(), "second");
+    // The first holds the lease (as in watch mode) but has not acted yet...
+    first.run_pass().await.unwrap();
+    let late = vec![
+        event(9, 1, hours[0], 500, 200_000),
+        event(9, 2, hours[0], 500, 200_001),
+    ];
+    append(&lake, &late).await;
+    // ...so the second must not touch the table.
+    let report = second.run_pass().await.unwrap();
+    let t = report.table(TableId::EngagementEvents).unwrap();
+    assert_eq!(t.lease_held_by.as_deref(), Some("first"), "{report}");
+    assert!(t.rewrites.is_empty() && t.rolled_up.is_empty());
+    assert_eq!(active_files(&lake, hours[0]).await, 2);
+    // Once released, the second takes over.
+    first.release().await.unwrap();
+    let report = second.run_pass().await.unwrap();
+    let t = report.table(TableId::EngagementEvents).unwrap();
+    assert_eq!(t.lease_held_by, None);
+    assert_eq!(t.rolled_up, vec![hours[0]]);
+    assert_eq!(active_files(&lake, hours[0]).await, 1);
+    // And a lease error names its holder.
+    let store = lake
+        .open(TableId::EngagementEvents)
+        .await
+        .unwrap()
+        .unwrap()
+        .log_store()
+        .object_store(None);
+    let err = crate::Lease::acquire(
+        TableId::EngagementEvents,
+        store,
+        "third",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, CompactorError::LeaseHeld { ref holder, .. } if holder == "second"),
+        "{err}"
+    );
+    second.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn appends_during_compaction_are_never_lost_and_vacuum_keeps_the_table_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let hour = Hour::of_micros(chrono::Utc::now().timestamp_micros() - 2 * 3_600_000_000);
+    append(&lake, &[event(3, 0, hour, 100, 1)]).await;
+    let writer_lake = lake.clone();
+    let writer = tokio::spawn(async move {
+        let mut offset = 1;
+        for a in 0..40u64 {
+            let rows: Vec<_> = (0..50u64)
+                .map(|j| {
+                    offset += 1;
+                    event(3, 1 + a * 50 + j, hour, 100, offset)
+                })
+                .collect();
+            append(&writer_lake, &rows).await;
+        }
+    });
+    let compactor = Compactor::new(lake.clone(), config(), "test");
+    let mut rewrites = 0;
+    while !writer.is_finished() {
+        let report = compactor.run_pass().await.unwrap();
+        rewrites += report
+            .table(TableId::EngagementEvents)
+            .map_or(0, |t| t.rewrites.len());
+    }
+    writer.await.unwrap();
+    compactor.run_pass().await.unwrap();
+    assert!(rewrites > 0, "compaction ran while appends landed");
+    assert_eq!(
+        scalar_i64(&lake, "SELECT count(*) FROM engagement_events").await,
+        2001
+    );
+    assert_eq!(
+        scalar_i64(
+            &lake,
+            "SELECT count(DISTINCT event_id) FROM engagement_events"
+        )
+        .await,
+        2001
+    );
+    assert_eq!(active_files(&lake, hour).await, 1);
+    let exact_revenue = query(&lake, "SELECT sum(amount) FROM engagement_events").await;
+    let rolled_revenue = query(
+        &lake,
+        "SELECT revenue FROM engagement_hourly WHERE event_type = 'ALL' AND device_type = 'ALL' AND app_version = 'ALL' AND country = 'ALL'",
+    )
+    .await;
+    let exact = exact_revenue[0]
+        .column(0)
+        .as_primitive::<Float64Type>()
+        .value(0);
+    let rolled = rolled_revenue[0]
+        .column(0)
+        .as_primitive::<Float64Type>()
+        .value(0);
+    assert!((exact - rolled).abs() < 1e-6, "{exact} vs {rolled}");
+
+    // Maintenance with no retention: the replaced files and an orphan (as a crashed
+    // writer leaves) go, the table stays whole.
+    let hour_dir = dir
+        .path()
+        .join("engagement_events")
+        .join(format!("event_date={}", hour.date_string()))
+        .join(format!("event_hour={}", hour.hour));
+    let some_file = std::fs::read_dir(&hour_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(some_file, hour_dir.join("part-orphan-c000.zstd.parquet")).unwrap();
+    let files_before = files_in(&lake, hour);
+    let tidy = Compactor::new(
+        lake.clone(),
+        CompactorConfig {
+            vacuum_retention: Duration::ZERO,
+            ..config()
+        },
+        "test",
+    );
+    let report = tidy.run_pass_with_maintenance().await.unwrap();
+    let m = report
+        .table(TableId::EngagementEvents)
+        .and_then(|t| t.maintenance.clone())
+        .unwrap();
+    assert!(
+        m.files_vacuumed >= files_before - 1,
+        "{m:?} of {files_before}"
+    );
+    assert_eq!(files_in(&lake, hour), 1);
+    assert!(m.checkpoint_version.is_some());
+    let log = dir.path().join("engagement_events/_delta_log");
+    let checkpoints = std::fs::read_dir(log)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("checkpoint")
+        })
+        .count();
+    assert!(checkpoints >= 1);
+    assert_eq!(
+        scalar_i64(&lake, "SELECT count(*) FROM engagement_events").await,
+        2001
+    );
+    tidy.release().await.unwrap();
+    compactor.release().await.unwrap();
+}

@@ -1,0 +1,219 @@
+//! Ingest and the compactor running together against the real broker: compaction
+//! never loses or doubles a row, removes the producer's resends, brings every closed
+//! hour down to one file, keeps rollups exact, and a second compactor keeps off.
+
+use std::time::{Duration, Instant};
+
+use hourlake_catalog::{Lake, TableId};
+use hourlake_compactor::plan::files_by_hour;
+
+use crate::support::kafka::{self, committed_offsets, create_topic, high_watermarks};
+use crate::support::lake::scalar;
+use crate::support::process::{
+    hourlake, http_get, metric, num, spawn_produce, wait_report, Daemon, IngestProcess,
+};
+use crate::support::unique;
+
+/// Waits until `group` has committed every message of `topics` (ingest commits to
+/// Kafka only after the Delta commit holding those messages).
+async fn wait_ingested(bootstrap: &str, group: &str, topics: &[&str], timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let done = topics.iter().all(|t| {
+            let highs = high_watermarks(bootstrap, t);
+            let committed = committed_offsets(bootstrap, group, t);
+            highs
+                .iter()
+                .zip(&committed)
+                .all(|((_, high), (_, c))| *high == 0 || c == high)
+        });
+        if done {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "ingest did not catch up in {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() {
+    let broker = kafka::shared();
+    let (app, rec, group) = (unique("app"), unique("rec"), unique("g"));
+    create_topic(&broker.bootstrap, &app, 4).await;
+    create_topic(&broker.bootstrap, &rec, 4).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake_path = dir.path().join("lake");
+    let lake = Lake::local(&lake_path).expect("lake");
+    let lake_arg = lake_path.to_str().expect("utf-8 path");
+
+    // Event times start three hours ago, so every hour this test writes is closed
+    // (closed-after 0 s) and must end up deduplicated, in one file, and rolled up.
+    let start = (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339();
+    let producer = spawn_produce(
+        &broker.bootstrap,
+        &[
+            "--topic",
+            &app,
+            "--rec-topic",
+            &rec,
+            "--count",
+            "240000",
+            "--rate",
+            "2000",
+            "--duplicate-fraction",
+            "0.03",
+            "--late-fraction",
+            "0.05",
+            "--bad-fraction",
+            "0.005",
+            "--seed",
+            "21",
+            "--start-time",
+            &start,
+        ],
+    );
+    let ingest = IngestProcess::start(&broker.bootstrap, &[&app, &rec], &group, &lake_path, &[]);
+    let compactor = Daemon::spawn(
+        "compactor",
+        &lake_path,
+        &[
+            "compact",
+            "--watch",
+            "--lake",
+            lake_arg,
+            "--closed-after-secs",
+            "0",
+            "--compact-interval-secs",
+            "3",
+            "--compactor-id",
+            "watcher",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = compactor.metrics_addr();
+
+    // A second compactor, started while the first works, must not act.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let second = hourlake()
+        .args([
+            "compact",
+            "--lake",
+            lake_arg,
+            "--closed-after-secs",
+            "0",
+            "--compactor-id",
+            "second",
+        ])
+        .output()
+        .expect("second compactor");
+    let second_out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.status.success(),
+        "{second_out}{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        second_out.contains("engagement_events: skipped, watcher holds the compactor lease"),
+        "{second_out}"
+    );
+
+    let report = tokio::task::spawn_blocking(move || wait_report(producer))
+        .await
+        .expect("producer");
+    wait_ingested(
+        &broker.bootstrap,
+        &group,
+        &[&app, &rec],
+        Duration::from_secs(120),
+    )
+    .await;
+    // Let the compactor see the last commits (a pass every 3 s): two more passes
+    // after ingest caught up leave nothing for it to do. Then stop it cleanly.
+    let distinct = num(&report, "/sent") - num(&report, "/malformed") - num(&report, "/duplicates");
+    let passes = |text: &str| metric(text, "hourlake_compactor_passes_total");
+    let seen = passes(&http_get(&metrics, "/metrics").1);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while passes(&http_get(&metrics, "/metrics").1) < seen + 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "compactor stopped passing:\n{}",
+            compactor.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, metrics_text) = http_get(&metrics, "/metrics");
+    let mut compactor = compactor;
+    let compactor_log = compactor.log_text();
+    assert_eq!(compactor.terminate().code(), Some(0), "{compactor_log}");
+    let mut ingest = ingest;
+    let ingest_log = ingest.log_text();
+    assert_eq!(ingest.terminate().code(), Some(0), "{ingest_log}");
+
+    // Every event exactly once: the resends are gone, nothing else is.
+    let ids = scalar(
+        &lake,
+        "SELECT count(DISTINCT event_id) FROM (SELECT event_id FROM engagement_events \
+         UNION ALL SELECT event_id FROM recommendation_events)",
+    )
+    .await as u64;
+    let rows = scalar(
+        &lake,
+        "SELECT (SELECT count(*) FROM engagement_events) + (SELECT count(*) FROM recommendation_events)",
+    )
+    .await as u64;
+    assert_eq!(ids, distinct, "every accepted event is in the lake");
+    assert_eq!(rows, distinct, "and only once");
+    let failures: Vec<&str> = compactor_log
+        .lines()
+        .filter(|l| l.contains("failed"))
+        .collect();
+    assert!(
+        metric(&metrics_text, "hourlake_compactor_pass_errors_total") == 0.0,
+        "{failures:#?}"
+    );
+    assert_eq!(
+        metric(&metrics_text, "hourlake_compactor_duplicates_removed_total") as u64,
+        num(&report, "/duplicates"),
+        "the compactor counted each removed resend"
+    );
+    assert!(!compactor_log.contains("pass failed"), "{compactor_log}");
+    assert!(!ingest_log.contains("commit failed"), "{ingest_log}");
+
+    // Every closed hour is down to one file.
+    for id in TableId::EVENTS {
+        let table = lake.open(*id).await.expect("open").expect("exists");
+        let hours = files_by_hour(*id, &table).expect("files");
+        assert!(hours.len() > 10, "late events spread over many hours");
+        for (hour, files) in hours {
+            assert_eq!(files.len(), 1, "{id} {hour}: {} files", files.len());
+        }
+    }
+
+    // Rollups hold exactly the raw counts, hour by hour.
+    let mismatched = scalar(
+        &lake,
+        "SELECT count(*) FROM (SELECT event_date, event_hour, count(*) AS n FROM engagement_events GROUP BY 1, 2) raw \
+         FULL OUTER JOIN (SELECT event_date, event_hour, events FROM engagement_hourly WHERE event_type = 'ALL' \
+           AND device_type = 'ALL' AND app_version = 'ALL' AND country = 'ALL') r \
+         ON raw.event_date = r.event_date AND raw.event_hour = r.event_hour WHERE (raw.n IS DISTINCT FROM r.events)",
+    )
+    .await;
+    assert_eq!(mismatched, 0);
+    let rec_mismatched = scalar(
+        &lake,
+        "SELECT count(*) FROM (SELECT event_date, event_hour, coalesce(model_version, 'unknown') AS model_version, \
+           coalesce(surface, 'unknown') AS surface, \
+           sum(CASE WHEN event_type = 'rec_click' THEN 1 ELSE 0 END) AS clicks, \
+           sum(CASE WHEN event_type = 'rec_served' THEN 1 ELSE 0 END) AS served FROM recommendation_events \
+           GROUP BY 1, 2, 3, 4) raw \
+         FULL OUTER JOIN (SELECT * FROM recommendation_hourly WHERE model_version <> 'ALL' AND surface <> 'ALL') r \
+         ON raw.event_date = r.event_date AND raw.event_hour = r.event_hour AND raw.model_version = r.model_version \
+           AND raw.surface = r.surface WHERE (raw.clicks IS DISTINCT FROM r.clicks) OR (raw.served IS DISTINCT FROM r.served)",
+    )
+    .await;
+    assert_eq!(rec_mismatched, 0);
+}
