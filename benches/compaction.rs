@@ -1,0 +1,315 @@
+//! Compaction and rollup benchmark (run it with `cargo bench --bench compaction`;
+//! results in benches/RESULTS.md).
+//!
+//! 1. Writes one day of generated engagement events (default 20 000 000, plus 2 % resent
+//!    duplicates) into a fresh lake the way ingest does: many small appends, each
+//!    touching every hour (HOURLAKE_BENCH_COMMITS commits, default 400 → ~9 600 files).
+//! 2. Times a typical dashboard query (hourly active users, sessions, purchases and
+//!    revenue for the day) and a per-user lookup on the raw table **before** compaction.
+//! 3. Runs one compactor pass (rewrite, dedup, rollups): reports MB/s read and the
+//!    pass's peak memory (VmHWM, reset before the pass through /proc/self/clear_refs).
+//! 4. Times the same queries on the raw table **after** compaction, and the dashboard
+//!    query from `engagement_hourly` (the rollup) instead of raw events.
+//!
+//! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use deltalake::protocol::SaveMode;
+use hourlake_catalog::{Lake, TableId};
+use hourlake_compactor::{Compactor, CompactorConfig, Hour};
+use hourlake_sql::SessionFactory;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn mix(i: u64) -> u64 {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
+const TYPES: &[&str] = &[
+    "screen_view",
+    "screen_view",
+    "screen_view",
+    "click",
+    "click",
+    "session_start",
+    "session_end",
+    "search",
+    "notification_view",
+    "notification_open",
+    "purchase",
+    "install",
+];
+const DEVICES: &[&str] = &["ios", "android", "web"];
+const VERSIONS: &[&str] = &["3.1.0", "3.2.0", "3.2.1", "4.0.0"];
+const COUNTRIES: &[&str] = &["US", "DE", "IN", "BR", "JP", "GB", "FR", "MX"];
+
+/// Rows `from..to` of the day: event i happens at a pseudo-random moment of the day, by
+/// one of a million users (skewed: low ids are more active). 2 % of the events are sent
+/// twice (a producer's resend: same event, another offset `resend_base + i`).
+fn batch(day: i32, from: u64, to: u64, resend_base: u64) -> RecordBatch {
+    let indexes: Vec<(u64, u64)> = (from..to)
+        .flat_map(|i| {
+            let resent = mix(i ^ 0x77).is_multiple_of(50);
+            std::iter::once((i, i)).chain(resent.then_some((i, resend_base + i)))
+        })
+        .collect();
+    let n = indexes.len();
+    let day_start = Hour { date: day, hour: 0 }.start_micros();
+    let mut ids = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut times = Vec::with_capacity(n);
+    let mut users = Vec::with_capacity(n);
+    let mut sessions = Vec::with_capacity(n);
+    let mut devices = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut countries = Vec::with_capacity(n);
+    let mut lengths = Vec::with_capacity(n);
+    let mut amounts = Vec::with_capacity(n);
+    let mut currencies = Vec::with_capacity(n);
+    let mut offsets = Vec::with_capacity(n);
+    let mut dates = Vec::with_capacity(n);
+    let mut hours = Vec::with_capacity(n);
+    for &(i, offset) in &indexes {
+        let r = mix(i);
+        let t = TYPES[(r % TYPES.len() as u64) as usize];
+        let micros = day_start + ((r >> 8) % 86_400_000_000) as i64;
+        let user = (mix(i ^ 0xabc) % 1_000_000) * (mix(i ^ 0xdef) % 1_000_000) / 1_000_000;
+        ids.push(format!("{:016x}-{i}", r));
+        types.push(t);
+        times.push(micros);
+        users.push(format!("user-{user}"));
+        sessions.push(format!("s-{user}-{}", (r >> 20) % 8));
+        devices.push(DEVICES[(r >> 24) as usize % DEVICES.len()]);
+        versions.push(VERSIONS[(r >> 28) as usize % VERSIONS.len()]);
+        countries.push(COUNTRIES[(r >> 32) as usize % COUNTRIES.len()]);
+        lengths.push((t == "session_end").then_some(((r >> 36) % 1_800_000) as i64));
+        amounts.push((t == "purchase").then_some(((r >> 40) % 20_000) as f64 / 100.0));
+        currencies.push((t == "purchase").then_some("USD"));
+        offsets.push(offset as i64);
+        let hour = Hour::of_micros(micros);
+        dates.push(hour.date);
+        hours.push(hour.hour);
+    }
+    let nulls = || StringArray::from(vec![None::<&str>; n]);
+    let ts = |v: Vec<i64>| TimestampMicrosecondArray::from(v).with_timezone("UTC");
+    let ingested = ts(offsets
+        .iter()
+        .map(|o| day_start + 86_400_000_000 + o)
+        .collect());
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(ids)),
+        Arc::new(StringArray::from(types)),
+        Arc::new(ts(times)),
+        Arc::new(StringArray::from(users)),
+        Arc::new(StringArray::from(sessions)),
+        Arc::new(StringArray::from(devices)),
+        Arc::new(nulls()),
+        Arc::new(StringArray::from(versions)),
+        Arc::new(StringArray::from(countries)),
+        Arc::new(nulls()),
+        Arc::new(nulls()),
+        Arc::new(nulls()),
+        Arc::new(Int64Array::from(lengths)),
+        Arc::new(Float64Array::from(amounts)),
+        Arc::new(StringArray::from(currencies)),
+        Arc::new(nulls()),
+        Arc::new(nulls()),
+        Arc::new(StringArray::from(vec!["app-events"; n])),
+        Arc::new(Int32Array::from(vec![0; n])),
+        Arc::new(Int64Array::from(offsets)),
+        Arc::new(ingested),
+        Arc::new(Date32Array::from(dates)),
+        Arc::new(Int32Array::from(hours)),
+    ];
+    RecordBatch::try_new(TableId::EngagementEvents.schema(), columns).expect("batch")
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Median and minimum of `runs` timed executions (after one warm-up).
+async fn time_query(lake: &Lake, sql: &str, runs: usize) -> (Duration, Duration, usize) {
+    // A server keeps its session; only the query is timed.
+    let ctx = SessionFactory::new(lake.clone())
+        .session()
+        .await
+        .expect("session");
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for run in 0..=runs {
+        let started = Instant::now();
+        let batches = ctx
+            .sql(sql)
+            .await
+            .expect("plan")
+            .collect()
+            .await
+            .expect("run");
+        rows = batches.iter().map(RecordBatch::num_rows).sum();
+        if run > 0 {
+            times.push(started.elapsed());
+        }
+    }
+    times.sort();
+    (times[times.len() / 2], times[0], rows)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[tokio::main]
+async fn main() {
+    let events: u64 = env_or("HOURLAKE_BENCH_EVENTS", 20_000_000);
+    let commits: u64 = env_or("HOURLAKE_BENCH_COMMITS", 400);
+    let runs: usize = env_or("HOURLAKE_BENCH_RUNS", 5);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = Lake::local(dir.path()).expect("lake");
+    let day = Hour::of_micros(chrono_now_micros()).date - 2;
+
+    let started = Instant::now();
+    let table = lake
+        .open_or_create(TableId::EngagementEvents)
+        .await
+        .expect("create");
+    let mut table = table;
+    let per_commit = events.div_ceil(commits);
+    let mut from = 0;
+    while from < events {
+        let to = (from + per_commit).min(events);
+        table = table
+            .write(vec![batch(day, from, to, events)])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .expect("append");
+        from = to;
+    }
+    let files_before = table.snapshot().expect("snapshot").log_data().num_files();
+    println!(
+        "generated {events} events of one day in {commits} commits ({files_before} files) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let date = Hour { date: day, hour: 0 }.date_string();
+    let dashboard_raw = format!(
+        "SELECT event_hour, hll_count_distinct(user_id) AS users, \
+           sum(CASE WHEN event_type = 'session_start' THEN 1 ELSE 0 END) AS sessions, \
+           sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases, \
+           sum(CASE WHEN event_type = 'purchase' THEN amount END) AS revenue \
+         FROM engagement_events WHERE event_date = DATE '{date}' GROUP BY event_hour ORDER BY event_hour"
+    );
+    let dashboard_rollup = format!(
+        "SELECT event_hour, hll_estimate(users_sketch) AS users, sessions, purchases, revenue \
+         FROM engagement_hourly WHERE event_date = DATE '{date}' AND event_type = 'ALL' \
+           AND device_type = 'ALL' AND app_version = 'ALL' AND country = 'ALL' ORDER BY event_hour"
+    );
+    let lookup = format!(
+        "SELECT count(*) FROM engagement_events WHERE event_date = DATE '{date}' AND user_id = 'user-4242'"
+    );
+
+    let (raw_before, raw_before_min, _) = time_query(&lake, &dashboard_raw, runs).await;
+    let (lookup_before, lookup_before_min, _) = time_query(&lake, &lookup, runs).await;
+
+    let config = CompactorConfig {
+        closed_after: Duration::ZERO,
+        maintenance_every: 0,
+        ..CompactorConfig::default()
+    };
+    let compactor = Compactor::new(lake.clone(), config, "bench");
+    reset_peak_rss();
+    let rss_before = peak_rss_mib();
+    let started = Instant::now();
+    let report = compactor.run_pass().await.expect("compaction pass");
+    let elapsed = started.elapsed();
+    let peak = peak_rss_mib();
+    compactor.release().await.expect("release");
+    let t = report
+        .table(TableId::EngagementEvents)
+        .expect("engagement report");
+    let bytes_in: u64 = t.rewrites.iter().map(|r| r.bytes_in).sum();
+    let rows_in: u64 = t.rewrites.iter().map(|r| r.rows_in).sum();
+    let rewrite_ms: u64 = t.rewrites.iter().map(|r| r.millis).sum();
+    println!("compaction pass: {report}");
+
+    let (raw_after, raw_after_min, _) = time_query(&lake, &dashboard_raw, runs).await;
+    let (lookup_after, lookup_after_min, _) = time_query(&lake, &lookup, runs).await;
+    let (rollup, rollup_min, rollup_rows) = time_query(&lake, &dashboard_rollup, runs).await;
+    assert_eq!(rollup_rows, 24, "one rollup row per hour");
+
+    println!();
+    println!("| measurement | median | min |");
+    println!("|---|---|---|");
+    println!(
+        "| dashboard query, raw, before compaction ({files_before} files) | {:.0} ms | {:.0} ms |",
+        ms(raw_before),
+        ms(raw_before_min)
+    );
+    println!(
+        "| dashboard query, raw, after compaction | {:.0} ms | {:.0} ms |",
+        ms(raw_after),
+        ms(raw_after_min)
+    );
+    println!(
+        "| dashboard query from `engagement_hourly` | {:.1} ms | {:.1} ms |",
+        ms(rollup),
+        ms(rollup_min)
+    );
+    println!(
+        "| one user's events, raw, before compaction | {:.0} ms | {:.0} ms |",
+        ms(lookup_before),
+        ms(lookup_before_min)
+    );
+    println!(
+        "| one user's events, raw, after compaction | {:.0} ms | {:.0} ms |",
+        ms(lookup_after),
+        ms(lookup_after_min)
+    );
+    println!();
+    println!(
+        "compaction: {} hours, {} → {} files, {:.0} MiB read ({rows_in} rows) in {:.1} s of rewrites ({:.1} s with rollups) = {:.1} MB/s, {:.2} M rows/s; peak RSS during the pass {:.0} MiB (before it {:.0} MiB)",
+        t.rewrites.len(),
+        t.rewrites.iter().map(|r| r.files_in).sum::<usize>(),
+        t.rewrites.iter().map(|r| r.files_out).sum::<usize>(),
+        bytes_in as f64 / 1048576.0,
+        rewrite_ms as f64 / 1000.0,
+        elapsed.as_secs_f64(),
+        bytes_in as f64 / 1e6 / elapsed.as_secs_f64(),
+        rows_in as f64 / 1e6 / elapsed.as_secs_f64(),
+        peak,
+        rss_before,
+    );
+}
+
+fn chrono_now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
