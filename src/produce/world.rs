@@ -518,7 +518,7 @@ impl World {
         match &step {
             Step::Install => {
                 w.properties = Some(
-                    serde_json::json!({"referrer": if user % 3 == 0 { "ads" } else { "organic" }}),
+                    serde_json::json!({"referrer": if user.is_multiple_of(3) { "ads" } else { "organic" }}),
                 );
             }
             Step::NotificationView(n) | Step::NotificationOpen(n) => w.notification_id = Some(n),
