@@ -23,6 +23,25 @@ pub struct FileConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub compactor: CompactorSection,
+    #[serde(default)]
+    pub server: ServerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub http: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    pub max_concurrent_queries: Option<usize>,
+    pub query_timeout_ms: Option<u64>,
+    pub max_result_rows: Option<usize>,
+    pub max_result_mb: Option<usize>,
+    pub cache_mb: Option<usize>,
+    pub memory_limit_mb: Option<usize>,
+    pub max_staleness_ms: Option<u64>,
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,6 +281,87 @@ impl CompactArgs {
                 .unwrap_or_else(|_| "localhost".into());
             format!("compactor-{host}-{}", std::process::id())
         })
+    }
+}
+
+/// Flags of the query server (`hourlake serve` and `hourlake up`).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Serve SQL over HTTP on this address. [default: 127.0.0.1:8080]
+    #[arg(long, env = "HOURLAKE_HTTP")]
+    pub http: Option<String>,
+    /// Accepted bearer tokens, comma-separated; none means no authentication.
+    #[arg(long = "token", env = "HOURLAKE_TOKENS", value_delimiter = ',')]
+    pub tokens: Vec<String>,
+    /// Queries running at once; more get 429. [default: 16]
+    #[arg(long, env = "HOURLAKE_MAX_CONCURRENT_QUERIES")]
+    pub max_concurrent_queries: Option<usize>,
+    /// Per-query timeout in milliseconds. [default: 30000]
+    #[arg(long, env = "HOURLAKE_QUERY_TIMEOUT_MS")]
+    pub query_timeout_ms: Option<u64>,
+    /// Rows a result may hold. [default: 1000000]
+    #[arg(long, env = "HOURLAKE_MAX_RESULT_ROWS")]
+    pub max_result_rows: Option<usize>,
+    /// Browser origins allowed by CORS, comma-separated (`*` for any).
+    #[arg(
+        long = "cors-origin",
+        env = "HOURLAKE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+}
+
+impl ServeArgs {
+    /// The HTTP address.
+    pub fn http_addr(&self, file: &FileConfig) -> String {
+        self.http
+            .clone()
+            .or_else(|| file.server.http.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".into())
+    }
+
+    /// How stale a query's view of the tables may be.
+    pub fn max_staleness(&self, file: &FileConfig) -> Duration {
+        Duration::from_millis(file.server.max_staleness_ms.unwrap_or(500))
+    }
+
+    /// Memory all queries together may hold before they spill or fail.
+    pub fn memory_limit(&self, file: &FileConfig) -> usize {
+        file.server.memory_limit_mb.unwrap_or(2048) * 1024 * 1024
+    }
+
+    /// Merges flags/env over the file over defaults.
+    pub fn resolve(&self, file: &FileConfig) -> hourlake_query::ServerConfig {
+        let f = &file.server;
+        let d = hourlake_query::ServerConfig::default();
+        let mib = 1024 * 1024;
+        hourlake_query::ServerConfig {
+            tokens: if self.tokens.is_empty() {
+                f.tokens.clone()
+            } else {
+                self.tokens.clone()
+            },
+            max_concurrent_queries: self
+                .max_concurrent_queries
+                .or(f.max_concurrent_queries)
+                .unwrap_or(d.max_concurrent_queries),
+            query_timeout: self
+                .query_timeout_ms
+                .or(f.query_timeout_ms)
+                .map_or(d.query_timeout, Duration::from_millis),
+            max_result_rows: self
+                .max_result_rows
+                .or(f.max_result_rows)
+                .unwrap_or(d.max_result_rows),
+            max_result_bytes: f.max_result_mb.map_or(d.max_result_bytes, |m| m * mib),
+            cache_bytes: f.cache_mb.map_or(d.cache_bytes, |m| m * mib),
+            cors_origins: if self.cors_origins.is_empty() {
+                f.cors_origins.clone()
+            } else {
+                self.cors_origins.clone()
+            },
+            ..d
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hourlake_ingest::Ingestor;
 
-use config::{CommonArgs, CompactArgs, IngestArgs};
+use config::{CommonArgs, CompactArgs, FileConfig, IngestArgs, ServeArgs};
 use hourlake_compactor::Compactor;
 use shutdown::Shutdown;
 
@@ -28,9 +28,11 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start; boxing the big variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole lakehouse: ingest and the compactor (and, as it lands, the query server).
+    /// Run the whole lakehouse: ingest, the compactor and the SQL server over HTTP.
     Up {
         #[command(flatten)]
         common: CommonArgs,
@@ -38,6 +40,8 @@ enum Command {
         ingest: IngestArgs,
         #[command(flatten)]
         compact: CompactArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Ingest Kafka topics into the lake's Delta tables, exactly once.
     Ingest {
@@ -59,10 +63,12 @@ enum Command {
         #[arg(long, env = "HOURLAKE_METRICS_ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
     },
-    /// Serve SQL over HTTP and Flight SQL (not built yet).
+    /// Serve SQL over HTTP (Flight SQL to come).
     Serve {
         #[command(flatten)]
         common: CommonArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Run SQL against the lake (from -c, or statements separated by `;` on stdin).
     Sql(sql_command::SqlArgs),
@@ -98,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             common,
             ingest,
             compact,
+            serve,
         } => {
             let file = common.file()?;
             let lake = common.lake(&file)?;
@@ -110,7 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lake.root(),
                 lake.root().to_file_path().map(|p| p.display().to_string()).unwrap_or_else(|()| lake.root().to_string()),
             );
-            let ingestor = Ingestor::new(config, lake);
+            let ingestor = Ingestor::new(config, lake.clone());
             let shutdown = Shutdown::on_signal();
             if let Some(addr) = ingest.metrics_addr {
                 let mut registry = prometheus_client::registry::Registry::default();
@@ -118,6 +125,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 compactor.metrics().register(&mut registry);
                 metrics_server::serve(addr, registry).await?;
             }
+            // The query server's /metrics shows ingest and compactor metrics too.
+            let mut registry = prometheus_client::registry::Registry::default();
+            ingestor.metrics().register(&mut registry);
+            compactor.metrics().register(&mut registry);
+            let server = start_server(&serve, &file, lake, registry, &shutdown).await?;
             // The compactor stops with the process, or when ingest ends (e.g. on an error).
             let (ingest_ended, ingest_end) = tokio::sync::oneshot::channel::<()>();
             let stop_compactor = {
@@ -136,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 result
             };
             let (compacted, ingested) = tokio::join!(compacting, ingesting);
+            server.abort();
             ingested.context("ingest")?;
             compacted.context("compactor")
         }
@@ -178,7 +191,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        Command::Serve { .. } => anyhow::bail!("`hourlake serve` is not built yet"),
+        Command::Serve { common, serve } => {
+            let file = common.file()?;
+            let lake = common.lake(&file)?;
+            let shutdown = Shutdown::on_signal();
+            let server = start_server(&serve, &file, lake, Default::default(), &shutdown).await?;
+            server
+                .await
+                .context("query server task")?
+                .context("query server")
+        }
         Command::Sql(args) => sql_command::run(args).await,
         Command::Produce(args) => {
             let report = produce::run(args).await?;
@@ -186,6 +208,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Binds the HTTP query server and serves it on a task until shutdown.
+async fn start_server(
+    args: &ServeArgs,
+    file: &FileConfig,
+    lake: hourlake_catalog::Lake,
+    registry: prometheus_client::registry::Registry,
+    shutdown: &Shutdown,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr = args.http_addr(file);
+    let factory =
+        hourlake_sql::SessionFactory::new(lake).with_memory_limit(args.memory_limit(file));
+    let live = hourlake_sql::LiveLake::new(factory, args.max_staleness(file));
+    let server =
+        hourlake_query::QueryServer::new(std::sync::Arc::new(live), args.resolve(file), registry);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("binding the HTTP server to {addr}"))?;
+    let local = listener.local_addr().context("HTTP server address")?;
+    tracing::info!("serving SQL over HTTP on http://{local}/v1/sql");
+    Ok(tokio::spawn(server.serve(listener, shutdown.wait())))
 }
 
 /// Runs ingest until Ctrl-C or SIGTERM, serving its metrics when asked to.

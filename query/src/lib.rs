@@ -1,6 +1,40 @@
 //! # hourlake-query
 //!
-//! The query server: SQL over HTTP for dashboards, Arrow Flight SQL for BI tools,
-//! recommendation lookups, metrics, auth and limits; and the analysts' REPL.
+//! The query server: SQL over HTTP for dashboards (Flight SQL, recommendation lookups
+//! and the REPL are still to come).
 //!
-//! Not built yet: this crate is a placeholder for the query-server issue.
+//! - [`QueryServer`]: the axum app — `POST /v1/sql` and `GET /v1/sql` (formats json,
+//!   ndjson, csv, arrow), `GET /health`, `GET /metrics`; ETag / `If-None-Match` and a
+//!   result cache keyed by the Delta versions a query reads; read-only guard; limits
+//!   (timeout, concurrency, result size, memory) and bearer-token auth.
+//! - [`ServerConfig`]: those limits and settings.
+//! - [`ApiError`]: every error as JSON `{"error": {"code", "message"}}` with its status.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use hourlake_catalog::Lake;
+//! use hourlake_query::{QueryServer, ServerConfig};
+//! use hourlake_sql::{LiveLake, SessionFactory};
+//! let live = LiveLake::new(SessionFactory::new(Lake::local("./lake")?), std::time::Duration::from_secs(1));
+//! let server = QueryServer::new(Arc::new(live), ServerConfig::default(), Default::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server.serve(listener, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod cache;
+mod config;
+mod error;
+mod format;
+mod http;
+mod metrics;
+mod query;
+#[cfg(test)]
+mod tests;
+
+pub use config::ServerConfig;
+pub use error::ApiError;
+pub use format::{Format, Stats};
+pub use http::QueryServer;

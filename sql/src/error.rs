@@ -13,6 +13,12 @@ pub enum SqlError {
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },
+    /// The statement is not a read (DDL, DML, COPY, SET, ...).
+    #[error("only read queries are allowed here: {0}")]
+    NotReadOnly(String),
+    /// A query parameter could not be used.
+    #[error("bad parameter: {0}")]
+    Parameter(String),
     /// Planning or running a query failed.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),

@@ -5,6 +5,11 @@
 //! names, each at its newest committed version.
 //!
 //! - [`SessionFactory`]: opens a [`SessionContext`] over a [`Lake`](hourlake_catalog::Lake).
+//! - [`LiveLake`]: the newest committed version of every table, refreshed within a bound,
+//!   pinned per query as a [`LakeSnapshot`] (its versions key caches).
+//! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
+//! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON;
+//!   [`plan_info`]: tables a plan reads, files and bytes it scanned.
 //! - [`functions`]: mergeable sketch functions (`hll_sketch`, `hll_union`, `hll_estimate`,
 //!   `hll_count_distinct`) and KLL quantiles (`quantile_sketch`, `quantile_union`,
 //!   `quantile_estimate`) over Apache DataSketches.
@@ -23,8 +28,14 @@
 
 mod error;
 pub mod functions;
+pub mod guard;
+mod live;
+pub mod params;
+pub mod plan_info;
+pub mod pruning;
 mod session;
 
 pub use datafusion::prelude::SessionContext;
 pub use error::SqlError;
+pub use live::{LakeSnapshot, LiveLake};
 pub use session::{register_table, SessionFactory};

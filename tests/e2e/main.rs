@@ -8,3 +8,4 @@ mod compaction;
 mod ingest;
 mod kafka_script;
 mod produce;
+mod serve;

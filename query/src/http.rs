@@ -1,0 +1,423 @@
+//! The HTTP API (axum): `POST /v1/sql`, `GET /v1/sql`, `GET /health`, `GET /metrics`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hourlake_sql::LiveLake;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio::sync::Semaphore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Tokens;
+use crate::cache::{CachedResult, ResultCache};
+use crate::error::ApiError;
+use crate::format::{encode, Format};
+use crate::metrics::QueryMetrics;
+use crate::query::{execute, plan, SqlRequest};
+use crate::ServerConfig;
+
+struct AppState {
+    live: Arc<LiveLake>,
+    config: ServerConfig,
+    tokens: Tokens,
+    slots: Arc<Semaphore>,
+    cache: ResultCache,
+    metrics: QueryMetrics,
+    registry: Registry,
+    draining: AtomicBool,
+}
+
+/// The HTTP query server over a live lake.
+pub struct QueryServer {
+    state: Arc<AppState>,
+}
+
+impl QueryServer {
+    /// A server over `live`; `registry` may already hold other metrics (ingest,
+    /// compactor) that `/metrics` then shows too.
+    pub fn new(live: Arc<LiveLake>, config: ServerConfig, mut registry: Registry) -> QueryServer {
+        let metrics = QueryMetrics::default();
+        metrics.register(&mut registry);
+        QueryServer {
+            state: Arc::new(AppState {
+                live,
+                tokens: Tokens::new(&config.tokens),
+                slots: Arc::new(Semaphore::new(config.max_concurrent_queries)),
+                cache: ResultCache::new(config.cache_bytes),
+                metrics,
+                registry,
+                draining: AtomicBool::new(false),
+                config,
+            }),
+        }
+    }
+
+    /// The routes, with auth, CORS and the body limit.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        let mut router = Router::new()
+            .route("/v1/sql", get(sql_get).post(sql_post))
+            .route("/metrics", get(metrics))
+            .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+            .route("/health", get(health))
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
+            .with_state(state.clone());
+        if !state.config.cors_origins.is_empty() {
+            let origins = if state.config.cors_origins.iter().any(|o| o == "*") {
+                AllowOrigin::any()
+            } else {
+                AllowOrigin::list(
+                    state
+                        .config
+                        .cors_origins
+                        .iter()
+                        .filter_map(|o| HeaderValue::from_str(o).ok()),
+                )
+            };
+            router = router.layer(
+                CorsLayer::new()
+                    .allow_origin(origins)
+                    .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                    .allow_headers([
+                        header::AUTHORIZATION,
+                        header::CONTENT_TYPE,
+                        header::IF_NONE_MATCH,
+                    ])
+                    .expose_headers([
+                        header::ETAG,
+                        header::HeaderName::from_static("x-query-id"),
+                        header::HeaderName::from_static("x-elapsed-ms"),
+                    ]),
+            );
+        }
+        router
+    }
+
+    /// Serves on `listener` until `shutdown` completes; new queries then get 503 while
+    /// running ones finish.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        let router = self.router();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                state.draining.store(true, Ordering::SeqCst);
+            })
+            .await
+    }
+}
+
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() == Method::OPTIONS {
+        return next.run(request).await;
+    }
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.tokens.allows(authorization) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "shutting down",
+        )
+        .into_response();
+    }
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string())
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; try POST /v1/sql",
+    )
+    .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+    .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    sql: String,
+    #[serde(default)]
+    params: Option<serde_json::Value>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+async fn sql_post(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let request = match body {
+        Err(rejection) => Err(ApiError::new(
+            rejection.status(),
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "request_too_large"
+            } else {
+                "bad_request"
+            },
+            rejection.body_text(),
+        )),
+        Ok(bytes) => serde_json::from_slice::<SqlBody>(&bytes)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the body must be JSON {{\"sql\": ..., \"params\": ..., \"format\": ..., \"timeout_ms\": ...}}: {e}"
+                ))
+            })
+            .and_then(|b| {
+                Ok(SqlRequest {
+                    format: Format::parse(b.format.as_deref())?,
+                    sql: b.sql,
+                    params: b.params,
+                    timeout: b.timeout_ms.map(Duration::from_millis),
+                })
+            }),
+    };
+    answer(&state, &headers, request, started).await
+}
+
+async fn sql_get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let started = Instant::now();
+    let request = query
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+        .and_then(|Query(q)| {
+            let sql = q
+                .get("sql")
+                .cloned()
+                .ok_or_else(|| ApiError::bad_request("missing query parameter `sql`"))?;
+            let params = q
+                .get("params")
+                .map(|p| {
+                    serde_json::from_str(p)
+                        .map_err(|e| ApiError::bad_request(format!("`params` is not JSON: {e}")))
+                })
+                .transpose()?;
+            let timeout = q
+                .get("timeout_ms")
+                .map(|t| {
+                    t.parse::<u64>()
+                        .map(Duration::from_millis)
+                        .map_err(|_| ApiError::bad_request("`timeout_ms` must be an integer"))
+                })
+                .transpose()?;
+            Ok(SqlRequest {
+                sql,
+                params,
+                format: Format::parse(q.get("format").map(String::as_str))?,
+                timeout,
+            })
+        });
+    answer(&state, &headers, request, started).await
+}
+
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: Result<SqlRequest, ApiError>,
+    started: Instant,
+) -> Response {
+    let query_id = uuid::Uuid::new_v4().to_string();
+    let mut response = match run(state, headers, request, started).await {
+        Ok(response) => response,
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::warn!(%query_id, error = %e, "query failed");
+            }
+            e.into_response()
+        }
+    };
+    let elapsed = started.elapsed();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&query_id) {
+        h.insert("x-query-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&elapsed.as_millis().to_string()) {
+        h.insert("x-elapsed-ms", v);
+    }
+    state
+        .metrics
+        .observe(response.status().as_u16(), elapsed.as_secs_f64());
+    response
+}
+
+fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|candidate| {
+            let c = candidate.trim();
+            c == "*" || c.trim_start_matches("W/") == etag
+        })
+}
+
+fn cached_response(etag: &str, result: &CachedResult) -> Response {
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, result.content_type.to_string()),
+            (header::ETAG, etag.to_string()),
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ],
+        result.body.clone(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&result.rows.to_string()) {
+        response.headers_mut().insert("x-rows", v);
+    }
+    response
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: Result<SqlRequest, ApiError>,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    if state.draining.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down",
+        ));
+    }
+    let request = request?;
+    let _slot = state.slots.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_queries",
+            format!(
+                "{} queries are already running; retry shortly",
+                state.config.max_concurrent_queries
+            ),
+        )
+    })?;
+    let planned = plan(&state.live, &request).await?;
+    let etag = planned.etag.clone();
+    if etag_matches(headers, &etag) {
+        state.metrics.not_modified.inc();
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            [
+                (header::ETAG, etag),
+                (header::CACHE_CONTROL, "no-cache".into()),
+            ],
+        )
+            .into_response());
+    }
+    if let Some(hit) = state.cache.get(&etag) {
+        state.metrics.cache_hits.inc();
+        return Ok(cached_response(&etag, &hit));
+    }
+    let timeout = request.timeout.map_or(state.config.query_timeout, |t| {
+        t.min(state.config.query_timeout)
+    });
+    let executed = execute(planned, timeout, state.config.max_result_rows, started).await?;
+    let body = encode(
+        request.format,
+        &executed.schema,
+        &executed.batches,
+        &executed.stats,
+    )?;
+    if body.len() > state.config.max_result_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "result_too_large",
+            format!(
+                "the result is {} bytes, more than the {} allowed; add a LIMIT or aggregate",
+                body.len(),
+                state.config.max_result_bytes
+            ),
+        ));
+    }
+    let result = CachedResult {
+        content_type: request.format.content_type(),
+        body: Bytes::from(body),
+        rows: executed.stats.rows,
+    };
+    let mut response = cached_response(&etag, &result);
+    let h = response.headers_mut();
+    for (name, value) in [
+        ("x-files-scanned", executed.stats.files_scanned.to_string()),
+        ("x-bytes-scanned", executed.stats.bytes_scanned.to_string()),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    state.cache.insert(etag, result);
+    Ok(response)
+}

@@ -1,0 +1,74 @@
+//! Query-server metrics in Prometheus form.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// The HTTP status class of an answered query.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The HTTP status code.
+    pub status: u16,
+}
+
+/// Counters and latencies of the SQL endpoint.
+#[derive(Debug, Clone)]
+pub struct QueryMetrics {
+    /// Queries answered, by HTTP status.
+    pub queries: Family<StatusLabel, Counter>,
+    /// Seconds from request to response, by HTTP status.
+    pub latency: Family<StatusLabel, Histogram>,
+    /// Answers served from the result cache.
+    pub cache_hits: Counter,
+    /// `304 Not Modified` answers (the client's copy was current).
+    pub not_modified: Counter,
+}
+
+impl Default for QueryMetrics {
+    fn default() -> Self {
+        QueryMetrics {
+            queries: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 16))
+            }),
+            cache_hits: Counter::default(),
+            not_modified: Counter::default(),
+        }
+    }
+}
+
+impl QueryMetrics {
+    /// Registers everything under the `hourlake_query_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("hourlake_query");
+        sub.register(
+            "requests",
+            "SQL requests answered, by HTTP status",
+            self.queries.clone(),
+        );
+        sub.register(
+            "duration_seconds",
+            "SQL request latency, by HTTP status",
+            self.latency.clone(),
+        );
+        sub.register(
+            "cache_hits",
+            "SQL answers served from the result cache",
+            self.cache_hits.clone(),
+        );
+        sub.register(
+            "not_modified",
+            "SQL answers 304 Not Modified",
+            self.not_modified.clone(),
+        );
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, status: u16, seconds: f64) {
+        let label = StatusLabel { status };
+        self.queries.get_or_create(&label).inc();
+        self.latency.get_or_create(&label).observe(seconds);
+    }
+}

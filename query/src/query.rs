@@ -1,0 +1,140 @@
+//! Running one SQL request: plan, guard, parameters, cache key, execution under limits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use axum::http::StatusCode;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::prelude::SessionContext;
+use futures::StreamExt;
+use hourlake_sql::{guard, params, plan_info, LiveLake};
+use sha2::{Digest, Sha256};
+
+use crate::error::{from_datafusion, ApiError};
+use crate::format::{Format, Stats};
+
+/// A SQL request as the API receives it.
+#[derive(Debug, Clone)]
+pub struct SqlRequest {
+    /// The statement.
+    pub sql: String,
+    /// `$1` (list) or `$name` (object) parameters.
+    pub params: Option<serde_json::Value>,
+    /// The result format.
+    pub format: Format,
+    /// The client's timeout, if shorter than the server's.
+    pub timeout: Option<Duration>,
+}
+
+/// A planned request: what it reads, at which versions, and its cache key.
+pub struct Planned {
+    ctx: SessionContext,
+    plan: LogicalPlan,
+    /// The ETag: a digest of the SQL, parameters, format and the version of every table
+    /// the plan reads. The same ETag means the same answer.
+    pub etag: String,
+}
+
+/// Plans `request` over the lake's newest versions and refuses anything but a read.
+pub async fn plan(live: &LiveLake, request: &SqlRequest) -> Result<Planned, ApiError> {
+    if request.sql.trim().is_empty() {
+        return Err(ApiError::bad_request("empty SQL"));
+    }
+    let (ctx, snapshot) = live.session().await?;
+    let state = ctx.state();
+    let mut plan = state
+        .create_logical_plan(&request.sql)
+        .await
+        .map_err(from_datafusion)?;
+    guard::ensure_read_only(&plan)?;
+    if let Some(values) = &request.params {
+        let values = params::from_json(values)?;
+        plan = plan.with_param_values(values).map_err(from_datafusion)?;
+    }
+    let optimized = state.optimize(&plan).map_err(from_datafusion)?;
+    let tables: Vec<String> = plan_info::tables_read(&optimized).into_iter().collect();
+    let versions = snapshot.versions();
+    let mut digest = Sha256::new();
+    digest.update(request.sql.as_bytes());
+    digest.update([0]);
+    if let Some(p) = &request.params {
+        digest.update(p.to_string().as_bytes());
+    }
+    digest.update([0]);
+    digest.update(request.format.name().as_bytes());
+    for t in &tables {
+        let version = versions.get(t.as_str()).copied();
+        digest.update(format!("\0{t}@{version:?}").as_bytes());
+    }
+    let etag = format!("\"{}\"", hex::encode(&digest.finalize()[..16]));
+    Ok(Planned { ctx, plan, etag })
+}
+
+/// A finished query.
+pub struct Executed {
+    /// The result schema.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
+    /// What it cost.
+    pub stats: Stats,
+}
+
+/// Runs a planned query, cancelling it at `timeout` and refusing results over `max_rows`.
+pub async fn execute(
+    planned: Planned,
+    timeout: Duration,
+    max_rows: usize,
+    started: Instant,
+) -> Result<Executed, ApiError> {
+    let state = planned.ctx.state();
+    let physical: Arc<dyn ExecutionPlan> = state
+        .create_physical_plan(&planned.plan)
+        .await
+        .map_err(from_datafusion)?;
+    let files_scanned = plan_info::files_scanned(physical.as_ref());
+    let schema = physical.schema();
+    let run = async {
+        let mut stream =
+            execute_stream(physical.clone(), planned.ctx.task_ctx()).map_err(from_datafusion)?;
+        let mut batches = Vec::new();
+        let mut rows = 0;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(from_datafusion)?;
+            rows += batch.num_rows();
+            if rows > max_rows {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "result_too_large",
+                    format!("the result has more than {max_rows} rows; add a LIMIT or aggregate"),
+                ));
+            }
+            batches.push(batch);
+        }
+        Ok((batches, rows))
+    };
+    // Dropping the stream on timeout cancels every operator of the plan.
+    let (batches, rows) = tokio::time::timeout(timeout, run).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!(
+                "the query ran longer than {} ms and was cancelled",
+                timeout.as_millis()
+            ),
+        )
+    })??;
+    Ok(Executed {
+        schema,
+        batches,
+        stats: Stats {
+            rows,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            bytes_scanned: plan_info::bytes_scanned(physical.as_ref()),
+            files_scanned,
+        },
+    })
+}

@@ -1,0 +1,539 @@
+//! The HTTP API end to end: a real server on a port, real Delta tables on disk, a real
+//! HTTP client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deltalake::protocol::SaveMode;
+use hourlake_catalog::{Lake, TableId};
+use hourlake_sql::{LiveLake, SessionFactory};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::{QueryServer, ServerConfig};
+
+/// Event start of an hour: 2026-11-20T00:00Z plus `h` hours.
+fn hour_micros(h: i64) -> i64 {
+    1_795_132_800_000_000 + h * 3_600_000_000
+}
+
+fn rows(hour: i64, n: usize, first_offset: i64) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let t = hour_micros(hour) + i as i64 * 1_000_000;
+            let (date, h) = hourlake_catalog::partition::date_and_hour(t);
+            json!({
+                "event_id": format!("e-{hour}-{i}"),
+                "event_type": if i % 2 == 0 { "click" } else { "purchase" },
+                "event_time": t,
+                "user_id": format!("u{}", i % 7),
+                "amount": if i % 2 == 0 { Value::Null } else { json!(2.5) },
+                "_kafka_topic": "app-events",
+                "_kafka_partition": 0,
+                "_kafka_offset": first_offset + i as i64,
+                "_ingested_at": t,
+                "event_date": date,
+                "event_hour": h,
+            })
+        })
+        .collect()
+}
+
+async fn append(lake: &Lake, rows: &[Value]) {
+    let schema = TableId::EngagementEvents.schema();
+    let mut decoder = arrow_json::ReaderBuilder::new(schema)
+        .build_decoder()
+        .unwrap();
+    decoder.serialize(rows).unwrap();
+    let batch = decoder.flush().unwrap().unwrap();
+    lake.open_or_create(TableId::EngagementEvents)
+        .await
+        .unwrap()
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .unwrap();
+}
+
+struct Running {
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    lake: Lake,
+}
+
+async fn start(config: ServerConfig) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    for h in 0..3 {
+        append(&lake, &rows(h, 10, h * 100)).await;
+    }
+    let live = LiveLake::new(
+        SessionFactory::new(lake.clone()),
+        Duration::from_millis(200),
+    );
+    let server = QueryServer::new(Arc::new(live), config, Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    Running {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        _dir: dir,
+        lake,
+    }
+}
+
+impl Running {
+    async fn post(&self, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}/v1/sql", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_over_http_in_every_format() {
+    let s = start(ServerConfig::default()).await;
+    let (status, body) = s
+        .post(json!({"sql": "SELECT event_type, count(*) AS n, sum(amount) AS revenue FROM engagement_events GROUP BY 1 ORDER BY 1"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["columns"][0]["name"], "event_type");
+    assert_eq!(body["columns"][1]["type"], "Int64");
+    assert_eq!(
+        body["rows"],
+        json!([["click", 15, null], ["purchase", 15, 37.5]])
+    );
+    assert_eq!(body["stats"]["rows"], 2);
+    assert_eq!(body["stats"]["files_scanned"], 3);
+    assert!(body["stats"]["bytes_scanned"].as_u64().unwrap() > 0);
+
+    let get = |format: &'static str| {
+        let client = s.client.clone();
+        let url = format!("{}/v1/sql", s.base);
+        async move {
+            client
+                .get(url)
+                .query(&[("sql", "SELECT user_id, count(*) AS n FROM engagement_events WHERE user_id IN ('u1', 'u2') GROUP BY 1 ORDER BY 1"), ("format", format)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ndjson = get("ndjson").await;
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    assert!(ndjson.headers().contains_key("x-query-id"));
+    assert!(ndjson.headers().contains_key("x-elapsed-ms"));
+    assert_eq!(
+        ndjson.text().await.unwrap(),
+        "{\"user_id\":\"u1\",\"n\":6}\n{\"user_id\":\"u2\",\"n\":6}\n"
+    );
+    let csv = get("csv").await.text().await.unwrap();
+    assert_eq!(csv, "user_id,n\nu1,6\nu2,6\n");
+    let arrow = get("arrow").await;
+    assert_eq!(
+        arrow.headers()["content-type"],
+        "application/vnd.apache.arrow.stream"
+    );
+    let bytes = arrow.bytes().await.unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+
+    // Empty results keep their columns.
+    let (status, body) = s
+        .post(json!({"sql": "SELECT user_id FROM engagement_events WHERE false"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["columns"][0]["name"], "user_id");
+    assert_eq!(body["rows"], json!([]));
+
+    // Parameters, positional and named.
+    let (_, body) = s
+        .post(json!({"sql": "SELECT count(*) AS n FROM engagement_events WHERE user_id = $1 AND event_type = $2", "params": ["u0", "click"]}))
+        .await;
+    assert_eq!(body["rows"], json!([[3]]));
+    let (_, body) = s
+        .post(json!({"sql": "SELECT count(*) AS n FROM engagement_events WHERE user_id = $user", "params": {"user": "u0"}}))
+        .await;
+    assert_eq!(body["rows"], json!([[6]]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etags_answer_304_until_a_table_changes_and_repeats_hit_the_cache() {
+    let s = start(ServerConfig::default()).await;
+    let url = format!("{}/v1/sql", s.base);
+    let sql = [("sql", "SELECT count(*) AS n FROM engagement_events")];
+    let first = s.client.get(&url).query(&sql).send().await.unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(first.json::<Value>().await.unwrap()["rows"], json!([[30]]));
+
+    let again = s
+        .client
+        .get(&url)
+        .query(&sql)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // Another query, or another table version, is another ETag.
+    let other = s
+        .client
+        .get(&url)
+        .query(&[("sql", "SELECT count(*) AS m FROM engagement_events")])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(other.headers()["etag"].to_str().unwrap(), etag);
+
+    append(&s.lake, &rows(5, 4, 1000)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the staleness bound
+    let changed = s
+        .client
+        .get(&url)
+        .query(&sql)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(
+        changed.json::<Value>().await.unwrap()["rows"],
+        json!([[34]])
+    );
+
+    // A repeat of the same query is served from the cache.
+    let body = json!({"sql": "SELECT max(event_time) FROM engagement_events"});
+    assert_eq!(s.post(body.clone()).await.0, StatusCode::OK);
+    assert_eq!(s.post(body).await.0, StatusCode::OK);
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hourlake_query_cache_hits_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hourlake_query_not_modified_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hourlake_query_requests_total{status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hourlake_query_duration_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn event_time_filters_prune_hour_partitions() {
+    let s = start(ServerConfig::default()).await;
+    let t1 = "2026-11-20T01:00:00Z";
+    let (_, all) = s
+        .post(json!({"sql": "SELECT count(*) FROM engagement_events WHERE user_id <> ''"}))
+        .await;
+    assert_eq!(all["stats"]["files_scanned"], 3);
+    let (_, pruned) = s
+        .post(json!({"sql": format!("SELECT count(*) AS n FROM engagement_events WHERE event_time >= TIMESTAMP '{t1}'")}))
+        .await;
+    assert_eq!(pruned["rows"], json!([[20]]));
+    assert_eq!(pruned["stats"]["files_scanned"], 2, "{pruned}");
+    let (_, between) = s
+        .post(json!({"sql": format!("SELECT count(*) AS n FROM engagement_events WHERE event_time BETWEEN TIMESTAMP '{t1}' AND TIMESTAMP '{t1}' + INTERVAL '30 minutes'")}))
+        .await;
+    assert_eq!(between["rows"], json!([[10]]));
+    assert_eq!(between["stats"]["files_scanned"], 1, "{between}");
+    // `now() - interval` is folded to a constant and prunes too (these events are old).
+    let (_, recent) = s
+        .post(json!({"sql": "SELECT count(*) AS n FROM engagement_events WHERE event_time >= now() - INTERVAL '1 hour'"}))
+        .await;
+    assert_eq!(recent["rows"], json!([[0]]));
+    assert_eq!(recent["stats"]["files_scanned"], 0, "{recent}");
+    // EXPLAIN shows the partition filter derived from event_time.
+    let (_, explain) = s
+        .post(json!({"sql": format!("EXPLAIN SELECT count(*) FROM engagement_events WHERE event_time >= TIMESTAMP '{t1}'")}))
+        .await;
+    let text = explain["rows"].to_string();
+    assert!(text.contains("event_hour"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_request_gets_a_clear_error_and_never_a_500() {
+    let s = start(ServerConfig {
+        max_result_rows: 20,
+        max_request_bytes: 4096,
+        ..ServerConfig::default()
+    })
+    .await;
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"sql": "SELEC 1"}),
+            StatusCode::BAD_REQUEST,
+            "sql_parse",
+        ),
+        (
+            json!({"sql": "SELECT nope FROM engagement_events"}),
+            StatusCode::BAD_REQUEST,
+            "sql_plan",
+        ),
+        (
+            json!({"sql": "SELECT * FROM no_such_table"}),
+            StatusCode::BAD_REQUEST,
+            "sql_plan",
+        ),
+        (json!({"sql": ""}), StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            json!({"sql": "SELECT 1", "format": "xml"}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({"sql": "SELECT $1", "params": [[1]]}),
+            StatusCode::BAD_REQUEST,
+            "bad_parameter",
+        ),
+        (
+            json!({"sql": "SELECT 1", "surprise": true}),
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+        ),
+        (
+            json!({"sql": "SELECT * FROM engagement_events"}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "result_too_large",
+        ),
+        (
+            json!({"sql": "CREATE TABLE t AS SELECT 1"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({"sql": "DROP TABLE engagement_events"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({"sql": "INSERT INTO engagement_events SELECT * FROM engagement_events"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({"sql": "COPY engagement_events TO '/tmp/x.parquet'"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({"sql": "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc'"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({"sql": "SET datafusion.execution.batch_size = 1"}),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            json!({"sql": "SELECT count(*) FROM generate_series(1, 10000000000)", "timeout_ms": 200}),
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let (got, answer) = s.post(body.clone()).await;
+        assert_eq!(got, status, "{body} → {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body} → {answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    // Parse errors say where.
+    let (_, answer) = s
+        .post(json!({"sql": "SELECT 1 FROM t WHERE x = = 1"}))
+        .await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Line: 1"),
+        "{answer}"
+    );
+
+    let raw = |body: &'static str| {
+        s.client
+            .post(format!("{}/v1/sql", s.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for body in ["{", "not json", "[]", "{\"sql\": 5}", "\u{0}"] {
+        let r = raw(body).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "bad_request");
+    }
+    let big = format!("{{\"sql\": \"SELECT '{}'\"}}", "x".repeat(10_000));
+    let r = s
+        .client
+        .post(format!("{}/v1/sql", s.base))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = s
+        .client
+        .get(format!("{}/v1/sql", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "GET without sql");
+    let r = s
+        .client
+        .get(format!("{}/v1/sql?sql=SELECT%201&params=%7B", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "params not JSON");
+    let r = s
+        .client
+        .get(format!("{}/nowhere", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "not_found"
+    );
+    let r = s
+        .client
+        .delete(format!("{}/v1/sql", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    // The server is still fine.
+    assert_eq!(
+        s.post(json!({"sql": "SELECT 1 AS one"})).await.1["rows"],
+        json!([[1]])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrency_limit_answers_429() {
+    let s = start(ServerConfig {
+        max_concurrent_queries: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let slow =
+        json!({"sql": "SELECT count(*) FROM generate_series(1, 10000000000)", "timeout_ms": 3000});
+    let client = s.client.clone();
+    let url = format!("{}/v1/sql", s.base);
+    let running =
+        tokio::spawn(async move { client.post(url).json(&slow).send().await.unwrap().status() });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = s.post(json!({"sql": "SELECT 1"})).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_queries");
+    assert_eq!(running.await.unwrap(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(s.post(json!({"sql": "SELECT 1"})).await.0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_guard_everything_but_health_and_cors_is_configurable() {
+    let s = start(ServerConfig {
+        tokens: vec!["s3cret".into()],
+        cors_origins: vec!["https://dash.example".into()],
+        ..ServerConfig::default()
+    })
+    .await;
+    let url = format!("{}/v1/sql", s.base);
+    let body = json!({"sql": "SELECT 1 AS one"});
+    let r = s.client.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("wrong")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = s
+        .client
+        .post(&url)
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .client
+        .get(format!("{}/health", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let preflight = s
+        .client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://dash.example")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success());
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://dash.example"
+    );
+    let r = s
+        .client
+        .post(&url)
+        .header("origin", "https://evil.example")
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}

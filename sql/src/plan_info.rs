@@ -1,0 +1,47 @@
+//! What a plan reads: the tables (for cache keys) and, once run, the files and bytes.
+
+use std::collections::BTreeSet;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+
+/// The names of the tables an (analyzed) logical plan scans, subqueries included.
+pub fn tables_read(plan: &LogicalPlan) -> BTreeSet<String> {
+    let mut tables = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            tables.insert(scan.table_name.table().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables
+}
+
+/// Files a physical plan will read (after partition pruning).
+pub fn files_scanned(plan: &dyn ExecutionPlan) -> usize {
+    let mut files = 0;
+    if let Some(source) = plan.downcast_ref::<DataSourceExec>() {
+        if let Some(config) = source.data_source().downcast_ref::<FileScanConfig>() {
+            files += config.file_groups.iter().map(|g| g.len()).sum::<usize>();
+        }
+    }
+    for child in plan.children() {
+        files += files_scanned(child.as_ref());
+    }
+    files
+}
+
+/// Bytes read from storage by an executed plan (the `bytes_scanned` metric of its scans).
+pub fn bytes_scanned(plan: &dyn ExecutionPlan) -> u64 {
+    let mut bytes = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map_or(0, |v| v.as_usize() as u64);
+    for child in plan.children() {
+        bytes += bytes_scanned(child.as_ref());
+    }
+    bytes
+}

@@ -1,0 +1,131 @@
+//! `hourlake serve` as a process beside `hourlake ingest`: events produced to Kafka are
+//! answered over HTTP within seconds, and bad requests get clear errors.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::kafka::{self, create_topic};
+use crate::support::process::{num, produce, Daemon, IngestProcess};
+use crate::support::unique;
+
+/// The address `hourlake serve` logged it listens on.
+fn served_addr(server: &Daemon) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = server.log_text();
+        if let Some(rest) = log.split("serving SQL over HTTP on http://").nth(1) {
+            return rest.split('/').next().unwrap_or_default().to_string();
+        }
+        assert!(Instant::now() < deadline, "server never listened:\n{log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn served_sql_sees_ingested_events_within_seconds() {
+    let broker = kafka::shared();
+    let (app, rec, group) = (unique("app"), unique("rec"), unique("g"));
+    create_topic(&broker.bootstrap, &app, 2).await;
+    create_topic(&broker.bootstrap, &rec, 2).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_str().expect("utf-8 path");
+    let _ingest = IngestProcess::start(&broker.bootstrap, &[&app, &rec], &group, &lake, &[]);
+    let server = Daemon::spawn(
+        "serve",
+        &lake,
+        &[
+            "serve",
+            "--lake",
+            lake_arg,
+            "--http",
+            "127.0.0.1:0",
+            "--token",
+            "t0ken",
+        ],
+    );
+    let base = format!("http://{}", served_addr(&server));
+    let client = reqwest::Client::new();
+
+    let report = tokio::task::spawn_blocking({
+        let bootstrap = broker.bootstrap.clone();
+        let (app, rec) = (app.clone(), rec.clone());
+        move || {
+            produce(
+                &bootstrap,
+                &[
+                    "--topic",
+                    &app,
+                    "--rec-topic",
+                    &rec,
+                    "--count",
+                    "3000",
+                    "--seed",
+                    "5",
+                ],
+            )
+        }
+    })
+    .await
+    .expect("producer");
+    let sent = num(&report, "/sent");
+    let produced_at = Instant::now();
+    let count_sql = json!({"sql": "SELECT (SELECT count(*) FROM engagement_events) + (SELECT count(*) FROM recommendation_events) AS n"});
+    let seen = loop {
+        let r = client
+            .post(format!("{base}/v1/sql"))
+            .bearer_auth("t0ken")
+            .json(&count_sql)
+            .send()
+            .await
+            .expect("request");
+        if r.status().is_success() {
+            let body: Value = r.json().await.expect("json");
+            let n = body["rows"][0][0].as_u64().unwrap_or(0);
+            if n == sent {
+                break n;
+            }
+        }
+        assert!(
+            produced_at.elapsed() < Duration::from_secs(30),
+            "events not visible over HTTP in 30 s:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(seen, sent);
+
+    // Without the token: 401; a write: 403; garbage: 400; health needs no token.
+    let r = client
+        .post(format!("{base}/v1/sql"))
+        .json(&count_sql)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 401);
+    let r = client
+        .post(format!("{base}/v1/sql"))
+        .bearer_auth("t0ken")
+        .json(&json!({"sql": "DELETE FROM engagement_events"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 403);
+    let r = client
+        .post(format!("{base}/v1/sql"))
+        .bearer_auth("t0ken")
+        .body("{{{")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 400);
+    let r = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let mut server = server;
+    assert_eq!(server.terminate().code(), Some(0), "{}", server.log_text());
+}
