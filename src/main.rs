@@ -220,10 +220,18 @@ async fn start_server(
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     let addr = args.http_addr(file);
     let factory =
-        hourlake_sql::SessionFactory::new(lake).with_memory_limit(args.memory_limit(file));
+        hourlake_sql::SessionFactory::new(lake.clone()).with_memory_limit(args.memory_limit(file));
     let live = hourlake_sql::LiveLake::new(factory, args.max_staleness(file));
+    // Recommendation lookups: rebuilt from the table now, then following its commits.
+    let index = std::sync::Arc::new(hourlake_query::RecommendationIndex::new(20));
+    tokio::spawn(index.clone().follow(
+        lake,
+        std::time::Duration::from_millis(250),
+        shutdown.wait(),
+    ));
     let server =
-        hourlake_query::QueryServer::new(std::sync::Arc::new(live), args.resolve(file), registry);
+        hourlake_query::QueryServer::new(std::sync::Arc::new(live), args.resolve(file), registry)
+            .with_recommendations(index);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding the HTTP server to {addr}"))?;

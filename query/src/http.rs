@@ -24,12 +24,14 @@ use crate::auth::Tokens;
 use crate::cache::{CachedResult, ResultCache};
 use crate::error::ApiError;
 use crate::format::{encode, Format};
+use crate::lookup::RecommendationIndex;
 use crate::metrics::QueryMetrics;
 use crate::query::{execute, plan, SqlRequest};
 use crate::ServerConfig;
 
 struct AppState {
     live: Arc<LiveLake>,
+    recommendations: std::sync::OnceLock<Arc<RecommendationIndex>>,
     config: ServerConfig,
     tokens: Tokens,
     slots: Arc<Semaphore>,
@@ -53,6 +55,7 @@ impl QueryServer {
         QueryServer {
             state: Arc::new(AppState {
                 live,
+                recommendations: std::sync::OnceLock::new(),
                 tokens: Tokens::new(&config.tokens),
                 slots: Arc::new(Semaphore::new(config.max_concurrent_queries)),
                 cache: ResultCache::new(config.cache_bytes),
@@ -64,12 +67,22 @@ impl QueryServer {
         }
     }
 
+    /// Serves recommendation lookups from `index` (`GET /v1/users/{user_id}/recommendations`
+    /// and the SQL table function `user_recommendations`).
+    pub fn with_recommendations(self, index: Arc<RecommendationIndex>) -> QueryServer {
+        if self.state.recommendations.set(index).is_err() {
+            tracing::warn!("recommendation index already set; keeping the first");
+        }
+        self
+    }
+
     /// The routes, with auth, CORS and the body limit.
     pub fn router(&self) -> Router {
         let state = self.state.clone();
         let mut router = Router::new()
             .route("/v1/sql", get(sql_get).post(sql_post))
             .route("/metrics", get(metrics))
+            .route("/v1/users/{user_id}/recommendations", get(recommendations))
             .layer(middleware::from_fn_with_state(state.clone(), authenticate))
             .route("/health", get(health))
             .fallback(not_found)
@@ -179,6 +192,51 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         text,
     )
         .into_response()
+}
+
+async fn recommendations(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(user_id): axum::extract::Path<String>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let started = Instant::now();
+    let response = (|| {
+        let Some(index) = state.recommendations.get() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "lookups_off",
+                "recommendation lookups are not enabled on this server",
+            ));
+        };
+        let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let limit = match q.get("limit") {
+            None => 10,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=100).contains(l))
+                .ok_or_else(|| ApiError::bad_request("`limit` must be an integer from 1 to 100"))?,
+        };
+        let Some(version) = index.version() else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "index_loading",
+                "the recommendation index is still loading",
+            ));
+        };
+        let found = index.lookup(&user_id, limit);
+        Ok(axum::Json(serde_json::json!({
+            "user_id": user_id,
+            "recommendations": found,
+            "table_version": version,
+        }))
+        .into_response())
+    })()
+    .unwrap_or_else(IntoResponse::into_response);
+    state
+        .metrics
+        .observe_lookup(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
 }
 
 async fn not_found() -> Response {
@@ -365,7 +423,7 @@ async fn run(
             ),
         )
     })?;
-    let planned = plan(&state.live, &request).await?;
+    let planned = plan(&state.live, &request, state.recommendations.get()).await?;
     let etag = planned.etag.clone();
     if etag_matches(headers, &etag) {
         state.metrics.not_modified.inc();

@@ -1,12 +1,16 @@
 //! # hourlake-query
 //!
-//! The query server: SQL over HTTP for dashboards (Flight SQL, recommendation lookups
-//! and the REPL are still to come).
+//! The query server: SQL over HTTP for dashboards and recommendation lookups by user
+//! (Flight SQL and the REPL are still to come).
 //!
 //! - [`QueryServer`]: the axum app — `POST /v1/sql` and `GET /v1/sql` (formats json,
 //!   ndjson, csv, arrow), `GET /health`, `GET /metrics`; ETag / `If-None-Match` and a
 //!   result cache keyed by the Delta versions a query reads; read-only guard; limits
 //!   (timeout, concurrency, result size, memory) and bearer-token auth.
+//! - [`RecommendationIndex`]: the newest served recommendations per user, kept current
+//!   from the Delta commits of `recommendation_events`, behind
+//!   `GET /v1/users/{user_id}/recommendations` and the SQL table function
+//!   `user_recommendations('user')`.
 //! - [`ServerConfig`]: those limits and settings.
 //! - [`ApiError`]: every error as JSON `{"error": {"code", "message"}}` with its status.
 //!
@@ -29,6 +33,7 @@ mod config;
 mod error;
 mod format;
 mod http;
+mod lookup;
 mod metrics;
 mod query;
 #[cfg(test)]
@@ -38,3 +43,4 @@ pub use config::ServerConfig;
 pub use error::ApiError;
 pub use format::{Format, Stats};
 pub use http::QueryServer;
+pub use lookup::{RecommendationIndex, RecommendedItem, ServedRecommendations};

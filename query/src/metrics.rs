@@ -24,6 +24,10 @@ pub struct QueryMetrics {
     pub cache_hits: Counter,
     /// `304 Not Modified` answers (the client's copy was current).
     pub not_modified: Counter,
+    /// Recommendation lookups answered, by HTTP status.
+    pub lookups: Family<StatusLabel, Counter>,
+    /// Seconds per recommendation lookup.
+    pub lookup_latency: Histogram,
 }
 
 impl Default for QueryMetrics {
@@ -35,6 +39,8 @@ impl Default for QueryMetrics {
             }),
             cache_hits: Counter::default(),
             not_modified: Counter::default(),
+            lookups: Family::default(),
+            lookup_latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
         }
     }
 }
@@ -63,6 +69,12 @@ impl QueryMetrics {
             "SQL answers 304 Not Modified",
             self.not_modified.clone(),
         );
+    }
+
+    /// Records one recommendation lookup.
+    pub fn observe_lookup(&self, status: u16, seconds: f64) {
+        self.lookups.get_or_create(&StatusLabel { status }).inc();
+        self.lookup_latency.observe(seconds);
     }
 
     /// Records one answered request.

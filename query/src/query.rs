@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{from_datafusion, ApiError};
 use crate::format::{Format, Stats};
+use crate::lookup::{RecommendationIndex, UserRecommendationsFunction};
 
 /// A SQL request as the API receives it.
 #[derive(Debug, Clone)]
@@ -39,11 +40,21 @@ pub struct Planned {
 }
 
 /// Plans `request` over the lake's newest versions and refuses anything but a read.
-pub async fn plan(live: &LiveLake, request: &SqlRequest) -> Result<Planned, ApiError> {
+pub async fn plan(
+    live: &LiveLake,
+    request: &SqlRequest,
+    recommendations: Option<&Arc<RecommendationIndex>>,
+) -> Result<Planned, ApiError> {
     if request.sql.trim().is_empty() {
         return Err(ApiError::bad_request("empty SQL"));
     }
     let (ctx, snapshot) = live.session().await?;
+    if let Some(index) = recommendations {
+        ctx.register_udtf(
+            "user_recommendations",
+            Arc::new(UserRecommendationsFunction(index.clone())),
+        );
+    }
     let state = ctx.state();
     let mut plan = state
         .create_logical_plan(&request.sql)
@@ -68,6 +79,16 @@ pub async fn plan(live: &LiveLake, request: &SqlRequest) -> Result<Planned, ApiE
     for t in &tables {
         let version = versions.get(t.as_str()).copied();
         digest.update(format!("\0{t}@{version:?}").as_bytes());
+    }
+    // The lookup function reads the index, not a table: its version joins the key.
+    if let Some(index) = recommendations {
+        if request
+            .sql
+            .to_ascii_lowercase()
+            .contains("user_recommendations")
+        {
+            digest.update(format!("\0index@{:?}", index.version()).as_bytes());
+        }
     }
     let etag = format!("\"{}\"", hex::encode(&digest.finalize()[..16]));
     Ok(Planned { ctx, plan, etag })

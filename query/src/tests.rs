@@ -537,3 +537,160 @@ async fn bearer_tokens_guard_everything_but_health_and_cors_is_configurable() {
         .unwrap();
     assert!(!r.headers().contains_key("access-control-allow-origin"));
 }
+
+fn rec_row(
+    event_id: &str,
+    kind: &str,
+    user: &str,
+    minute: i64,
+    request: &str,
+    offset: i64,
+) -> Value {
+    let t = hour_micros(1) + minute * 60_000_000;
+    let (date, h) = hourlake_catalog::partition::date_and_hour(t);
+    let items = (kind == "rec_served").then(|| {
+        json!([{"item_id": "i1", "score": 0.9, "rank": 1}, {"item_id": "i2", "score": 0.5, "rank": 2}])
+    });
+    json!({
+        "event_id": event_id,
+        "event_type": kind,
+        "event_time": t,
+        "user_id": user,
+        "request_id": request,
+        "model_version": "ranker-v7",
+        "surface": "home",
+        "items": items,
+        "item_id": (kind == "rec_click").then_some("i2"),
+        "_kafka_topic": "rec-events",
+        "_kafka_partition": 0,
+        "_kafka_offset": offset,
+        "_ingested_at": t,
+        "event_date": date,
+        "event_hour": h,
+    })
+}
+
+async fn append_recs(lake: &Lake, rows: &[Value]) {
+    let schema = TableId::RecommendationEvents.schema();
+    let mut decoder = arrow_json::ReaderBuilder::new(schema)
+        .build_decoder()
+        .unwrap();
+    decoder.serialize(rows).unwrap();
+    let batch = decoder.flush().unwrap().unwrap();
+    lake.open_or_create(TableId::RecommendationEvents)
+        .await
+        .unwrap()
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recommendation_lookups_follow_new_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    append_recs(
+        &lake,
+        &[
+            rec_row("r1", "rec_served", "alice", 1, "req-1", 1),
+            rec_row("r1", "rec_served", "alice", 1, "req-1", 2), // a resend
+            rec_row("r2", "rec_served", "bob", 2, "req-2", 3),
+        ],
+    )
+    .await;
+    let index = Arc::new(crate::RecommendationIndex::new(5));
+    tokio::spawn(index.clone().follow(
+        lake.clone(),
+        Duration::from_millis(100),
+        std::future::pending(),
+    ));
+    let live = LiveLake::new(
+        SessionFactory::new(lake.clone()),
+        Duration::from_millis(100),
+    );
+    let server = QueryServer::new(Arc::new(live), ServerConfig::default(), Default::default())
+        .with_recommendations(index.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    let get = |user: &'static str| {
+        let client = client.clone();
+        let url = format!("{base}/v1/users/{user}/recommendations");
+        async move { client.get(url).send().await.unwrap() }
+    };
+    let mut first = get("alice").await;
+    for _ in 0..50 {
+        if first.status() == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        first = get("alice").await;
+    }
+    let body: Value = first.json().await.unwrap();
+    let recs = body["recommendations"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "the resend is not a second list: {body}");
+    assert_eq!(recs[0]["model_version"], "ranker-v7");
+    assert_eq!(recs[0]["request_id"], "req-1");
+    assert_eq!(
+        recs[0]["items"][1],
+        json!({"item_id": "i2", "score": 0.5, "rank": 2, "clicked": false})
+    );
+    let nobody: Value = get("nobody").await.json().await.unwrap();
+    assert_eq!(nobody["recommendations"], json!([]));
+
+    // A newer list and a click on the old one show up within a few seconds.
+    append_recs(
+        &lake,
+        &[
+            rec_row("r3", "rec_served", "alice", 30, "req-3", 4),
+            rec_row("c1", "rec_click", "alice", 31, "req-1", 5),
+        ],
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let body = loop {
+        let body: Value = get("alice").await.json().await.unwrap();
+        if body["recommendations"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2)
+        {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        body["recommendations"][0]["request_id"], "req-3",
+        "newest first"
+    );
+    assert_eq!(body["recommendations"][1]["items"][1]["clicked"], true);
+    assert_eq!(body["recommendations"][0]["items"][1]["clicked"], false);
+
+    // The same through SQL.
+    let r = client
+        .post(format!("{base}/v1/sql"))
+        .json(&json!({"sql": "SELECT request_id, item_id, clicked FROM user_recommendations('alice') ORDER BY request_id, item_id"}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["rows"],
+        json!([
+            ["req-1", "i1", false],
+            ["req-1", "i2", true],
+            ["req-3", "i1", false],
+            ["req-3", "i2", false]
+        ])
+    );
+    let bad = get("alice").await;
+    assert_eq!(bad.status(), StatusCode::OK);
+    let r = client
+        .get(format!("{base}/v1/users/alice/recommendations?limit=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

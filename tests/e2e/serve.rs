@@ -1,5 +1,6 @@
 //! `hourlake serve` as a process beside `hourlake ingest`: events produced to Kafka are
-//! answered over HTTP within seconds, and bad requests get clear errors.
+//! answered over HTTP within seconds (SQL and recommendation lookups), and bad
+//! requests get clear errors.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,22 @@ use serde_json::{json, Value};
 use crate::support::kafka::{self, create_topic};
 use crate::support::process::{num, produce, Daemon, IngestProcess};
 use crate::support::unique;
+
+async fn send(bootstrap: &str, topic: &str, payload: &str) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::<str, str>::to(topic).payload(payload),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("send");
+}
 
 /// The address `hourlake serve` logged it listens on.
 fn served_addr(server: &Daemon) -> String {
@@ -95,6 +112,38 @@ async fn served_sql_sees_ingested_events_within_seconds() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(seen, sent);
+
+    // A new recommendation is returned by the lookup endpoint within seconds.
+    let user = unique("user");
+    let served = json!({
+        "event_id": unique("ev"), "event_type": "rec_served",
+        "event_time": chrono::Utc::now().timestamp_millis(), "user_id": user,
+        "request_id": "req-e2e", "model_version": "ranker-v9", "surface": "home",
+        "items": [{"item_id": "i-1", "score": 0.9, "rank": 1}, {"item_id": "i-2", "score": 0.4, "rank": 2}],
+    });
+    send(&broker.bootstrap, &rec, &served.to_string()).await;
+    let sent_at = Instant::now();
+    loop {
+        let r = client
+            .get(format!("{base}/v1/users/{user}/recommendations"))
+            .bearer_auth("t0ken")
+            .send()
+            .await
+            .expect("request");
+        let body: Value = r.json().await.expect("json");
+        if let Some(first) = body["recommendations"].get(0) {
+            assert_eq!(first["model_version"], "ranker-v9");
+            assert_eq!(first["items"][0]["item_id"], "i-1");
+            assert_eq!(first["items"][0]["clicked"], false);
+            break;
+        }
+        assert!(
+            sent_at.elapsed() < Duration::from_secs(10),
+            "recommendation not returned in 10 s: {body}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Without the token: 401; a write: 403; garbage: 400; health needs no token.
     let r = client

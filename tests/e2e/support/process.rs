@@ -72,7 +72,7 @@ impl Daemon {
         let file = std::fs::File::create(&log).expect("log file");
         let child = hourlake()
             .args(args)
-            .env("RUST_LOG", "info,deltalake=warn")
+            .env("RUST_LOG", "info,deltalake=warn,buoyant_kernel=warn")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
