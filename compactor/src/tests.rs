@@ -532,3 +532,196 @@ async fn appends_during_compaction_are_never_lost_and_vacuum_keeps_the_table_who
     tidy.release().await.unwrap();
     compactor.release().await.unwrap();
 }
+
+fn rec_event(i: u64, hour: Hour, offset: i64) -> serde_json::Value {
+    let r = mix(5, i);
+    let kind = [
+        "rec_served",
+        "rec_impression",
+        "rec_impression",
+        "rec_click",
+    ][(r % 4) as usize];
+    let model = ["ranker-v1", "ranker-v2"][(r >> 8) as usize % 2];
+    let surface = if (r >> 12).is_multiple_of(7) {
+        None
+    } else {
+        Some(["home", "search"][(r >> 16) as usize % 2])
+    };
+    json!({
+        "event_id": format!("rec-{i}"),
+        "event_type": kind,
+        "event_time": hour.start_micros() + (r % 3_600_000_000) as i64,
+        "user_id": format!("user-{}", r % 50),
+        "request_id": format!("req-{}", r % 100),
+        "model_version": model,
+        "surface": surface,
+        "items": (kind == "rec_served").then(|| json!([{"item_id": "i1", "score": 0.5, "rank": 1}])),
+        "item_id": (kind != "rec_served").then_some("i1"),
+        "_kafka_topic": "rec-events",
+        "_kafka_partition": 0,
+        "_kafka_offset": offset,
+        "_ingested_at": offset * 1000,
+        "event_date": hour.date,
+        "event_hour": hour.hour,
+    })
+}
+
+async fn append_recs(lake: &Lake, rows: &[serde_json::Value]) {
+    let mut decoder = arrow_json::ReaderBuilder::new(TableId::RecommendationEvents.schema())
+        .build_decoder()
+        .unwrap();
+    decoder.serialize(rows).unwrap();
+    let batch = decoder.flush().unwrap().unwrap();
+    lake.open_or_create(TableId::RecommendationEvents)
+        .await
+        .unwrap()
+        .write(vec![batch])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn dashboard_views_read_rollups_and_raw_hours_and_match_exact_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let (closed, _) = fill_with_duplicates(&lake).await;
+    // The current hour is still open: it stays raw, duplicates included.
+    let open = Hour::of_micros(chrono::Utc::now().timestamp_micros());
+    let mut rows: Vec<_> = (0..300u64)
+        .map(|i| event(12, i, open, 40, 50_000 + i as i64))
+        .collect();
+    rows.extend((0..20u64).map(|i| event(12, i, open, 40, 60_000 + i as i64)));
+    append(&lake, &rows).await;
+    let mut recs: Vec<_> = (0..400u64)
+        .map(|i| rec_event(i, closed[0], i as i64))
+        .collect();
+    recs.extend((400..600u64).map(|i| rec_event(i, open, i as i64)));
+    recs.extend((0..30u64).map(|i| rec_event(i, closed[0], 1000 + i as i64))); // resends
+    append_recs(&lake, &recs).await;
+    // (Ten minutes of grace keep the current hour open even if it ends mid-test.)
+    let open_config = CompactorConfig {
+        closed_after: Duration::from_secs(600),
+        ..config()
+    };
+    let compactor = Compactor::new(lake.clone(), open_config, "test");
+    compactor.run_pass().await.unwrap();
+    compactor.release().await.unwrap();
+
+    let view = query(
+        &lake,
+        "SELECT event_date, event_hour, events, active_users, sessions, avg_session_length_ms, installs, \
+           notification_views, notification_opens, purchases, revenue, source, p95_session_length_ms \
+         FROM hourly_engagement ORDER BY event_date, event_hour",
+    )
+    .await;
+    let exact = query(
+        &lake,
+        "SELECT event_date, event_hour, count(*) AS events, count(DISTINCT user_id) AS users, \
+           sum(CASE WHEN event_type = 'session_start' THEN 1 ELSE 0 END) AS sessions, \
+           avg(CAST(session_length_ms AS DOUBLE)) AS avg_len, \
+           sum(CASE WHEN event_type = 'install' THEN 1 ELSE 0 END) AS installs, \
+           sum(CASE WHEN event_type = 'notification_view' THEN 1 ELSE 0 END) AS nv, \
+           sum(CASE WHEN event_type = 'notification_open' THEN 1 ELSE 0 END) AS no, \
+           sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases, \
+           coalesce(sum(amount), 0.0) AS revenue \
+         FROM (SELECT DISTINCT event_id, event_type, user_id, session_length_ms, amount, event_date, event_hour \
+               FROM engagement_events) GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .await;
+    let view = arrow::compute::concat_batches(&view[0].schema(), &view).unwrap();
+    let exact = arrow::compute::concat_batches(&exact[0].schema(), &exact).unwrap();
+    assert_eq!(view.num_rows(), 3);
+    assert_eq!(exact.num_rows(), 3);
+    let i64s = |b: &RecordBatch, c: usize| -> Vec<i64> {
+        let col = arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Int64).unwrap();
+        col.as_primitive::<Int64Type>().values().to_vec()
+    };
+    let f64s = |b: &RecordBatch, c: usize| -> Vec<f64> {
+        let col = arrow::compute::cast(b.column(c), &arrow::datatypes::DataType::Float64).unwrap();
+        col.as_primitive::<Float64Type>().values().to_vec()
+    };
+    assert_eq!(i64s(&view, 2), i64s(&exact, 2), "events");
+    for (col_view, col_exact, what) in [
+        (4, 4, "sessions"),
+        (6, 6, "installs"),
+        (7, 7, "notification views"),
+        (8, 8, "notification opens"),
+        (9, 9, "purchases"),
+    ] {
+        assert_eq!(i64s(&view, col_view), i64s(&exact, col_exact), "{what}");
+    }
+    for (v, e) in f64s(&view, 5).iter().zip(f64s(&exact, 5)) {
+        assert!((v - e).abs() < 1e-6, "avg session length {v} vs {e}");
+    }
+    for (v, e) in f64s(&view, 10).iter().zip(f64s(&exact, 10)) {
+        assert!((v - e).abs() < 1e-6, "revenue {v} vs {e}");
+    }
+    for (v, e) in i64s(&view, 3).iter().zip(i64s(&exact, 3)) {
+        assert!(
+            (v - e).abs() as f64 <= 0.02 * e as f64 + 1.0,
+            "active users {v} vs {e}"
+        );
+    }
+    let sources: Vec<String> = (0..3)
+        .map(|i| {
+            let col =
+                arrow::compute::cast(view.column(11), &arrow::datatypes::DataType::Utf8).unwrap();
+            col.as_string::<i32>().value(i).to_string()
+        })
+        .collect();
+    assert_eq!(
+        sources,
+        ["rollup", "rollup", "raw"],
+        "closed hours from rollups, the open one raw"
+    );
+    assert!(
+        f64s(&view, 12).iter().all(|p| *p > 0.0),
+        "p95 session length present"
+    );
+
+    // Daily active users from merged hourly sketches (rollup and raw hours together).
+    let dau = query(
+        &lake,
+        "SELECT event_date, active_users FROM daily_active_users ORDER BY 1",
+    )
+    .await;
+    let exact_dau = query(
+        &lake,
+        "SELECT event_date, count(DISTINCT user_id) FROM engagement_events GROUP BY 1 ORDER BY 1",
+    )
+    .await;
+    let dau = arrow::compute::concat_batches(&dau[0].schema(), &dau).unwrap();
+    let exact_dau = arrow::compute::concat_batches(&exact_dau[0].schema(), &exact_dau).unwrap();
+    for (v, e) in i64s(&dau, 1).iter().zip(i64s(&exact_dau, 1)) {
+        assert!(
+            (v - e).abs() as f64 <= 3.0 * 0.0162 * e as f64 + 1.0,
+            "DAU {v} vs {e}"
+        );
+    }
+
+    // Recommendation CTR by model and surface, hour by hour.
+    let mismatched = scalar_i64(
+        &lake,
+        "SELECT count(*) FROM recommendation_ctr v FULL OUTER JOIN ( \
+           SELECT event_date, event_hour, coalesce(model_version, 'unknown') AS model_version, \
+             coalesce(surface, 'unknown') AS surface, \
+             sum(CASE WHEN event_type = 'rec_served' THEN 1 ELSE 0 END) AS served, \
+             sum(CASE WHEN event_type = 'rec_impression' THEN 1 ELSE 0 END) AS impressions, \
+             sum(CASE WHEN event_type = 'rec_click' THEN 1 ELSE 0 END) AS clicks \
+           FROM (SELECT DISTINCT event_id, event_type, model_version, surface, event_date, event_hour FROM recommendation_events) \
+           GROUP BY 1, 2, 3, 4) e \
+         ON v.event_date = e.event_date AND v.event_hour = e.event_hour AND v.model_version = e.model_version \
+           AND v.surface = e.surface \
+         WHERE (v.served IS DISTINCT FROM e.served) OR (v.impressions IS DISTINCT FROM e.impressions) \
+           OR (v.clicks IS DISTINCT FROM e.clicks)",
+    )
+    .await;
+    assert_eq!(mismatched, 0);
+    let ctr_sources = query(
+        &lake,
+        "SELECT DISTINCT source FROM recommendation_ctr ORDER BY 1",
+    )
+    .await;
+    assert_eq!(ctr_sources[0].num_rows(), 2, "rollup and raw rows");
+}

@@ -10,6 +10,8 @@
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
 //! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON;
 //!   [`plan_info`]: tables a plan reads, files and bytes it scanned.
+//! - [`views`]: dashboard views (`hourly_engagement`, `daily_active_users`,
+//!   `recommendation_ctr`) reading rollups where they cover and raw events elsewhere.
 //! - [`functions`]: mergeable sketch functions (`hll_sketch`, `hll_union`, `hll_estimate`,
 //!   `hll_count_distinct`) and KLL quantiles (`quantile_sketch`, `quantile_union`,
 //!   `quantile_estimate`) over Apache DataSketches.
@@ -34,8 +36,9 @@ pub mod params;
 pub mod plan_info;
 pub mod pruning;
 mod session;
+pub mod views;
 
 pub use datafusion::prelude::SessionContext;
 pub use error::SqlError;
-pub use live::{LakeSnapshot, LiveLake};
+pub use live::{HourKey, LakeSnapshot, LiveLake};
 pub use session::{register_table, SessionFactory};

@@ -1,7 +1,7 @@
 //! The lake as queries see it: every table at its newest committed version, refreshed
 //! at most `max_staleness` after a commit, and pinned for the duration of one query.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,16 +10,114 @@ use deltalake::DeltaTable;
 use hourlake_catalog::TableId;
 use tokio::sync::Mutex;
 
+use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
+
 use crate::pruning::HiddenPartitioning;
 use crate::{SessionFactory, SqlError};
+
+/// An `(event_date, event_hour)` partition: days since the epoch, hour 0–23.
+pub type HourKey = (i32, i32);
 
 /// Every existing table at one version each: what one query reads.
 #[derive(Debug, Clone)]
 pub struct LakeSnapshot {
     tables: Arc<BTreeMap<TableId, DeltaTable>>,
+    /// Per rollup table: the version its hours were read at, and those hours.
+    rolled: Arc<BTreeMap<TableId, (u64, BTreeSet<HourKey>)>>,
+    /// Per event table: the hours it holds that its rollup does not cover.
+    uncovered: Arc<BTreeMap<TableId, Vec<HourKey>>>,
+}
+
+fn delta_error(id: TableId) -> impl Fn(deltalake::DeltaTableError) -> SqlError {
+    move |e| SqlError::Delta {
+        table: id.name().to_string(),
+        source: Box::new(e),
+    }
+}
+
+fn hour_of(values: &std::collections::HashMap<String, Option<String>>) -> Option<HourKey> {
+    let date = values.get(EVENT_DATE)?.as_deref()?;
+    let hour = values.get(EVENT_HOUR)?.as_deref()?.parse().ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some((
+        i32::try_from(date.signed_duration_since(epoch).num_days()).ok()?,
+        hour,
+    ))
 }
 
 impl LakeSnapshot {
+    /// No tables yet.
+    fn empty() -> LakeSnapshot {
+        LakeSnapshot {
+            tables: Arc::new(BTreeMap::new()),
+            rolled: Arc::new(BTreeMap::new()),
+            uncovered: Arc::new(BTreeMap::new()),
+        }
+    }
+
+    /// The tables of `factory`'s lake at their newest versions, starting from `previous`
+    /// (whose tables are updated incrementally and whose rollup coverage is reused while
+    /// the rollup tables did not change).
+    pub async fn load(
+        factory: &SessionFactory,
+        previous: Option<&LakeSnapshot>,
+    ) -> Result<LakeSnapshot, SqlError> {
+        let mut tables = previous.map(|p| (*p.tables).clone()).unwrap_or_default();
+        for &id in TableId::ALL {
+            match tables.get_mut(&id) {
+                Some(table) => table.update_state().await.map_err(delta_error(id))?,
+                None => {
+                    if let Some(table) = factory.lake().open(id).await? {
+                        tables.insert(id, table);
+                    }
+                }
+            }
+        }
+        let mut rolled = BTreeMap::new();
+        for &id in TableId::ROLLUPS {
+            let Some(table) = tables.get(&id) else {
+                continue;
+            };
+            let version = table.version().unwrap_or(0);
+            let reused = previous
+                .and_then(|p| p.rolled.get(&id))
+                .filter(|(v, _)| *v == version);
+            let hours = match reused {
+                Some((_, hours)) => hours.clone(),
+                None => rollup_hours(factory, id, table).await?,
+            };
+            rolled.insert(id, (version, hours));
+        }
+        let mut uncovered = BTreeMap::new();
+        for &id in TableId::EVENTS {
+            let Some(table) = tables.get(&id) else {
+                continue;
+            };
+            let covered = id.rollup().and_then(|r| rolled.get(&r)).map(|(_, h)| h);
+            let snapshot = table.snapshot().map_err(delta_error(id))?;
+            let mut hours = BTreeSet::new();
+            for file in snapshot.log_data().iter() {
+                if let Some(hour) = hour_of(&file.partition_values_map()) {
+                    if covered.is_none_or(|c| !c.contains(&hour)) {
+                        hours.insert(hour);
+                    }
+                }
+            }
+            uncovered.insert(id, hours.into_iter().collect());
+        }
+        Ok(LakeSnapshot {
+            tables: Arc::new(tables),
+            rolled: Arc::new(rolled),
+            uncovered: Arc::new(uncovered),
+        })
+    }
+
+    /// The hours of an event table its rollup does not cover (read raw by the views).
+    pub fn uncovered(&self, table: TableId) -> &[HourKey] {
+        self.uncovered.get(&table).map_or(&[], Vec::as_slice)
+    }
+
     /// The version of each existing table, by SQL name.
     pub fn versions(&self) -> BTreeMap<&'static str, u64> {
         self.tables
@@ -56,6 +154,7 @@ impl LakeSnapshot {
                 ctx.register_table(id.name(), provider)?;
             }
         }
+        crate::views::register(&ctx, self).await?;
         Ok(ctx)
     }
 }
@@ -75,12 +174,7 @@ impl LiveLake {
         LiveLake {
             factory,
             max_staleness,
-            state: Mutex::new((
-                None,
-                LakeSnapshot {
-                    tables: Arc::new(BTreeMap::new()),
-                },
-            )),
+            state: Mutex::new((None, LakeSnapshot::empty())),
         }
     }
 
@@ -96,23 +190,7 @@ impl LiveLake {
             return Ok(state.1.clone());
         }
         let started = Instant::now();
-        let mut tables = (*state.1.tables).clone();
-        for &id in TableId::ALL {
-            match tables.get_mut(&id) {
-                Some(table) => table.update_state().await.map_err(|e| SqlError::Delta {
-                    table: id.name().to_string(),
-                    source: Box::new(e),
-                })?,
-                None => {
-                    if let Some(table) = self.factory.lake().open(id).await? {
-                        tables.insert(id, table);
-                    }
-                }
-            }
-        }
-        let snapshot = LakeSnapshot {
-            tables: Arc::new(tables),
-        };
+        let snapshot = LakeSnapshot::load(&self.factory, Some(&state.1)).await?;
         *state = (Some(started), snapshot.clone());
         Ok(snapshot)
     }
@@ -123,4 +201,37 @@ impl LiveLake {
         let ctx = snapshot.session(&self.factory).await?;
         Ok((ctx, snapshot))
     }
+}
+
+/// The hours a rollup table holds rows for.
+async fn rollup_hours(
+    factory: &SessionFactory,
+    id: TableId,
+    table: &DeltaTable,
+) -> Result<BTreeSet<HourKey>, SqlError> {
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Date32Type, Int32Type};
+    let ctx = factory.context()?;
+    crate::register_table(&ctx, id.name(), table).await?;
+    let batches = ctx
+        .sql(&format!(
+            "SELECT DISTINCT {EVENT_DATE}, {EVENT_HOUR} FROM {}",
+            id.name()
+        ))
+        .await?
+        .collect()
+        .await?;
+    let mut hours = BTreeSet::new();
+    for b in batches {
+        let (Some(dates), Some(hs)) = (
+            b.column(0).as_primitive_opt::<Date32Type>(),
+            b.column(1).as_primitive_opt::<Int32Type>(),
+        ) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            hours.insert((dates.value(i), hs.value(i)));
+        }
+    }
+    Ok(hours)
 }

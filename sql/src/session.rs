@@ -6,7 +6,7 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
-use hourlake_catalog::{Lake, TableId};
+use hourlake_catalog::Lake;
 
 use crate::SqlError;
 
@@ -50,17 +50,14 @@ impl SessionFactory {
         Ok(ctx)
     }
 
-    /// A new session with each existing table registered under its catalog name.
+    /// A new session with each existing table registered under its catalog name (at its
+    /// newest version, event tables with hidden partitioning) and the dashboard views.
     /// Tables that were never created are left out.
     pub async fn session(&self) -> Result<SessionContext, SqlError> {
-        let ctx = self.context()?;
-        for &id in TableId::ALL {
-            let Some(table) = self.lake.open(id).await? else {
-                continue;
-            };
-            register_table(&ctx, id.name(), &table).await?;
-        }
-        Ok(ctx)
+        crate::LakeSnapshot::load(self, None)
+            .await?
+            .session(self)
+            .await
     }
 }
 
