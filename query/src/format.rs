@@ -166,3 +166,102 @@ pub fn encode(
         }
     }
 }
+
+/// Encodes a result batch by batch, for streaming.
+pub struct ChunkEncoder {
+    format: Format,
+    schema: SchemaRef,
+    started: bool,
+    ipc: Option<arrow::ipc::writer::StreamWriter<SharedBuffer>>,
+    buffer: SharedBuffer,
+}
+
+/// A `Write` whose bytes can be taken out while a writer still holds it.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl ChunkEncoder {
+    /// An encoder for `format` (ndjson, csv or arrow; JSON documents are never streamed).
+    pub fn new(format: Format, schema: SchemaRef) -> ChunkEncoder {
+        ChunkEncoder {
+            format,
+            schema,
+            started: false,
+            ipc: None,
+            buffer: SharedBuffer::default(),
+        }
+    }
+
+    /// The bytes of one more batch.
+    pub fn batch(&mut self, batch: &RecordBatch) -> Result<Vec<u8>, ApiError> {
+        let first = !self.started;
+        self.started = true;
+        match self.format {
+            Format::Json | Format::Ndjson => {
+                let mut buf = Vec::new();
+                let mut writer = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
+                writer.write(batch).map_err(encode_error)?;
+                writer.finish().map_err(encode_error)?;
+                drop(writer);
+                Ok(buf)
+            }
+            Format::Csv => {
+                let mut buf = Vec::new();
+                {
+                    let mut writer = arrow::csv::WriterBuilder::new()
+                        .with_header(first)
+                        .build(&mut buf);
+                    writer.write(batch).map_err(encode_error)?;
+                }
+                Ok(buf)
+            }
+            Format::Arrow => {
+                if self.ipc.is_none() {
+                    self.ipc = Some(
+                        arrow::ipc::writer::StreamWriter::try_new(
+                            self.buffer.clone(),
+                            &self.schema,
+                        )
+                        .map_err(encode_error)?,
+                    );
+                }
+                if let Some(w) = self.ipc.as_mut() {
+                    w.write(batch).map_err(encode_error)?;
+                }
+                Ok(self.buffer.take())
+            }
+        }
+    }
+
+    /// The closing bytes (the Arrow end-of-stream marker).
+    pub fn finish(&mut self) -> Result<Vec<u8>, ApiError> {
+        match (self.format, self.ipc.as_mut()) {
+            (Format::Arrow, Some(w)) => {
+                w.finish().map_err(encode_error)?;
+                Ok(self.buffer.take())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+}

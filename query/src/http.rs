@@ -23,10 +23,10 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::Tokens;
 use crate::cache::{CachedResult, ResultCache};
 use crate::error::ApiError;
-use crate::format::{encode, Format};
+use crate::format::{encode, ChunkEncoder, Format};
 use crate::lookup::RecommendationIndex;
 use crate::metrics::QueryMetrics;
-use crate::query::{execute, plan, SqlRequest};
+use crate::query::{execute, plan, Outcome, SqlRequest, Streaming};
 use crate::ServerConfig;
 
 struct AppState {
@@ -371,6 +371,104 @@ async fn answer(
     response
 }
 
+/// Results bigger than this (in Arrow memory) are streamed, not cached.
+const STREAM_AFTER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Streams a big result: the rows already read, then the rest as the plan produces them.
+/// The status is sent first, so a failure later (timeout, too many rows, an execution
+/// error) ends the body early; the client sees a truncated transfer, never a silent
+/// partial success (the Arrow stream then lacks its end marker, CSV/NDJSON its last line).
+fn stream_response(
+    format: Format,
+    streaming: Streaming,
+    max_rows: usize,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    use futures::StreamExt;
+    let Streaming {
+        schema,
+        head,
+        mut rest,
+        deadline,
+        mut rows,
+    } = streaming;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::spawn(async move {
+        // The query holds its concurrency slot until the last row is sent.
+        let _slot = slot;
+        let fail = |message: String| Err(std::io::Error::other(message));
+        let mut encoder = ChunkEncoder::new(format, schema);
+        for batch in &head {
+            match encoder.batch(batch) {
+                Ok(bytes) => {
+                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                        return; // the client went away: dropping `rest` cancels the plan
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(fail(e.message)).await;
+                    return;
+                }
+            }
+        }
+        drop(head);
+        loop {
+            let next = match tokio::time::timeout_at(deadline, rest.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let _ = tx
+                        .send(fail("query timed out while streaming".into()))
+                        .await;
+                    return;
+                }
+            };
+            let Some(batch) = next else {
+                break;
+            };
+            let chunk = batch.map_err(|e| e.to_string()).and_then(|b| {
+                rows += b.num_rows();
+                if rows > max_rows {
+                    Err(format!("the result has more than {max_rows} rows"))
+                } else {
+                    encoder.batch(&b).map_err(|e| e.message)
+                }
+            });
+            match chunk {
+                Ok(bytes) => {
+                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(message) => {
+                    tracing::warn!(%message, "streamed query failed");
+                    let _ = tx.send(fail(message)).await;
+                    return;
+                }
+            }
+        }
+        match encoder.finish() {
+            Ok(bytes) if !bytes.is_empty() => {
+                let _ = tx.send(Ok(Bytes::from(bytes))).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let _ = tx.send(fail(e.message)).await;
+            }
+        }
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
+}
+
 fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
@@ -413,7 +511,7 @@ async fn run(
         ));
     }
     let request = request?;
-    let _slot = state.slots.clone().try_acquire_owned().map_err(|_| {
+    let slot = state.slots.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_queries",
@@ -443,7 +541,28 @@ async fn run(
     let timeout = request.timeout.map_or(state.config.query_timeout, |t| {
         t.min(state.config.query_timeout)
     });
-    let executed = execute(planned, timeout, state.config.max_result_rows, started).await?;
+    // Whole JSON documents stay in memory (bounded by the limits); other formats
+    // stream once a result grows past the cacheable size.
+    let stream_after = (request.format != Format::Json).then_some(STREAM_AFTER_BYTES);
+    let executed = match execute(
+        planned,
+        timeout,
+        state.config.max_result_rows,
+        stream_after,
+        started,
+    )
+    .await?
+    {
+        Outcome::Complete(executed) => executed,
+        Outcome::Streaming(streaming) => {
+            return Ok(stream_response(
+                request.format,
+                streaming,
+                state.config.max_result_rows,
+                slot,
+            ));
+        }
+    };
     let body = encode(
         request.format,
         &executed.schema,
@@ -477,5 +596,6 @@ async fn run(
         }
     }
     state.cache.insert(etag, result);
+    drop(slot);
     Ok(response)
 }

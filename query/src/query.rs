@@ -7,7 +7,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use axum::http::StatusCode;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use hourlake_sql::{guard, params, plan_info, LiveLake};
@@ -104,13 +104,50 @@ pub struct Executed {
     pub stats: Stats,
 }
 
-/// Runs a planned query, cancelling it at `timeout` and refusing results over `max_rows`.
+/// A result too big to hold: the rows read so far and the rest of the running plan.
+pub struct Streaming {
+    /// The result schema.
+    pub schema: SchemaRef,
+    /// The rows read before streaming began.
+    pub head: Vec<RecordBatch>,
+    /// The rest of the rows, cancelled at the deadline.
+    pub rest: SendableRecordBatchStream,
+    /// When the query must be done.
+    pub deadline: tokio::time::Instant,
+    /// Rows in `head`.
+    pub rows: usize,
+}
+
+/// How a query ended: whole in memory, or streaming because it grew big.
+pub enum Outcome {
+    /// Every row is here.
+    Complete(Executed),
+    /// Bigger than the streaming threshold: send what is here, then the rest.
+    Streaming(Streaming),
+}
+
+fn timed_out(timeout: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "timeout",
+        format!(
+            "the query ran longer than {} ms and was cancelled",
+            timeout.as_millis()
+        ),
+    )
+}
+
+/// Runs a planned query, cancelling it at `timeout`. Results over `max_rows` are
+/// refused, unless they grew past `stream_after_bytes` first (when given): then the
+/// caller streams them.
 pub async fn execute(
     planned: Planned,
     timeout: Duration,
     max_rows: usize,
+    stream_after_bytes: Option<usize>,
     started: Instant,
-) -> Result<Executed, ApiError> {
+) -> Result<Outcome, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let state = planned.ctx.state();
     let physical: Arc<dyn ExecutionPlan> = state
         .create_physical_plan(&planned.plan)
@@ -118,37 +155,41 @@ pub async fn execute(
         .map_err(from_datafusion)?;
     let files_scanned = plan_info::files_scanned(physical.as_ref());
     let schema = physical.schema();
-    let run = async {
-        let mut stream =
-            execute_stream(physical.clone(), planned.ctx.task_ctx()).map_err(from_datafusion)?;
-        let mut batches = Vec::new();
-        let mut rows = 0;
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(from_datafusion)?;
-            rows += batch.num_rows();
-            if rows > max_rows {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "result_too_large",
-                    format!("the result has more than {max_rows} rows; add a LIMIT or aggregate"),
-                ));
-            }
-            batches.push(batch);
+    let mut stream =
+        execute_stream(physical.clone(), planned.ctx.task_ctx()).map_err(from_datafusion)?;
+    let mut batches = Vec::new();
+    let mut rows = 0;
+    let mut bytes = 0;
+    loop {
+        // Dropping the stream on timeout cancels every operator of the plan.
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| timed_out(timeout))?;
+        let Some(batch) = next else {
+            break;
+        };
+        let batch = batch.map_err(from_datafusion)?;
+        rows += batch.num_rows();
+        bytes += batch.get_array_memory_size();
+        batches.push(batch);
+        if stream_after_bytes.is_some_and(|limit| bytes > limit) {
+            return Ok(Outcome::Streaming(Streaming {
+                schema,
+                head: batches,
+                rest: stream,
+                deadline,
+                rows,
+            }));
         }
-        Ok((batches, rows))
-    };
-    // Dropping the stream on timeout cancels every operator of the plan.
-    let (batches, rows) = tokio::time::timeout(timeout, run).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            format!(
-                "the query ran longer than {} ms and was cancelled",
-                timeout.as_millis()
-            ),
-        )
-    })??;
-    Ok(Executed {
+        if rows > max_rows {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "result_too_large",
+                format!("the result has more than {max_rows} rows; add a LIMIT or aggregate"),
+            ));
+        }
+    }
+    Ok(Outcome::Complete(Executed {
         schema,
         batches,
         stats: Stats {
@@ -157,5 +198,5 @@ pub async fn execute(
             bytes_scanned: plan_info::bytes_scanned(physical.as_ref()),
             files_scanned,
         },
-    })
+    }))
 }

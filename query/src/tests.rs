@@ -694,3 +694,79 @@ async fn recommendation_lookups_follow_new_commits() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn big_results_stream_in_csv_ndjson_and_arrow() {
+    let s = start(ServerConfig {
+        max_result_rows: 5_000_000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let sql = "SELECT value AS n, value * 2 AS twice FROM generate_series(1, 2000000)";
+    let post = |format: &'static str| {
+        s.client
+            .post(format!("{}/v1/sql", s.base))
+            .json(&json!({"sql": sql, "format": format}))
+            .send()
+    };
+    let csv = post("csv").await.unwrap();
+    assert_eq!(csv.status(), StatusCode::OK);
+    assert!(
+        csv.headers().get("content-length").is_none(),
+        "streamed, not buffered"
+    );
+    assert!(
+        csv.headers().get("etag").is_none(),
+        "streamed results are not cached"
+    );
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2_000_001);
+    assert_eq!(lines[0], "n,twice");
+    assert_eq!(
+        lines.iter().filter(|l| **l == "n,twice").count(),
+        1,
+        "one header"
+    );
+    let ndjson = post("ndjson").await.unwrap().text().await.unwrap();
+    assert_eq!(ndjson.lines().count(), 2_000_000);
+    let arrow = post("arrow").await.unwrap().bytes().await.unwrap();
+    let reader =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(arrow), None).unwrap();
+    let mut total = 0;
+    let mut sum: i64 = 0;
+    for batch in reader {
+        let batch = batch.unwrap();
+        total += batch.num_rows();
+        sum += arrow::compute::sum(
+            batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap(),
+        )
+        .unwrap_or(0);
+    }
+    assert_eq!(total, 2_000_000);
+    assert_eq!(sum, 2_000_000 * 2_000_001 / 2);
+    // JSON documents are not streamed: past the row limit they are refused.
+    let limited = start(ServerConfig {
+        max_result_rows: 1_000_000,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (status, body) = limited.post(json!({"sql": sql})).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    // A streamed result past the row limit ends early instead of completing.
+    let r = limited
+        .client
+        .post(format!("{}/v1/sql", limited.base))
+        .json(&json!({"sql": sql, "format": "csv"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.text().await.is_err(),
+        "the transfer is cut, not completed"
+    );
+}
