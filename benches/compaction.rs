@@ -13,13 +13,12 @@
 //!
 //! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS.
 
-use std::sync::Arc;
+#[path = "common/events.rs"]
+mod events;
+
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
-};
+use arrow::array::RecordBatch;
 use deltalake::protocol::SaveMode;
 use hourlake_catalog::{Lake, TableId};
 use hourlake_compactor::{Compactor, CompactorConfig, Hour};
@@ -30,114 +29,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn mix(i: u64) -> u64 {
-    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
-
-const TYPES: &[&str] = &[
-    "screen_view",
-    "screen_view",
-    "screen_view",
-    "click",
-    "click",
-    "session_start",
-    "session_end",
-    "search",
-    "notification_view",
-    "notification_open",
-    "purchase",
-    "install",
-];
-const DEVICES: &[&str] = &["ios", "android", "web"];
-const VERSIONS: &[&str] = &["3.1.0", "3.2.0", "3.2.1", "4.0.0"];
-const COUNTRIES: &[&str] = &["US", "DE", "IN", "BR", "JP", "GB", "FR", "MX"];
-
-/// Rows `from..to` of the day: event i happens at a pseudo-random moment of the day, by
-/// one of a million users (skewed: low ids are more active). 2 % of the events are sent
-/// twice (a producer's resend: same event, another offset `resend_base + i`).
-fn batch(day: i32, from: u64, to: u64, resend_base: u64) -> RecordBatch {
-    let indexes: Vec<(u64, u64)> = (from..to)
-        .flat_map(|i| {
-            let resent = mix(i ^ 0x77).is_multiple_of(50);
-            std::iter::once((i, i)).chain(resent.then_some((i, resend_base + i)))
-        })
-        .collect();
-    let n = indexes.len();
-    let day_start = Hour { date: day, hour: 0 }.start_micros();
-    let mut ids = Vec::with_capacity(n);
-    let mut types = Vec::with_capacity(n);
-    let mut times = Vec::with_capacity(n);
-    let mut users = Vec::with_capacity(n);
-    let mut sessions = Vec::with_capacity(n);
-    let mut devices = Vec::with_capacity(n);
-    let mut versions = Vec::with_capacity(n);
-    let mut countries = Vec::with_capacity(n);
-    let mut lengths = Vec::with_capacity(n);
-    let mut amounts = Vec::with_capacity(n);
-    let mut currencies = Vec::with_capacity(n);
-    let mut offsets = Vec::with_capacity(n);
-    let mut dates = Vec::with_capacity(n);
-    let mut hours = Vec::with_capacity(n);
-    for &(i, offset) in &indexes {
-        let r = mix(i);
-        let t = TYPES[(r % TYPES.len() as u64) as usize];
-        let micros = day_start + ((r >> 8) % 86_400_000_000) as i64;
-        let user = (mix(i ^ 0xabc) % 1_000_000) * (mix(i ^ 0xdef) % 1_000_000) / 1_000_000;
-        ids.push(format!("{:016x}-{i}", r));
-        types.push(t);
-        times.push(micros);
-        users.push(format!("user-{user}"));
-        sessions.push(format!("s-{user}-{}", (r >> 20) % 8));
-        devices.push(DEVICES[(r >> 24) as usize % DEVICES.len()]);
-        versions.push(VERSIONS[(r >> 28) as usize % VERSIONS.len()]);
-        countries.push(COUNTRIES[(r >> 32) as usize % COUNTRIES.len()]);
-        lengths.push((t == "session_end").then_some(((r >> 36) % 1_800_000) as i64));
-        amounts.push((t == "purchase").then_some(((r >> 40) % 20_000) as f64 / 100.0));
-        currencies.push((t == "purchase").then_some("USD"));
-        offsets.push(offset as i64);
-        let hour = Hour::of_micros(micros);
-        dates.push(hour.date);
-        hours.push(hour.hour);
-    }
-    let nulls = || StringArray::from(vec![None::<&str>; n]);
-    let ts = |v: Vec<i64>| TimestampMicrosecondArray::from(v).with_timezone("UTC");
-    let ingested = ts(offsets
-        .iter()
-        .map(|o| day_start + 86_400_000_000 + o)
-        .collect());
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(ids)),
-        Arc::new(StringArray::from(types)),
-        Arc::new(ts(times)),
-        Arc::new(StringArray::from(users)),
-        Arc::new(StringArray::from(sessions)),
-        Arc::new(StringArray::from(devices)),
-        Arc::new(nulls()),
-        Arc::new(StringArray::from(versions)),
-        Arc::new(StringArray::from(countries)),
-        Arc::new(nulls()),
-        Arc::new(nulls()),
-        Arc::new(nulls()),
-        Arc::new(Int64Array::from(lengths)),
-        Arc::new(Float64Array::from(amounts)),
-        Arc::new(StringArray::from(currencies)),
-        Arc::new(nulls()),
-        Arc::new(nulls()),
-        Arc::new(StringArray::from(vec!["app-events"; n])),
-        Arc::new(Int32Array::from(vec![0; n])),
-        Arc::new(Int64Array::from(offsets)),
-        Arc::new(ingested),
-        Arc::new(Date32Array::from(dates)),
-        Arc::new(Int32Array::from(hours)),
-    ];
-    RecordBatch::try_new(TableId::EngagementEvents.schema(), columns).expect("batch")
 }
 
 fn peak_rss_mib() -> f64 {
@@ -206,7 +97,7 @@ async fn main() {
     while from < events {
         let to = (from + per_commit).min(events);
         table = table
-            .write(vec![batch(day, from, to, events)])
+            .write(vec![events::engagement_batch(day, 1, from, to, events)])
             .with_save_mode(SaveMode::Append)
             .await
             .expect("append");
