@@ -24,12 +24,7 @@ use hourlake_catalog::{Lake, TableId};
 use hourlake_compactor::{Compactor, CompactorConfig, Hour};
 use hourlake_sql::SessionFactory;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use events::env_or;
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

@@ -28,12 +28,7 @@ use hourlake_compactor::{Compactor, CompactorConfig, Hour};
 use hourlake_query::{QueryServer, ServerConfig};
 use hourlake_sql::{LiveLake, SessionFactory};
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use events::env_or;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

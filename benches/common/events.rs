@@ -11,6 +11,15 @@ use arrow::array::{
 use hourlake_catalog::TableId;
 use hourlake_compactor::Hour;
 
+/// A setting from the environment, or its default.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A deterministic pseudo-random number for index `i`.
 pub fn mix(i: u64) -> u64 {
     let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     x ^= x >> 33;

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Date32Type, Int32Type};
+use arrow::array::RecordBatch;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
@@ -121,28 +120,11 @@ pub async fn hours_in(
     rollup: TableId,
     table: &DeltaTable,
 ) -> Result<BTreeSet<Hour>, CompactorError> {
-    let ctx = factory.context()?;
-    register_table(&ctx, rollup.name(), table).await?;
-    let batches = ctx
-        .sql(&format!(
-            "SELECT DISTINCT {EVENT_DATE}, {EVENT_HOUR} FROM {}",
-            rollup.name()
-        ))
+    Ok(hourlake_sql::rollup_hours(factory, rollup, table)
         .await?
-        .collect()
-        .await?;
-    let mut hours = BTreeSet::new();
-    for b in batches {
-        let dates = b.column(0).as_primitive::<Date32Type>();
-        let hs = b.column(1).as_primitive::<Int32Type>();
-        for i in 0..b.num_rows() {
-            hours.insert(Hour {
-                date: dates.value(i),
-                hour: hs.value(i),
-            });
-        }
-    }
-    Ok(hours)
+        .into_iter()
+        .map(|(date, hour)| Hour { date, hour })
+        .collect())
 }
 
 /// Recomputes the rollup rows of `hours` from `source` (at its loaded version) and

@@ -123,45 +123,13 @@ pub fn encode(
             )
             .map_err(encode_error)
         }
-        Format::Ndjson => {
+        Format::Ndjson | Format::Csv | Format::Arrow => {
+            let mut encoder = ChunkEncoder::new(format, schema.clone());
             let mut buf = Vec::new();
-            let mut writer = arrow::json::WriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
             for b in batches {
-                writer.write(b).map_err(encode_error)?;
+                buf.extend(encoder.batch(b)?);
             }
-            writer.finish().map_err(encode_error)?;
-            drop(writer);
-            Ok(buf)
-        }
-        Format::Csv => {
-            let mut buf = Vec::new();
-            {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(true)
-                    .build(&mut buf);
-                if batches.is_empty() {
-                    let header: Vec<&str> =
-                        schema.fields().iter().map(|f| f.name().as_str()).collect();
-                    return Ok(format!("{}\n", header.join(",")).into_bytes());
-                }
-                for b in batches {
-                    writer.write(b).map_err(encode_error)?;
-                }
-            }
-            Ok(buf)
-        }
-        Format::Arrow => {
-            let mut buf = Vec::new();
-            {
-                let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut buf, schema)
-                    .map_err(encode_error)?;
-                for b in batches {
-                    writer.write(b).map_err(encode_error)?;
-                }
-                writer.finish().map_err(encode_error)?;
-            }
+            buf.extend(encoder.finish()?);
             Ok(buf)
         }
     }
@@ -254,12 +222,33 @@ impl ChunkEncoder {
         }
     }
 
-    /// The closing bytes (the Arrow end-of-stream marker).
+    /// The closing bytes: the Arrow end-of-stream marker; for a result without rows,
+    /// its columns still (the CSV header, the Arrow schema).
     pub fn finish(&mut self) -> Result<Vec<u8>, ApiError> {
-        match (self.format, self.ipc.as_mut()) {
-            (Format::Arrow, Some(w)) => {
-                w.finish().map_err(encode_error)?;
+        match self.format {
+            Format::Arrow => {
+                if self.ipc.is_none() {
+                    self.ipc = Some(
+                        arrow::ipc::writer::StreamWriter::try_new(
+                            self.buffer.clone(),
+                            &self.schema,
+                        )
+                        .map_err(encode_error)?,
+                    );
+                }
+                if let Some(w) = self.ipc.as_mut() {
+                    w.finish().map_err(encode_error)?;
+                }
                 Ok(self.buffer.take())
+            }
+            Format::Csv if !self.started => {
+                let header: Vec<&str> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                Ok(format!("{}\n", header.join(",")).into_bytes())
             }
             _ => Ok(Vec::new()),
         }

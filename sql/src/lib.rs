@@ -40,5 +40,5 @@ pub mod views;
 
 pub use datafusion::prelude::SessionContext;
 pub use error::SqlError;
-pub use live::{HourKey, LakeSnapshot, LiveLake};
+pub use live::{rollup_hours, HourKey, LakeSnapshot, LiveLake};
 pub use session::{register_table, SessionFactory};

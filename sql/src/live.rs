@@ -203,8 +203,8 @@ impl LiveLake {
     }
 }
 
-/// The hours a rollup table holds rows for.
-async fn rollup_hours(
+/// The `(event_date, event_hour)` partitions a rollup table holds rows for.
+pub async fn rollup_hours(
     factory: &SessionFactory,
     id: TableId,
     table: &DeltaTable,
