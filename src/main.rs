@@ -84,7 +84,7 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
                 tracing_subscriber::EnvFilter::new(
-                    "info,deltalake=warn,deltalake_core::writer::stats=error,buoyant_kernel=warn,datafusion=warn",
+                    "info,deltalake=warn,deltalake_core::writer::stats=error,deltalake_core::kernel::transaction=error,buoyant_kernel=warn,datafusion=warn",
                 )
             }),
         )

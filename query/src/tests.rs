@@ -770,3 +770,33 @@ async fn big_results_stream_in_csv_ndjson_and_arrow() {
         "the transfer is cut, not completed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_over_the_memory_limit_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let factory = SessionFactory::new(lake).with_memory_limit(4 * 1024 * 1024);
+    let live = LiveLake::new(factory, Duration::from_millis(200));
+    let server = QueryServer::new(Arc::new(live), ServerConfig::default(), Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/v1/sql"))
+        .json(&json!({"sql": "SELECT array_length(array_agg(value)) FROM generate_series(1, 5000000)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "resources_exhausted", "{body}");
+    // Smaller queries still run.
+    let r = client
+        .post(format!("{base}/v1/sql"))
+        .json(&json!({"sql": "SELECT count(*) FROM generate_series(1, 1000)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
