@@ -148,6 +148,19 @@ async fn sql_over_http_in_every_format() {
     let batches: Vec<_> = reader.map(Result::unwrap).collect();
     assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
 
+    // Before any rollup exists, the dashboard views read raw events.
+    let (_, body) = s
+        .post(json!({"sql": "SELECT event_hour, events, purchases, revenue, source FROM hourly_engagement ORDER BY 1"}))
+        .await;
+    assert_eq!(
+        body["rows"],
+        json!([
+            [0, 10, 5, 12.5, "raw"],
+            [1, 10, 5, 12.5, "raw"],
+            [2, 10, 5, 12.5, "raw"]
+        ])
+    );
+
     // Empty results keep their columns.
     let (status, body) = s
         .post(json!({"sql": "SELECT user_id FROM engagement_events WHERE false"}))

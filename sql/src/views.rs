@@ -25,6 +25,15 @@ fn hours_predicate(hours: &[(i32, i32)]) -> String {
         .join(" OR ")
 }
 
+/// Without a rollup table every hour is raw: no need to list them.
+fn raw_hours(rolled_up: bool, uncovered: &[(i32, i32)]) -> String {
+    if rolled_up {
+        hours_predicate(uncovered)
+    } else {
+        "true".to_string()
+    }
+}
+
 fn deduplicated(table: &str, filter: &str) -> String {
     format!(
         "(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY event_id \
@@ -103,7 +112,7 @@ fn recommendation_view(rolled_up: bool, raw_hours: &str) -> String {
 pub async fn register(ctx: &SessionContext, snapshot: &LakeSnapshot) -> Result<(), SqlError> {
     if snapshot.table(TableId::EngagementEvents).is_some() {
         let rolled = snapshot.table(TableId::EngagementHourly).is_some();
-        let raw = hours_predicate(snapshot.uncovered(TableId::EngagementEvents));
+        let raw = raw_hours(rolled, snapshot.uncovered(TableId::EngagementEvents));
         let view = engagement_view(rolled, &raw);
         ctx.sql(&format!("CREATE VIEW hourly_engagement AS {view}"))
             .await?;
@@ -116,7 +125,7 @@ pub async fn register(ctx: &SessionContext, snapshot: &LakeSnapshot) -> Result<(
     }
     if snapshot.table(TableId::RecommendationEvents).is_some() {
         let rolled = snapshot.table(TableId::RecommendationHourly).is_some();
-        let raw = hours_predicate(snapshot.uncovered(TableId::RecommendationEvents));
+        let raw = raw_hours(rolled, snapshot.uncovered(TableId::RecommendationEvents));
         let view = recommendation_view(rolled, &raw);
         ctx.sql(&format!("CREATE VIEW recommendation_ctr AS {view}"))
             .await?;
