@@ -5,8 +5,11 @@
 //! ranked among themselves only; the full rows then pass through one anti join and a
 //! single sort. (A window over every row would hold whole hours in memory.)
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use arrow::array::{AsArray, BooleanArray, RecordBatch};
+use arrow::datatypes::{Int32Type, Int64Type};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use hourlake_catalog::schema::{INGESTED_AT, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC};
@@ -22,6 +25,85 @@ pub async fn register_duplicates(
     kept: Option<&str>,
     name: &str,
 ) -> datafusion::error::Result<u64> {
+    let batches = duplicate_batches(ctx, source, filter, kept).await?;
+    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("t", arrow::datatypes::DataType::Utf8, true),
+            arrow::datatypes::Field::new("p", arrow::datatypes::DataType::Int32, true),
+            arrow::datatypes::Field::new("o", arrow::datatypes::DataType::Int64, true),
+        ])),
+    };
+    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+    Ok(rows)
+}
+
+/// The Kafka position of one row: what tells two copies of an event apart.
+pub type Position = (String, i32, i64);
+
+/// The positions of the duplicate copies (as [`register_duplicates`] finds them), held in
+/// memory to filter a rewrite's output batch by batch: duplicates are few, an anti join
+/// over a whole hour's rows would hold them all.
+pub async fn duplicate_positions(
+    ctx: &SessionContext,
+    source: &str,
+    filter: &str,
+    kept: Option<&str>,
+) -> datafusion::error::Result<HashSet<Position>> {
+    let mut out = HashSet::new();
+    for b in duplicate_batches(ctx, source, filter, kept).await? {
+        let topics = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let topics = topics.as_string::<i32>();
+        let partitions = b.column(1).as_primitive::<Int32Type>();
+        let offsets = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            out.insert((
+                topics.value(i).to_string(),
+                partitions.value(i),
+                offsets.value(i),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Drops the rows of `batch` whose position is in `duplicates`.
+pub fn without_duplicates(
+    batch: &RecordBatch,
+    duplicates: &HashSet<Position>,
+) -> datafusion::error::Result<RecordBatch> {
+    if duplicates.is_empty() {
+        return Ok(batch.clone());
+    }
+    let column = |name: &str| {
+        batch.column_by_name(name).ok_or_else(|| {
+            datafusion::error::DataFusionError::Internal(format!("rewrite output lacks {name}"))
+        })
+    };
+    let topics = arrow::compute::cast(column(KAFKA_TOPIC)?, &arrow::datatypes::DataType::Utf8)?;
+    let topics = topics.as_string::<i32>();
+    let partitions = column(KAFKA_PARTITION)?.as_primitive::<Int32Type>();
+    let offsets = column(KAFKA_OFFSET)?.as_primitive::<Int64Type>();
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|i| {
+            let key = (
+                topics.value(i).to_string(),
+                partitions.value(i),
+                offsets.value(i),
+            );
+            Some(!duplicates.contains(&key))
+        })
+        .collect();
+    Ok(arrow::compute::filter_record_batch(batch, &keep)?)
+}
+
+async fn duplicate_batches(
+    ctx: &SessionContext,
+    source: &str,
+    filter: &str,
+    kept: Option<&str>,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
     let mut sql = format!(
         "WITH repeated AS (SELECT event_id FROM {source} WHERE {filter} \
                            GROUP BY event_id HAVING count(*) > 1), \
@@ -39,12 +121,7 @@ pub async fn register_duplicates(
                 AND EXISTS (SELECT 1 FROM {kept} k WHERE k.event_id = s.event_id)"
         ));
     }
-    let df = ctx.sql(&sql).await?;
-    let schema = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
-    let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
-    Ok(rows)
+    ctx.sql(&sql).await?.collect().await
 }
 
 /// A condition (for a WHERE clause over `alias`) that drops the rows listed in the

@@ -17,7 +17,7 @@ use hourlake_catalog::TableId;
 use hourlake_sql::SessionFactory;
 
 use crate::batch::conform;
-use crate::dedup::{not_a_duplicate, register_duplicates};
+use crate::dedup::{duplicate_positions, without_duplicates};
 use crate::error::delta;
 use crate::plan::{DataFile, RewriteReason};
 use crate::{CompactorConfig, CompactorError, Hour, Lease};
@@ -104,8 +104,7 @@ pub async fn rewrite_hour(
         ctx.register_table("kept_source", kept.into_view())?;
         Some("kept_source")
     };
-    let duplicates =
-        register_duplicates(&ctx, "rewrite_source", "true", kept, "duplicate_copies").await?;
+    let duplicates = duplicate_positions(&ctx, "rewrite_source", "true", kept).await?;
 
     let schema = id.schema();
     let data_columns: Vec<String> = schema
@@ -117,12 +116,10 @@ pub async fn rewrite_hour(
         .collect();
     let sql = format!(
         "SELECT {columns}, DATE '{date}' AS {EVENT_DATE}, {hour} AS {EVENT_HOUR} \
-         FROM rewrite_source r WHERE {keep} \
-         ORDER BY r.user_id, r.event_time",
+         FROM rewrite_source r ORDER BY r.user_id, r.event_time",
         columns = data_columns.join(", "),
         date = hour.date_string(),
         hour = hour.hour,
-        keep = not_a_duplicate("r", "duplicate_copies"),
     );
     let rows_in = ctx
         .sql("SELECT count(*) FROM rewrite_source")
@@ -145,7 +142,7 @@ pub async fn rewrite_hour(
     let mut rows_out = 0u64;
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     while let Some(batch) = stream.next().await {
-        let batch = conform(&batch?, &schema)?;
+        let batch = without_duplicates(&conform(&batch?, &schema)?, &duplicates)?;
         rows_out += batch.num_rows() as u64;
         writer.write(batch).await.map_err(delta(id))?;
         if writer.buffer_len() as u64 >= config.target_file_size {
@@ -197,7 +194,7 @@ pub async fn rewrite_hour(
         rows_in,
         rows_out,
         duplicates_removed: rows_in.saturating_sub(rows_out),
-        duplicates_found: duplicates,
+        duplicates_found: duplicates.len() as u64,
         version,
         millis: started.elapsed().as_millis() as u64,
     })
