@@ -1,9 +1,10 @@
 //! Finding duplicate events: producers resend at least once, so an `event_id` can
 //! arrive more than once. The first ingested copy is the one kept.
 //!
-//! Duplicates are rare, so they are found with an aggregate over `event_id` and then
-//! ranked among themselves only; the full rows then pass through one anti join and a
-//! single sort. (A window over every row would hold whole hours in memory.)
+//! Duplicates are rare, so they are found with an aggregate over `event_id` (which can
+//! spill) and then ranked among themselves only, joined with the small set of repeated ids
+//! on the build side; the rewrite then drops them batch by batch. (A window, or a hash
+//! join built over every row, would hold whole hours in memory.)
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -110,8 +111,7 @@ async fn duplicate_batches(
               ranked AS (SELECT s.{KAFKA_TOPIC} AS t, s.{KAFKA_PARTITION} AS p, s.{KAFKA_OFFSET} AS o, \
                            row_number() OVER (PARTITION BY s.event_id \
                              ORDER BY s.{INGESTED_AT}, s.{KAFKA_TOPIC}, s.{KAFKA_PARTITION}, s.{KAFKA_OFFSET}) AS copy \
-                         FROM {source} s WHERE {filter} \
-                           AND EXISTS (SELECT 1 FROM repeated r WHERE r.event_id = s.event_id)) \
+                         FROM repeated r JOIN {source} s ON r.event_id = s.event_id WHERE {filter}) \
          SELECT t, p, o FROM ranked WHERE copy > 1"
     );
     if let Some(kept) = kept {
