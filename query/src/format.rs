@@ -205,21 +205,25 @@ impl ChunkEncoder {
                 Ok(buf)
             }
             Format::Arrow => {
-                if self.ipc.is_none() {
-                    self.ipc = Some(
-                        arrow::ipc::writer::StreamWriter::try_new(
-                            self.buffer.clone(),
-                            &self.schema,
-                        )
-                        .map_err(encode_error)?,
-                    );
-                }
-                if let Some(w) = self.ipc.as_mut() {
-                    w.write(batch).map_err(encode_error)?;
-                }
+                self.ipc_writer()?.write(batch).map_err(encode_error)?;
                 Ok(self.buffer.take())
             }
         }
+    }
+
+    /// The Arrow stream writer, created (schema message first) on first use.
+    fn ipc_writer(
+        &mut self,
+    ) -> Result<&mut arrow::ipc::writer::StreamWriter<SharedBuffer>, ApiError> {
+        if self.ipc.is_none() {
+            let writer =
+                arrow::ipc::writer::StreamWriter::try_new(self.buffer.clone(), &self.schema)
+                    .map_err(encode_error)?;
+            self.ipc = Some(writer);
+        }
+        self.ipc
+            .as_mut()
+            .ok_or_else(|| encode_error("no Arrow writer"))
     }
 
     /// The closing bytes: the Arrow end-of-stream marker; for a result without rows,
@@ -227,18 +231,7 @@ impl ChunkEncoder {
     pub fn finish(&mut self) -> Result<Vec<u8>, ApiError> {
         match self.format {
             Format::Arrow => {
-                if self.ipc.is_none() {
-                    self.ipc = Some(
-                        arrow::ipc::writer::StreamWriter::try_new(
-                            self.buffer.clone(),
-                            &self.schema,
-                        )
-                        .map_err(encode_error)?,
-                    );
-                }
-                if let Some(w) = self.ipc.as_mut() {
-                    w.finish().map_err(encode_error)?;
-                }
+                self.ipc_writer()?.finish().map_err(encode_error)?;
                 Ok(self.buffer.take())
             }
             Format::Csv if !self.started => {
