@@ -8,7 +8,9 @@
 //! - [`LiveLake`]: the newest committed version of every table, refreshed within a bound,
 //!   pinned per query as a [`LakeSnapshot`] (its versions key caches).
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
-//! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON;
+//! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON or
+//!   an Arrow row, bound with casts; [`placeholders`]: `?` numbered into `$n`;
+//!   [`script`]: text split into statements;
 //!   [`plan_info`]: tables a plan reads, files and bytes it scanned.
 //! - [`views`]: dashboard views (`hourly_engagement`, `daily_active_users`,
 //!   `recommendation_ctr`) reading rollups where they cover and raw events elsewhere.
@@ -33,9 +35,12 @@ pub mod functions;
 pub mod guard;
 mod live;
 pub mod params;
+pub mod placeholders;
 pub mod plan_info;
 pub mod pruning;
+pub mod script;
 mod session;
+mod source;
 pub mod views;
 
 pub use datafusion::prelude::SessionContext;
