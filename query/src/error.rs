@@ -44,6 +44,8 @@ impl std::fmt::Display for ApiError {
     }
 }
 
+impl std::error::Error for ApiError {}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
@@ -84,8 +86,8 @@ pub fn from_datafusion(e: DataFusionError) -> ApiError {
 impl From<SqlError> for ApiError {
     fn from(e: SqlError) -> ApiError {
         match e {
-            SqlError::NotReadOnly(message) => {
-                ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+            e @ SqlError::NotReadOnly(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }
             SqlError::Parameter(message) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", message)

@@ -120,6 +120,12 @@ impl QueryServer {
         router
     }
 
+    /// From now on new queries (and `/health`) answer 503 `shutting_down`; running ones
+    /// finish. `serve` calls it when its shutdown signal fires.
+    pub(crate) fn drain(&self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+    }
+
     /// Serves on `listener` until `shutdown` completes; new queries then get 503 while
     /// running ones finish.
     pub async fn serve(
@@ -127,12 +133,14 @@ impl QueryServer {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let state = self.state.clone();
+        let draining = QueryServer {
+            state: self.state.clone(),
+        };
         let router = self.router();
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                state.draining.store(true, Ordering::SeqCst);
+                draining.drain();
             })
             .await
     }

@@ -1,7 +1,7 @@
 //! # hourlake-query
 //!
-//! The query server: SQL over HTTP for dashboards and recommendation lookups by user
-//! (Flight SQL and the REPL are still to come).
+//! The query server: SQL over HTTP for dashboards, Arrow Flight SQL for BI tools,
+//! recommendation lookups by user, and the analysts' REPL.
 //!
 //! - [`QueryServer`]: the axum app — `POST /v1/sql` and `GET /v1/sql` (formats json,
 //!   ndjson, csv, arrow), `GET /health`, `GET /metrics`; ETag / `If-None-Match` and a
@@ -11,6 +11,11 @@
 //!   from the Delta commits of `recommendation_events`, behind
 //!   `GET /v1/users/{user_id}/recommendations` and the SQL table function
 //!   `user_recommendations('user')`.
+//! - [`FlightSqlServer`]: Arrow Flight SQL over the same session, guard and limits —
+//!   statements, prepared statements with bound parameters, catalog metadata, SqlInfo,
+//!   cancellation, Basic-auth handshake to a bearer token.
+//! - [`repl`]: `hourlake sql`, the interactive client over a lake folder or a Flight SQL
+//!   server.
 //! - [`ServerConfig`]: those limits and settings.
 //! - [`ApiError`]: every error as JSON `{"error": {"code", "message"}}` with its status.
 //!
@@ -31,16 +36,23 @@ mod auth;
 mod cache;
 mod config;
 mod error;
+mod flight_auth;
+mod flight_metadata;
+mod flight_sql;
+#[cfg(test)]
+mod flight_tests;
 mod format;
 mod http;
 mod lookup;
 mod metrics;
 mod query;
+pub mod repl;
 #[cfg(test)]
 mod tests;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
+pub use flight_sql::FlightSqlServer;
 pub use format::{Format, Stats};
 pub use http::QueryServer;
 pub use lookup::{RecommendationIndex, RecommendedItem, ServedRecommendations};

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -82,5 +83,50 @@ impl QueryMetrics {
         let label = StatusLabel { status };
         self.queries.get_or_create(&label).inc();
         self.latency.get_or_create(&label).observe(seconds);
+    }
+}
+
+/// The gRPC outcome of a Flight SQL query.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `ok`, `cancelled`, `deadline_exceeded`, `invalid_argument`, ...
+    pub outcome: String,
+}
+
+/// Counters of the Flight SQL server.
+#[derive(Debug, Clone, Default)]
+pub struct FlightMetrics {
+    /// Queries finished, by outcome (a client that goes away counts as `cancelled`).
+    pub queries: Family<OutcomeLabel, Counter>,
+    /// Queries executing now.
+    pub running: Gauge,
+    /// Rows sent.
+    pub rows: Counter,
+}
+
+impl FlightMetrics {
+    /// Registers everything under the `hourlake_flight_` prefix.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("hourlake_flight");
+        sub.register(
+            "queries",
+            "Flight SQL queries finished, by outcome",
+            self.queries.clone(),
+        );
+        sub.register(
+            "running_queries",
+            "Flight SQL queries executing now",
+            self.running.clone(),
+        );
+        sub.register("rows", "Rows sent over Flight SQL", self.rows.clone());
+    }
+
+    /// Counts one finished (or refused) query.
+    pub fn observe(&self, outcome: &str) {
+        self.queries
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 }

@@ -10,7 +10,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::SessionContext;
 use futures::StreamExt;
-use hourlake_sql::{guard, params, plan_info, LiveLake};
+use hourlake_sql::{guard, params, placeholders, plan_info, LakeSnapshot, LiveLake};
 use sha2::{Digest, Sha256};
 
 use crate::error::{from_datafusion, ApiError};
@@ -39,13 +39,25 @@ pub struct Planned {
     pub etag: String,
 }
 
-/// Plans `request` over the lake's newest versions and refuses anything but a read.
-pub async fn plan(
+/// A read statement planned over a pinned snapshot of the lake, parameters not yet bound.
+pub struct Statement {
+    /// The session holding the snapshot's tables.
+    pub ctx: SessionContext,
+    /// The logical plan, possibly with placeholders.
+    pub plan: LogicalPlan,
+    /// The table versions the plan reads.
+    pub snapshot: LakeSnapshot,
+}
+
+/// Plans `sql` (with `?` placeholders numbered as `$1, $2, ...`) over the lake's newest
+/// versions and refuses anything but a read. Used by every server path (HTTP, Flight
+/// SQL, the REPL) so the same statements are allowed everywhere.
+pub async fn prepare(
     live: &LiveLake,
-    request: &SqlRequest,
+    sql: &str,
     recommendations: Option<&Arc<RecommendationIndex>>,
-) -> Result<Planned, ApiError> {
-    if request.sql.trim().is_empty() {
+) -> Result<Statement, ApiError> {
+    if sql.trim().is_empty() {
         return Err(ApiError::bad_request("empty SQL"));
     }
     let (ctx, snapshot) = live.session().await?;
@@ -55,16 +67,34 @@ pub async fn plan(
             Arc::new(UserRecommendationsFunction(index.clone())),
         );
     }
-    let state = ctx.state();
-    let mut plan = state
-        .create_logical_plan(&request.sql)
+    let plan = ctx
+        .state()
+        .create_logical_plan(&placeholders::number_question_marks(sql))
         .await
         .map_err(from_datafusion)?;
     guard::ensure_read_only(&plan)?;
+    Ok(Statement {
+        ctx,
+        plan,
+        snapshot,
+    })
+}
+
+/// Plans `request` over the lake's newest versions and refuses anything but a read.
+pub async fn plan(
+    live: &LiveLake,
+    request: &SqlRequest,
+    recommendations: Option<&Arc<RecommendationIndex>>,
+) -> Result<Planned, ApiError> {
+    let Statement {
+        ctx,
+        mut plan,
+        snapshot,
+    } = prepare(live, &request.sql, recommendations).await?;
     if let Some(values) = &request.params {
-        let values = params::from_json(values)?;
-        plan = plan.with_param_values(values).map_err(from_datafusion)?;
+        plan = params::bind(plan, params::from_json(values)?)?;
     }
+    let state = ctx.state();
     let optimized = state.optimize(&plan).map_err(from_datafusion)?;
     let tables: Vec<String> = plan_info::tables_read(&optimized).into_iter().collect();
     let versions = snapshot.versions();

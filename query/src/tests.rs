@@ -13,11 +13,11 @@ use serde_json::{json, Value};
 use crate::{QueryServer, ServerConfig};
 
 /// Event start of an hour: 2026-11-20T00:00Z plus `h` hours.
-fn hour_micros(h: i64) -> i64 {
+pub(crate) fn hour_micros(h: i64) -> i64 {
     1_795_132_800_000_000 + h * 3_600_000_000
 }
 
-fn rows(hour: i64, n: usize, first_offset: i64) -> Vec<Value> {
+pub(crate) fn rows(hour: i64, n: usize, first_offset: i64) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let t = hour_micros(hour) + i as i64 * 1_000_000;
@@ -39,7 +39,7 @@ fn rows(hour: i64, n: usize, first_offset: i64) -> Vec<Value> {
         .collect()
 }
 
-async fn append(lake: &Lake, rows: &[Value]) {
+pub(crate) async fn append(lake: &Lake, rows: &[Value]) {
     let schema = TableId::EngagementEvents.schema();
     let mut decoder = arrow_json::ReaderBuilder::new(schema)
         .build_decoder()
@@ -812,4 +812,30 @@ async fn a_query_over_the_memory_limit_fails_cleanly() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_draining_server_answers_503_to_new_queries_and_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    append(&lake, &rows(0, 5, 0)).await;
+    let live = LiveLake::new(SessionFactory::new(lake), Duration::from_millis(200));
+    let server = QueryServer::new(Arc::new(live), ServerConfig::default(), Default::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = server.router();
+    server.drain();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{base}/v1/sql"))
+        .json(&json!({"sql": "SELECT count(*) FROM engagement_events"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "shutting_down");
+    let r = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
