@@ -31,6 +31,8 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
     pub http: Option<String>,
+    /// Serve Arrow Flight SQL on this address (off when unset).
+    pub flight: Option<String>,
     #[serde(default)]
     pub tokens: Vec<String>,
     pub max_concurrent_queries: Option<usize>,
@@ -290,6 +292,9 @@ pub struct ServeArgs {
     /// Serve SQL over HTTP on this address. [default: 127.0.0.1:8080]
     #[arg(long, env = "HOURLAKE_HTTP")]
     pub http: Option<String>,
+    /// Also serve Arrow Flight SQL (for BI tools) on this address, e.g. 127.0.0.1:50051.
+    #[arg(long, env = "HOURLAKE_FLIGHT")]
+    pub flight: Option<String>,
     /// Accepted bearer tokens, comma-separated; none means no authentication.
     #[arg(long = "token", env = "HOURLAKE_TOKENS", value_delimiter = ',')]
     pub tokens: Vec<String>,
@@ -318,6 +323,11 @@ impl ServeArgs {
             .clone()
             .or_else(|| file.server.http.clone())
             .unwrap_or_else(|| "127.0.0.1:8080".into())
+    }
+
+    /// The Flight SQL address, if Flight SQL is on.
+    pub fn flight_addr(&self, file: &FileConfig) -> Option<String> {
+        self.flight.clone().or_else(|| file.server.flight.clone())
     }
 
     /// How stale a query's view of the tables may be.

@@ -9,6 +9,8 @@ mod produce;
 mod shutdown;
 mod sql_command;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hourlake_ingest::Ingestor;
@@ -63,14 +65,15 @@ enum Command {
         #[arg(long, env = "HOURLAKE_METRICS_ADDR")]
         metrics_addr: Option<std::net::SocketAddr>,
     },
-    /// Serve SQL over HTTP (Flight SQL to come).
+    /// Serve SQL over HTTP, and Arrow Flight SQL with --flight.
     Serve {
         #[command(flatten)]
         common: CommonArgs,
         #[command(flatten)]
         serve: ServeArgs,
     },
-    /// Run SQL against the lake (from -c, or statements separated by `;` on stdin).
+    /// The SQL REPL, over a lake folder (--lake) or a Flight SQL server (--connect);
+    /// runs -c SQL or a script on stdin and exits when given one.
     Sql(sql_command::SqlArgs),
     /// Generate realistic events into Kafka; prints what was sent as JSON.
     Produce(produce::ProduceArgs),
@@ -196,10 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let lake = common.lake(&file)?;
             let shutdown = Shutdown::on_signal();
             let server = start_server(&serve, &file, lake, Default::default(), &shutdown).await?;
-            server
-                .await
-                .context("query server task")?
-                .context("query server")
+            server.await.context("query server task")?
         }
         Command::Sql(args) => sql_command::run(args).await,
         Command::Produce(args) => {
@@ -210,34 +210,63 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Binds the HTTP query server and serves it on a task until shutdown.
+/// Binds the HTTP query server (and Flight SQL when configured) and serves them on a
+/// task until shutdown.
 async fn start_server(
     args: &ServeArgs,
     file: &FileConfig,
     lake: hourlake_catalog::Lake,
-    registry: prometheus_client::registry::Registry,
+    mut registry: prometheus_client::registry::Registry,
     shutdown: &Shutdown,
-) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let addr = args.http_addr(file);
     let factory =
         hourlake_sql::SessionFactory::new(lake.clone()).with_memory_limit(args.memory_limit(file));
-    let live = hourlake_sql::LiveLake::new(factory, args.max_staleness(file));
+    let live = Arc::new(hourlake_sql::LiveLake::new(
+        factory,
+        args.max_staleness(file),
+    ));
+    let config = args.resolve(file);
     // Recommendation lookups: rebuilt from the table now, then following its commits.
-    let index = std::sync::Arc::new(hourlake_query::RecommendationIndex::new(20));
+    let index = Arc::new(hourlake_query::RecommendationIndex::new(20));
     tokio::spawn(index.clone().follow(
         lake,
         std::time::Duration::from_millis(250),
         shutdown.wait(),
     ));
+    let flight = match args.flight_addr(file) {
+        None => None,
+        Some(flight_addr) => {
+            let server =
+                hourlake_query::FlightSqlServer::new(live.clone(), config.clone(), &mut registry)
+                    .with_recommendations(index.clone());
+            let listener = tokio::net::TcpListener::bind(&flight_addr)
+                .await
+                .with_context(|| format!("binding the Flight SQL server to {flight_addr}"))?;
+            let local = listener.local_addr().context("Flight SQL server address")?;
+            tracing::info!("serving Flight SQL on grpc://{local}");
+            Some(tokio::spawn(server.serve(listener, shutdown.wait())))
+        }
+    };
     let server =
-        hourlake_query::QueryServer::new(std::sync::Arc::new(live), args.resolve(file), registry)
-            .with_recommendations(index);
+        hourlake_query::QueryServer::new(live, config, registry).with_recommendations(index);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding the HTTP server to {addr}"))?;
     let local = listener.local_addr().context("HTTP server address")?;
     tracing::info!("serving SQL over HTTP on http://{local}/v1/sql");
-    Ok(tokio::spawn(server.serve(listener, shutdown.wait())))
+    let http = tokio::spawn(server.serve(listener, shutdown.wait()));
+    Ok(tokio::spawn(async move {
+        if let Some(flight) = flight {
+            flight
+                .await
+                .context("Flight SQL server task")?
+                .context("Flight SQL server")?;
+        }
+        http.await
+            .context("HTTP server task")?
+            .context("HTTP server")
+    }))
 }
 
 /// Runs ingest until Ctrl-C or SIGTERM, serving its metrics when asked to.

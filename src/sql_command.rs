@@ -1,19 +1,22 @@
-//! `hourlake sql`: run statements against the lake and print the results.
+//! `hourlake sql`: the REPL over a lake folder or a Flight SQL server; with `-c` or a
+//! script on stdin it runs the statements and exits (non-zero if one failed).
 
-use std::io::Read;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use hourlake_query::repl::{self, Backend, OutputFormat, ReplOptions};
 use hourlake_sql::SessionFactory;
 
 use crate::config::CommonArgs;
 
-/// How results are printed.
+/// How results are printed (`\format` changes it in the REPL).
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Table,
     Csv,
     Json,
+    Vertical,
 }
 
 /// Options of `hourlake sql`.
@@ -21,56 +24,54 @@ pub enum Format {
 pub struct SqlArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// The SQL to run; without it, statements separated by `;` are read from stdin.
+    /// Query a running server over Flight SQL instead of opening the lake, e.g.
+    /// grpc://127.0.0.1:50051.
+    #[arg(long, env = "HOURLAKE_CONNECT")]
+    connect: Option<String>,
+    /// Bearer token for --connect.
+    #[arg(long, env = "HOURLAKE_TOKEN")]
+    token: Option<String>,
+    /// Run this SQL (statements separated by `;`) and exit.
     #[arg(short = 'c', long = "command")]
     command: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// History file of the interactive REPL. [default: ~/.hourlake_history]
+    #[arg(long, env = "HOURLAKE_HISTORY")]
+    history: Option<PathBuf>,
 }
 
-/// Runs each statement and prints its result.
+/// Runs the REPL or the script.
 pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
-    let file = args.common.file()?;
-    let lake = args.common.lake(&file)?;
-    let ctx = SessionFactory::new(lake).session().await?;
-    let text = match args.command {
-        Some(sql) => sql,
+    let backend = match &args.connect {
+        Some(url) => Backend::connect(url, args.token.clone(), None)
+            .await
+            .with_context(|| format!("connecting to {url}"))?,
         None => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading SQL from stdin")?;
-            s
+            let file = args.common.file()?;
+            Backend::lake(SessionFactory::new(args.common.lake(&file)?))
         }
     };
-    for statement in text.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        let batches = ctx.sql(statement).await?.collect().await?;
-        let mut out = Vec::new();
-        match args.format {
-            Format::Table => {
-                out.extend(
-                    arrow::util::pretty::pretty_format_batches(&batches)?
-                        .to_string()
-                        .into_bytes(),
-                );
-                out.push(b'\n');
-            }
-            Format::Csv => {
-                let mut w = arrow::csv::Writer::new(&mut out);
-                for b in &batches {
-                    w.write(b)?;
-                }
-            }
-            Format::Json => {
-                let mut w = arrow::json::LineDelimitedWriter::new(&mut out);
-                for b in &batches {
-                    w.write(b)?;
-                }
-                w.finish()?;
-            }
-        }
-        std::io::Write::write_all(&mut std::io::stdout(), &out)?;
+    let history = args.history.clone().or_else(|| {
+        std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".hourlake_history"))
+    });
+    let options = ReplOptions {
+        command: args.command.clone(),
+        format: match args.format {
+            Format::Table => OutputFormat::Table,
+            Format::Csv => OutputFormat::Csv,
+            Format::Json => OutputFormat::Json,
+            Format::Vertical => OutputFormat::Vertical,
+        },
+        history,
+    };
+    let ok = tokio::task::spawn_blocking(move || repl::run(backend, options))
+        .await
+        .context("REPL thread")??;
+    if ok {
+        Ok(())
+    } else {
+        anyhow::bail!("a statement failed")
     }
-    Ok(())
 }

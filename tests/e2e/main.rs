@@ -5,6 +5,7 @@
 mod support;
 
 mod compaction;
+mod flight;
 mod ingest;
 mod kafka_script;
 mod produce;
