@@ -505,6 +505,8 @@ fn repl_session(args: &[&str], e: &Expected, lake: &Path) {
     p.send_line(";").expect("enter");
     p.exp_string(&format!("| {} ", e.rec_count))
         .expect("completed table name ran");
+    p.send_line("\\help").expect("\\help");
+    p.exp_string("list tables and views").expect("help shown");
     p.send_line("\\d").expect("\\d");
     p.exp_string("daily_active_users").expect("tables listed");
     p.send_line("\\d engagement_events").expect("\\d NAME");
