@@ -7,9 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LAKE="$1"
 SECONDS_PER_STEP="${2:-15}"
-cargo build --release --locked --bin hourlake >&2
+# HOURLAKE_BIN: an already built release binary (e.g. the one `cargo bench` built).
+BIN="${HOURLAKE_BIN:-}"
+if [ -z "$BIN" ]; then cargo build --release --locked --bin hourlake >&2; BIN=target/release/hourlake; fi
 LOG=$(mktemp)
-target/release/hourlake serve --lake "$LAKE" --http 127.0.0.1:0 2>"$LOG" &
+"$BIN" serve --lake "$LAKE" --http 127.0.0.1:0 2>"$LOG" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do
@@ -20,8 +22,8 @@ done
 # Wait for the index to load (503 until then).
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADDR/v1/users/user-1/recommendations")" = 200 ]; do sleep 0.5; done
 echo "index loaded; server at $ADDR (RSS $(ps -o rss= -p $SERVER) KiB)"
-for CONNECTIONS in 1 4 16 64; do
-  echo "== $CONNECTIONS connections, 2 wrk threads, ${SECONDS_PER_STEP}s"
-  wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_STEP}s" --latency -s benches/lookup.lua "http://$ADDR" \
+for CONNECTIONS in 2 4 16 64; do
+  echo "== $CONNECTIONS connections, up to 2 wrk threads, ${SECONDS_PER_STEP}s"
+  wrk -t"$(( CONNECTIONS < 2 ? 1 : 2 ))" -c"$CONNECTIONS" -d"${SECONDS_PER_STEP}s" --latency -s benches/lookup.lua "http://$ADDR" \
     | grep -E 'Requests/sec|Latency  |50%|90%|99%|requests in'
 done
