@@ -15,13 +15,11 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{Action, FlightInfo, Ticket};
 use futures::TryStreamExt;
-use hourlake_catalog::Lake;
-use hourlake_sql::{LiveLake, SessionFactory};
 use prometheus_client::registry::Registry;
 use prost::Message;
 use tonic::transport::Channel;
 
-use crate::tests::{append, rows};
+use crate::tests::sample_lake;
 use crate::{FlightSqlServer, ServerConfig};
 
 struct Running {
@@ -31,15 +29,7 @@ struct Running {
 }
 
 async fn start(config: ServerConfig) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::local(dir.path()).unwrap();
-    for h in 0..3 {
-        append(&lake, &rows(h, 10, h * 100)).await;
-    }
-    let live = LiveLake::new(
-        SessionFactory::new(lake.clone()),
-        Duration::from_millis(200),
-    );
+    let (dir, _lake, live) = sample_lake().await;
     let mut registry = Registry::default();
     let server = FlightSqlServer::new(Arc::new(live), config, &mut registry);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

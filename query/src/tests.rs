@@ -62,7 +62,8 @@ struct Running {
     lake: Lake,
 }
 
-async fn start(config: ServerConfig) -> Running {
+/// Three hours of ten events each in a fresh lake, and a live view of it.
+pub(crate) async fn sample_lake() -> (tempfile::TempDir, Lake, LiveLake) {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::local(dir.path()).unwrap();
     for h in 0..3 {
@@ -72,6 +73,11 @@ async fn start(config: ServerConfig) -> Running {
         SessionFactory::new(lake.clone()),
         Duration::from_millis(200),
     );
+    (dir, lake, live)
+}
+
+async fn start(config: ServerConfig) -> Running {
+    let (dir, lake, live) = sample_lake().await;
     let server = QueryServer::new(Arc::new(live), config, Default::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
