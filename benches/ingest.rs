@@ -9,7 +9,9 @@
 //!    ingest running, watch the table's `_delta_log`; when a commit appears, every row it
 //!    adds becomes queryable: record (that moment − the row's event_time). Report p50/p95/p99.
 //!
-//! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_RATE, HOURLAKE_BENCH_SECONDS.
+//! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_RATE, HOURLAKE_BENCH_SECONDS,
+//! HOURLAKE_BENCH_TOPICS=APP,REC (reuse filled topics; `stages` alone needs it),
+//! HOURLAKE_BENCH_STAGE_EVENTS (messages for the stages, default 1 M), HOURLAKE_BIN.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -34,8 +36,11 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `hourlake` binary: this build's, or `HOURLAKE_BIN` (to compare two builds).
 fn hourlake() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hourlake"))
+    Command::new(
+        std::env::var("HOURLAKE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_hourlake").into()),
+    )
 }
 
 fn start_broker() -> String {
@@ -159,6 +164,44 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// User + system CPU seconds a process has used so far (NaN when unreadable).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / clock_ticks_per_second(),
+        _ => f64::NAN,
+    }
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The pid of the broker `scripts/kafka` runs (from its state dir), if found.
+fn broker_pid() -> Option<u32> {
+    let dir = std::env::var("HOURLAKE_KAFKA_DIR").unwrap_or_else(|_| {
+        let tmp = std::env::var("TMPDIR").unwrap_or_else(|_| "/tmp".into());
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        format!("{tmp}/hourlake-kafka-{uid}")
+    });
+    std::fs::read_to_string(format!("{dir}/kafka.pid"))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+}
+
 /// Waits until the group's committed Kafka offsets reach the high watermarks (ingest
 /// commits them only after the Delta commits succeeded).
 fn wait_committed(
@@ -205,21 +248,17 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-fn throughput(bootstrap: &str) {
-    let events: u64 = env_or("HOURLAKE_BENCH_EVENTS", 5_000_000);
-    let (app, rec) = (unique("bench-app"), unique("bench-rec"));
-    let topics = [app.as_str(), rec.as_str()];
-    create_topics(bootstrap, &topics, 4);
-    let t = Instant::now();
+/// Fills the two topics with `events` generated events (duplicates, late and bad ones too).
+fn prefill(bootstrap: &str, app: &str, rec: &str, events: u64) {
     let out = hourlake()
         .args([
             "produce",
             "--brokers",
             bootstrap,
             "--topic",
-            &app,
+            app,
             "--rec-topic",
-            &rec,
+            rec,
         ])
         .args([
             "--count",
@@ -247,16 +286,46 @@ fn throughput(bootstrap: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn throughput(bootstrap: &str) {
+    let events: u64 = env_or("HOURLAKE_BENCH_EVENTS", 5_000_000);
+    // HOURLAKE_BENCH_TOPICS=app,rec reuses topics a previous run filled (saves the prefill).
+    let reuse: Option<Vec<String>> = std::env::var("HOURLAKE_BENCH_TOPICS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
+    let (app, rec) = match reuse.as_deref() {
+        Some([app, rec]) => (app.clone(), rec.clone()),
+        Some(_) => panic!("HOURLAKE_BENCH_TOPICS must be two topics: APP,REC"),
+        None => (unique("bench-app"), unique("bench-rec")),
+    };
+    let topics = [app.as_str(), rec.as_str()];
+    let t = Instant::now();
+    if reuse.is_none() {
+        create_topics(bootstrap, &topics, 4);
+        prefill(bootstrap, &app, &rec, events);
+        println!("prefilled topics {app},{rec} (HOURLAKE_BENCH_TOPICS={app},{rec} reuses them)");
+    }
     let fill = t.elapsed();
     let marks = high_watermarks(bootstrap, &topics);
     let total: i64 = marks.values().sum();
-    println!(
-        "prefill: {total} messages in {:.1} s ({:.0} msg/s produced)",
-        fill.as_secs_f64(),
-        total as f64 / fill.as_secs_f64()
-    );
+    if reuse.is_none() {
+        println!(
+            "prefill: {total} messages in {:.1} s ({:.0} msg/s produced)",
+            fill.as_secs_f64(),
+            total as f64 / fill.as_secs_f64()
+        );
+    }
 
+    let broker = broker_pid();
+    let broker_cpu = broker.map(cpu_seconds);
     let (n, bytes, raw) = raw_consume(bootstrap, &marks);
+    if let (Some(pid), Some(before)) = (broker, broker_cpu) {
+        println!(
+            "  broker CPU while the raw consumer read: {:.1} s",
+            cpu_seconds(pid) - before
+        );
+    }
     let raw_rate = n as f64 / raw.as_secs_f64();
     println!(
         "raw rdkafka consumer: {n} messages, {:.0} MiB in {:.2} s = {raw_rate:.0} msg/s ({:.1} MiB/s)",
@@ -265,12 +334,22 @@ fn throughput(bootstrap: &str) {
         bytes as f64 / 1048576.0 / raw.as_secs_f64()
     );
 
+    stages(bootstrap, &marks);
+
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = dir.path().join("lake");
     let group = unique("bench");
+    let broker_cpu = broker.map(cpu_seconds);
     let mut child = ingest(bootstrap, &topics, &group, &lake);
     let took = wait_committed(bootstrap, &group, &marks, Duration::from_secs(3600));
     let rss = peak_rss_mib(child.id());
+    let ingest_cpu = cpu_seconds(child.id());
+    if let (Some(pid), Some(before)) = (broker, broker_cpu) {
+        println!(
+            "  CPU while ingesting: hourlake ingest {ingest_cpu:.1} s, broker {:.1} s",
+            cpu_seconds(pid) - before
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
     let rate = total as f64 / took.as_secs_f64();
@@ -279,6 +358,93 @@ fn throughput(bootstrap: &str) {
         took.as_secs_f64(),
         rate / raw_rate
     );
+}
+
+/// The ingest stages alone, on one thread without Kafka: decoding up to 1 M messages
+/// (held in memory) into Arrow, then writing and committing them as one flush.
+fn stages(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) {
+    use hourlake_catalog::Lake;
+    use hourlake_ingest::commit::{commit_table, TableCommit};
+    use hourlake_ingest::offsets::{CommittedOffsets, TopicPartition};
+    use hourlake_ingest::window::Window;
+    use hourlake_ingest::{MessageMeta, Validation};
+    use rdkafka::Message;
+
+    let wanted: usize = env_or("HOURLAKE_BENCH_STAGE_EVENTS", 1_000_000);
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", unique("stages"))
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in marks.keys() {
+        tpl.add_partition_offset(t, *p, Offset::Beginning)
+            .expect("tpl");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut messages: Vec<(String, i32, i64, Vec<u8>)> = Vec::with_capacity(wanted);
+    let total: i64 = marks.values().sum();
+    while messages.len() < wanted.min(total as usize) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(500)) {
+            let payload = m.payload().unwrap_or_default().to_vec();
+            messages.push((m.topic().to_string(), m.partition(), m.offset(), payload));
+        }
+    }
+    let partitions: BTreeMap<(String, i32), TopicPartition> = marks
+        .keys()
+        .map(|(t, p)| ((t.clone(), *p), TopicPartition::new(t, *p)))
+        .collect();
+    let (committed, validation) = (CommittedOffsets::default(), Validation::default());
+    let now = chrono::Utc::now().timestamp_micros();
+    let tps: Vec<&TopicPartition> = messages
+        .iter()
+        .map(|(topic, partition, _, _)| &partitions[&(topic.clone(), *partition)])
+        .collect();
+    let mut window = Window::default();
+    let start = Instant::now();
+    for ((topic, partition, offset, payload), tp) in messages.iter().zip(tps) {
+        let meta = MessageMeta {
+            topic,
+            partition: *partition,
+            offset: *offset,
+            key: None,
+            timestamp_micros: None,
+            ingested_at_micros: now,
+        };
+        window.add(tp, payload, &meta, &committed, &validation);
+    }
+    let job = window.take().expect("batches");
+    let decode = start.elapsed();
+    let n = messages.len() as f64;
+    println!(
+        "stages, one thread, {} messages in memory: decode into Arrow {:.2} s = {:.2} µs/message",
+        messages.len(),
+        decode.as_secs_f64(),
+        decode.as_secs_f64() * 1e6 / n
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    rt.block_on(async {
+        let lake = Lake::local(dir.path()).expect("lake");
+        let start = Instant::now();
+        for (id, batch) in job.batches {
+            let mut table = lake.open_or_create(id).await.expect("table");
+            let commit = TableCommit {
+                table: id,
+                batch: Some(batch),
+                progress: Vec::new(),
+            };
+            commit_table(&mut table, "bench", commit, 100)
+                .await
+                .expect("commit");
+        }
+        let write = start.elapsed();
+        println!(
+            "  write Parquet + commit (all tables): {:.2} s = {:.2} µs/message",
+            write.as_secs_f64(),
+            write.as_secs_f64() * 1e6 / n
+        );
+    });
 }
 
 /// Parses new commit files of a table's `_delta_log`; returns the added file paths.
@@ -430,5 +596,12 @@ fn main() {
     }
     if wants("freshness") {
         freshness(&bootstrap);
+    }
+    // The stages alone (also part of `throughput`), on topics a previous run filled.
+    if filter.iter().any(|f| f == "stages") {
+        let topics = std::env::var("HOURLAKE_BENCH_TOPICS")
+            .expect("`stages` alone reads HOURLAKE_BENCH_TOPICS=APP,REC");
+        let topics: Vec<&str> = topics.split(',').collect();
+        stages(&bootstrap, &high_watermarks(&bootstrap, &topics));
     }
 }

@@ -11,7 +11,8 @@
 //!
 //! - [`Ingestor`] runs the loop ([`pipeline`]); [`IngestConfig`] holds its settings.
 //! - [`decode`]: bytes → validated fields, or a [`Rejection`].
-//! - [`rows`] / [`dead_letter`]: Arrow builders per table; [`window`]: the flush window.
+//! - [`rows`] / [`dead_letter`]: Arrow builders per table; [`window`]: the flush window,
+//!   filled in chunks that are decoded off the poll thread (`chunk`).
 //! - [`commit`]: one table's atomic commit; [`offsets`]: `txn` bookkeeping.
 //! - [`IngestMetrics`]: counters and histograms in Prometheus format.
 //!
@@ -25,6 +26,8 @@
 //! # Ok(()) }
 //! ```
 
+mod chunk;
+mod clock;
 pub mod commit;
 mod config;
 pub mod dead_letter;

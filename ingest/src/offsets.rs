@@ -45,23 +45,35 @@ pub fn app_id(group: &str, tp: &TopicPartition) -> String {
 /// The last offset of each partition committed to each table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CommittedOffsets {
-    last: HashMap<(TableId, TopicPartition), i64>,
+    /// Per partition, the last offset held by each table (indexed by `TableId as usize`).
+    last: HashMap<TopicPartition, [Option<i64>; TABLES]>,
 }
+
+const TABLES: usize = TableId::ALL.len();
 
 impl CommittedOffsets {
     /// The last offset of `tp` held by `table`, if any was ever committed.
     pub fn get(&self, table: TableId, tp: &TopicPartition) -> Option<i64> {
-        self.last.get(&(table, tp.clone())).copied()
+        self.last
+            .get(tp)
+            .and_then(|by_table| by_table[table as usize])
     }
 
     /// Records that `table` now holds `tp` up to `offset`.
     pub fn set(&mut self, table: TableId, tp: TopicPartition, offset: i64) {
-        self.last.insert((table, tp), offset);
+        self.last.entry(tp).or_default()[table as usize] = Some(offset);
+    }
+
+    /// Forgets what `table` holds of `tp` (it holds nothing of it).
+    fn clear(&mut self, table: TableId, tp: &TopicPartition) {
+        if let Some(by_table) = self.last.get_mut(tp) {
+            by_table[table as usize] = None;
+        }
     }
 
     /// Forgets a partition (it was revoked).
     pub fn forget(&mut self, tp: &TopicPartition) {
-        self.last.retain(|(_, p), _| p != tp);
+        self.last.remove(tp);
     }
 
     /// Whether the message at `offset` is already in `table`.
@@ -103,9 +115,7 @@ pub async fn load_from_table(
             })?;
         match stored {
             Some(v) => into.set(id, tp.clone(), v),
-            None => {
-                into.last.remove(&(id, tp.clone()));
-            }
+            None => into.clear(id, tp),
         }
     }
     Ok(())

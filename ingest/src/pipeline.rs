@@ -24,12 +24,14 @@ use rdkafka::{ClientConfig, ClientContext};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
+use crate::chunk::{ChunkedWindow, Decoder};
+use crate::clock::Clock;
 use crate::commit::{commit_table, CommitOutcome, TableCommit};
 use crate::config::IngestConfig;
 use crate::message::MessageMeta;
 use crate::metrics::IngestMetrics;
 use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
-use crate::window::{OffsetRange, Routed, Window};
+use crate::window::OffsetRange;
 use crate::IngestError;
 
 type Tables = BTreeMap<TableId, DeltaTable>;
@@ -58,9 +60,12 @@ struct Pipeline {
     in_flight: Option<JoinHandle<Flushed>>,
     committed: CommittedOffsets,
     assigned: BTreeSet<TopicPartition>,
-    window: Window,
+    window: ChunkedWindow,
     last_progress: HashMap<TableId, Instant>,
     fatal: Option<IngestError>,
+    clock: Clock,
+    /// The partition of the last message (messages come in runs per partition).
+    current: Option<TopicPartition>,
 }
 
 fn now_micros() -> i64 {
@@ -69,15 +74,16 @@ fn now_micros() -> i64 {
 
 impl Pipeline {
     fn handle_message(&mut self, m: &BorrowedMessage<'_>) {
-        let tp = match self
-            .assigned
-            .iter()
-            .find(|tp| tp.partition == m.partition() && &*tp.topic == m.topic())
-        {
-            Some(tp) => tp.clone(),
+        let is_current =
+            |tp: &TopicPartition| tp.partition == m.partition() && &*tp.topic == m.topic();
+        if !self.current.as_ref().is_some_and(is_current) {
+            self.current = self.assigned.iter().find(|tp| is_current(tp)).cloned();
+        }
+        let Some(tp) = self.current.as_ref() else {
             // A message of a partition we no longer own: its new owner reads it.
-            None => return,
+            return;
         };
+        self.clock.tick();
         self.metrics.consumed.inc();
         let meta = MessageMeta {
             topic: m.topic(),
@@ -85,18 +91,16 @@ impl Pipeline {
             offset: m.offset(),
             key: m.key(),
             timestamp_micros: m.timestamp().to_millis().map(|ms| ms * 1000),
-            ingested_at_micros: now_micros(),
+            ingested_at_micros: self.clock.micros(),
         };
         let payload = m.payload().unwrap_or_default();
-        if let Routed::AlreadyCommitted(_) = self.window.add(
-            &tp,
-            payload,
-            &meta,
-            &self.committed,
-            &self.config.validation,
-        ) {
-            self.metrics.skipped_committed.inc();
-        }
+        let decoder = Decoder {
+            runtime: &self.runtime,
+            committed: &self.committed,
+            validation: &self.config.validation,
+            metrics: &self.metrics,
+        };
+        self.window.add(tp, payload, &meta, &decoder);
     }
 
     /// Starts writing the window if it is due and nothing else is being written;
@@ -105,7 +109,7 @@ impl Pipeline {
         if self.in_flight.as_ref().is_some_and(JoinHandle::is_finished) {
             self.finish_in_flight(consumer);
         }
-        if !self.window.is_due(&self.config.flush) {
+        if !self.window.is_due(&self.config.flush, self.clock.instant()) {
             return;
         }
         if self.in_flight.is_some() {
@@ -114,7 +118,7 @@ impl Pipeline {
             }
             // Backpressure: wait for the write in flight before buffering more.
             self.finish_in_flight(consumer);
-            if !self.window.is_due(&self.config.flush) {
+            if !self.window.is_due(&self.config.flush, self.clock.instant()) {
                 return; // a failed commit re-reads, and dropped this window
             }
         }
@@ -122,7 +126,13 @@ impl Pipeline {
     }
 
     fn start_flush(&mut self) {
-        let job = match self.window.take() {
+        let decoder = Decoder {
+            runtime: &self.runtime,
+            committed: &self.committed,
+            validation: &self.config.validation,
+            metrics: &self.metrics,
+        };
+        let job = match self.window.take(&decoder) {
             Ok(job) => job,
             Err(e) => {
                 self.fatal = Some(e);
@@ -362,6 +372,7 @@ impl Pipeline {
     fn on_assign(&mut self, consumer: &BaseConsumer<IngestContext>, tpl: &mut TopicPartitionList) {
         self.finish_in_flight(consumer);
         self.window.discard();
+        self.current = None;
         let partitions: Vec<TopicPartition> = tpl
             .elements()
             .iter()
@@ -397,6 +408,7 @@ impl Pipeline {
         // What is in flight may still commit: its txn fence makes that safe.
         self.finish_in_flight(consumer);
         self.window.discard();
+        self.current = None;
         for tp in std::mem::take(&mut self.assigned) {
             tracing::info!(%tp, "revoked");
             self.committed.forget(&tp);
@@ -508,9 +520,11 @@ impl Ingestor {
             in_flight: None,
             committed: CommittedOffsets::default(),
             assigned: BTreeSet::new(),
-            window: Window::default(),
+            window: ChunkedWindow::default(),
             last_progress: HashMap::new(),
             fatal: None,
+            clock: Clock::default(),
+            current: None,
         }));
         let consumer = self.consumer(pipeline.clone())?;
         let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
@@ -563,7 +577,9 @@ fn poll_loop(
     metrics: IngestMetrics,
 ) -> Result<(), IngestError> {
     let mut last_summary = Instant::now();
-    let mut last_error_log = Instant::now() - Duration::from_secs(60);
+    let mut last_error_log = Instant::now()
+        .checked_sub(Duration::from_secs(60))
+        .unwrap_or_else(Instant::now);
     while !stop.load(Ordering::SeqCst) {
         // Never poll while holding the pipeline: the rebalance callback runs inside
         // poll and takes it. A message returned by a poll that also ran the callback
@@ -575,19 +591,23 @@ fn poll_loop(
         }
         match polled {
             Some(Ok(m)) => p.handle_message(&m),
-            Some(Err(e)) if last_error_log.elapsed() >= Duration::from_secs(5) => {
-                last_error_log = Instant::now();
-                tracing::warn!(error = %e, "kafka consumer error (retrying)");
+            Some(Err(e)) => {
+                p.clock.tick();
+                if p.clock.instant() >= last_error_log + Duration::from_secs(5) {
+                    last_error_log = p.clock.instant();
+                    tracing::warn!(error = %e, "kafka consumer error (retrying)");
+                }
             }
-            Some(Err(_)) | None => {}
+            None => p.clock.tick(),
         }
         p.step(&consumer);
         if let Some(e) = p.fatal.take() {
             return Err(e);
         }
+        let now = p.clock.instant();
         drop(p);
-        if last_summary.elapsed() >= Duration::from_secs(5) {
-            last_summary = Instant::now();
+        if now >= last_summary + Duration::from_secs(5) {
+            last_summary = now;
             tracing::info!(
                 consumed = metrics.consumed.get(),
                 engagement_rows = metrics.rows_of(TableId::EngagementEvents.name()),

@@ -16,7 +16,9 @@ use hourlake_catalog::{partition, schema, TableId};
 use serde::Deserialize;
 
 use crate::dead_letter::ReasonCode;
-use crate::decode::{opt, opt_str, properties_text, Header, RawFields, Rejection};
+use crate::decode::{
+    opt, opt_number, opt_str, properties_text, Field, FieldSet, Header, RawFields, Rejection,
+};
 use crate::message::MessageMeta;
 
 /// Columns every event table shares, in schema order at the front and back.
@@ -94,22 +96,22 @@ impl Common {
 }
 
 /// Top-level wire fields the engagement table has columns for.
-const ENGAGEMENT_FIELDS: &[&str] = &[
-    "event_id",
-    "event_type",
-    "event_time",
-    "user_id",
-    "session_id",
-    "device",
-    "country",
-    "screen",
-    "item_id",
-    "query",
-    "session_length_ms",
-    "amount",
-    "currency",
-    "notification_id",
-];
+const ENGAGEMENT_FIELDS: FieldSet = FieldSet::of(&[
+    Field::EventId,
+    Field::EventType,
+    Field::EventTime,
+    Field::UserId,
+    Field::SessionId,
+    Field::Device,
+    Field::Country,
+    Field::Screen,
+    Field::ItemId,
+    Field::Query,
+    Field::SessionLengthMs,
+    Field::Amount,
+    Field::Currency,
+    Field::NotificationId,
+]);
 
 #[derive(Deserialize)]
 struct Device<'a> {
@@ -157,18 +159,18 @@ impl EngagementRows {
         h: &Header<'_>,
         meta: &MessageMeta<'_>,
     ) -> Result<(), Rejection> {
-        let session_id = opt_str(f, "session_id")?;
-        let device: Option<Device<'_>> = opt(f, "device")?;
-        let country = opt_str(f, "country")?;
-        let screen = opt_str(f, "screen")?;
-        let item_id = opt_str(f, "item_id")?;
-        let query = opt_str(f, "query")?;
-        let session_length_ms: Option<i64> = opt(f, "session_length_ms")?;
+        let session_id = opt_str(f, Field::SessionId)?;
+        let device: Option<Device<'_>> = opt(f, Field::Device)?;
+        let country = opt_str(f, Field::Country)?;
+        let screen = opt_str(f, Field::Screen)?;
+        let item_id = opt_str(f, Field::ItemId)?;
+        let query = opt_str(f, Field::Query)?;
+        let session_length_ms: Option<i64> = opt_number(f, Field::SessionLengthMs)?;
         non_negative("session_length_ms", session_length_ms.map(|v| v as f64))?;
-        let amount: Option<f64> = opt(f, "amount")?;
+        let amount: Option<f64> = opt_number(f, Field::Amount)?;
         non_negative("amount", amount)?;
-        let currency = opt_str(f, "currency")?;
-        let notification_id = opt_str(f, "notification_id")?;
+        let currency = opt_str(f, Field::Currency)?;
+        let notification_id = opt_str(f, Field::NotificationId)?;
         let properties = properties_text(f, ENGAGEMENT_FIELDS)?;
 
         self.common.append_head(h);
@@ -225,18 +227,18 @@ impl EngagementRows {
 }
 
 /// Top-level wire fields the recommendation table has columns for.
-const RECOMMENDATION_FIELDS: &[&str] = &[
-    "event_id",
-    "event_type",
-    "event_time",
-    "user_id",
-    "request_id",
-    "model_version",
-    "surface",
-    "items",
-    "item_id",
-    "rank",
-];
+const RECOMMENDATION_FIELDS: FieldSet = FieldSet::of(&[
+    Field::EventId,
+    Field::EventType,
+    Field::EventTime,
+    Field::UserId,
+    Field::RequestId,
+    Field::ModelVersion,
+    Field::Surface,
+    Field::Items,
+    Field::ItemId,
+    Field::Rank,
+]);
 
 #[derive(Deserialize)]
 struct RecItem<'a> {
@@ -281,12 +283,12 @@ impl RecommendationRows {
         h: &Header<'_>,
         meta: &MessageMeta<'_>,
     ) -> Result<(), Rejection> {
-        let request_id = opt_str(f, "request_id")?;
-        let model_version = opt_str(f, "model_version")?;
-        let surface = opt_str(f, "surface")?;
-        let items: Option<Vec<RecItem<'_>>> = opt(f, "items")?;
-        let item_id = opt_str(f, "item_id")?;
-        let rank: Option<i32> = opt(f, "rank")?;
+        let request_id = opt_str(f, Field::RequestId)?;
+        let model_version = opt_str(f, Field::ModelVersion)?;
+        let surface = opt_str(f, Field::Surface)?;
+        let items: Option<Vec<RecItem<'_>>> = opt(f, Field::Items)?;
+        let item_id = opt_str(f, Field::ItemId)?;
+        let rank: Option<i32> = opt_number(f, Field::Rank)?;
         let properties = properties_text(f, RECOMMENDATION_FIELDS)?;
 
         self.common.append_head(h);

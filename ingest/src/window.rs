@@ -62,13 +62,18 @@ impl Window {
         validation: &Validation,
     ) -> Routed {
         self.opened_at.get_or_insert_with(Instant::now);
-        self.ranges
-            .entry(tp.clone())
-            .and_modify(|r| r.last = meta.offset)
-            .or_insert(OffsetRange {
-                first: meta.offset,
-                last: meta.offset,
-            });
+        match self.ranges.get_mut(tp) {
+            Some(range) => range.last = meta.offset,
+            None => {
+                self.ranges.insert(
+                    tp.clone(),
+                    OffsetRange {
+                        first: meta.offset,
+                        last: meta.offset,
+                    },
+                );
+            }
+        }
 
         let decoded = if payload.len() > validation.max_message_bytes {
             Err(Rejection::new(
@@ -92,7 +97,7 @@ impl Window {
                 self.dead_letters.append(meta, payload, &rejection);
                 self.bytes += payload.len().min(crate::dead_letter::OVERSIZED_RAW_KEEP)
                     + rejection.reason.len();
-                self.touched.entry(table).or_default().insert(tp.clone());
+                self.touch(table, tp);
                 Routed::Buffered(table)
             }
         }
@@ -117,8 +122,15 @@ impl Window {
             EventKind::Recommendation => self.recommendation.append(&fields, &header, meta)?,
         }
         self.bytes += payload.len();
-        self.touched.entry(table).or_default().insert(tp.clone());
+        self.touch(table, tp);
         Ok(Routed::Buffered(table))
+    }
+
+    fn touch(&mut self, table: TableId, tp: &TopicPartition) {
+        let partitions = self.touched.entry(table).or_default();
+        if !partitions.contains(tp) {
+            partitions.insert(tp.clone());
+        }
     }
 
     /// Rows buffered across all tables.
@@ -131,20 +143,15 @@ impl Window {
         self.ranges.is_empty()
     }
 
-    /// Whether the policy says it is time to commit.
-    pub fn is_due(&self, policy: &FlushPolicy) -> bool {
-        !self.is_empty()
-            && (self.rows() >= policy.max_rows
-                || self.bytes >= policy.max_bytes
-                || self
-                    .opened_at
-                    .is_some_and(|t| t.elapsed() >= policy.max_latency))
+    /// Whether the policy says it is time to commit, `now` being the current time.
+    pub fn is_due(&self, policy: &FlushPolicy, now: Instant) -> bool {
+        !self.is_empty() && is_due(policy, self.rows(), self.bytes, self.opened_at, now)
     }
 
     /// Whether the window holds twice what the policy allows: time to stop reading
     /// until the previous window is written.
     pub fn is_over(&self, policy: &FlushPolicy) -> bool {
-        self.rows() >= 2 * policy.max_rows || self.bytes >= 2 * policy.max_bytes
+        is_over(policy, self.rows(), self.bytes)
     }
 
     /// Takes everything buffered, leaving an empty window.
@@ -173,6 +180,25 @@ impl Window {
     pub fn discard(&mut self) {
         *self = Window::default();
     }
+}
+
+/// The flush policy's "commit now" test for a window of `rows` and `bytes` opened at
+/// `opened_at`.
+pub(crate) fn is_due(
+    policy: &FlushPolicy,
+    rows: usize,
+    bytes: usize,
+    opened_at: Option<Instant>,
+    now: Instant,
+) -> bool {
+    rows >= policy.max_rows
+        || bytes >= policy.max_bytes
+        || opened_at.is_some_and(|t| now.saturating_duration_since(t) >= policy.max_latency)
+}
+
+/// Twice what the policy allows: stop reading until the previous window is written.
+pub(crate) fn is_over(policy: &FlushPolicy, rows: usize, bytes: usize) -> bool {
+    rows >= 2 * policy.max_rows || bytes >= 2 * policy.max_bytes
 }
 
 #[cfg(test)]
@@ -258,11 +284,18 @@ mod tests {
         };
         let (c, v) = (CommittedOffsets::default(), Validation::default());
         let mut w = Window::default();
-        assert!(!w.is_due(&policy), "an empty window is never due");
+        assert!(
+            !w.is_due(&policy, Instant::now()),
+            "an empty window is never due"
+        );
         for offset in 0..4 {
             assert!(!w.is_over(&policy));
             w.add(&tp, b"not json", &meta(offset), &c, &v);
-            assert_eq!(w.is_due(&policy), offset >= 1, "due at max_rows");
+            assert_eq!(
+                w.is_due(&policy, Instant::now()),
+                offset >= 1,
+                "due at max_rows"
+            );
         }
         assert!(w.is_over(&policy), "over at twice max_rows");
         let by_time = FlushPolicy {
@@ -272,6 +305,9 @@ mod tests {
         };
         let mut w = Window::default();
         w.add(&tp, b"{}", &meta(0), &c, &v);
-        assert!(w.is_due(&by_time), "due once max_latency has passed");
+        assert!(
+            w.is_due(&by_time, Instant::now()),
+            "due once max_latency has passed"
+        );
     }
 }
