@@ -28,23 +28,45 @@ pub fn produce(bootstrap: &str, args: &[&str]) -> serde_json::Value {
     })
 }
 
+/// Where a background producer's log goes (a file: a pipe nobody reads until the
+/// end could fill up and stall it).
+fn produce_log(pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hourlake-produce-{pid}.log"))
+}
+
 /// Starts `hourlake produce ARGS` in the background.
 pub fn spawn_produce(bootstrap: &str, args: &[&str]) -> Child {
-    hourlake()
+    let starting = std::env::temp_dir().join(super::unique("hourlake-produce"));
+    let log = std::fs::File::create(&starting).expect("producer log");
+    let child = hourlake()
         .args(["produce", "--brokers", bootstrap])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
-        .expect("spawning hourlake produce")
+        .expect("spawning hourlake produce");
+    std::fs::rename(&starting, produce_log(child.id())).expect("naming the producer log");
+    child
 }
 
 /// Waits for a background producer and returns its report.
 pub fn wait_report(child: Child) -> serde_json::Value {
+    let child_id = child.id();
     let out = child
         .wait_with_output()
         .expect("waiting for hourlake produce");
-    assert!(out.status.success(), "hourlake produce failed");
+    let log_path = produce_log(child_id);
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    if !out.status.success() {
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "hourlake produce failed ({}); the end of its log:\n{}",
+            out.status,
+            tail.join("\n")
+        );
+    }
     serde_json::from_slice(&out.stdout).expect("produce report")
 }
 
