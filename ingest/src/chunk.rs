@@ -5,8 +5,9 @@
 //! Decoding is most of the per-message work; with it on other threads the consumer
 //! keeps fetching, and on a multi-core machine chunks decode in parallel.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use arrow::compute::concat_batches;
@@ -103,7 +104,10 @@ impl Chunk {
 /// filled, and the totals the flush policy looks at.
 #[derive(Default)]
 pub struct ChunkedWindow {
-    decoding: Vec<JoinHandle<Result<FlushJob, IngestError>>>,
+    /// Chunks handed over and not yet awaited, oldest first.
+    decoding: VecDeque<JoinHandle<Result<FlushJob, IngestError>>>,
+    /// Chunks already decoded, in order (all older than those in `decoding`).
+    decoded: Vec<Result<FlushJob, IngestError>>,
     filling: Chunk,
     messages: usize,
     bytes: usize,
@@ -137,11 +141,21 @@ impl ChunkedWindow {
         let committed = decoder.committed.clone();
         let validation = *decoder.validation;
         let metrics = decoder.metrics.clone();
-        self.decoding.push(
+        self.decoding.push_back(
             decoder
                 .runtime
                 .spawn_blocking(move || chunk.decode(&committed, &validation, &metrics)),
         );
+        // At most one chunk per core decodes at a time: when the decoders fall behind, the
+        // poll thread waits here instead of copying ever more messages.
+        while self.decoding.front().is_some_and(JoinHandle::is_finished)
+            || self.decoding.len() > decode_threads()
+        {
+            let Some(oldest) = self.decoding.pop_front() else {
+                break;
+            };
+            self.decoded.push(await_chunk(decoder.runtime, oldest));
+        }
     }
 
     /// Whether any message was read into the window.
@@ -163,17 +177,11 @@ impl ChunkedWindow {
     /// leaves an empty window. Blocks the calling (non-runtime) thread.
     pub fn take(&mut self, decoder: &Decoder<'_>) -> Result<FlushJob, IngestError> {
         self.dispatch(decoder);
-        let chunks = std::mem::take(&mut self.decoding);
+        let running = std::mem::take(&mut self.decoding);
+        let mut decoded = std::mem::take(&mut self.decoded);
         *self = ChunkedWindow::default();
-        let mut parts = Vec::with_capacity(chunks.len());
-        for handle in chunks {
-            let part = decoder
-                .runtime
-                .block_on(handle)
-                .map_err(|e| IngestError::Thread(format!("decoding a chunk failed: {e}")))??;
-            parts.push(part);
-        }
-        merge(parts)
+        decoded.extend(running.into_iter().map(|h| await_chunk(decoder.runtime, h)));
+        merge(decoded.into_iter().collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Drops everything read (the partitions will be re-read). Chunks still decoding
@@ -181,6 +189,21 @@ impl ChunkedWindow {
     pub fn discard(&mut self) {
         *self = ChunkedWindow::default();
     }
+}
+
+fn await_chunk(
+    runtime: &Handle,
+    handle: JoinHandle<Result<FlushJob, IngestError>>,
+) -> Result<FlushJob, IngestError> {
+    runtime
+        .block_on(handle)
+        .map_err(|e| IngestError::Thread(format!("decoding a chunk failed: {e}")))?
+}
+
+/// How many chunks may decode at once: one per core.
+fn decode_threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
 /// What decoding a chunk needs from the pipeline.
@@ -272,7 +295,12 @@ mod tests {
             window.add(tp, payload.as_bytes(), &meta(offset), &decoder);
         }
         assert_eq!(window.messages, n as usize);
-        assert_eq!(window.decoding.len(), 2, "two full chunks handed over");
+        assert_eq!(
+            window.decoding.len() + window.decoded.len(),
+            2,
+            "two full chunks handed over"
+        );
+        assert!(window.decoding.len() <= decode_threads());
         let job = window.take(&decoder).unwrap();
         assert!(window.is_empty());
         let rows = &job.batches[&TableId::EngagementEvents];
