@@ -108,8 +108,8 @@ fn high_watermarks(bootstrap: &str, topics: &[&str]) -> BTreeMap<(String, i32), 
     out
 }
 
-/// Reads every message once and discards it: the physical limit of this path.
-fn raw_consume(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> (u64, u64, Duration) {
+/// A plain consumer assigned every partition of `marks` from the beginning.
+fn consumer_from_start(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> BaseConsumer {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("raw"))
@@ -122,6 +122,12 @@ fn raw_consume(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> (u64, u
             .expect("tpl");
     }
     c.assign(&tpl).expect("assign");
+    c
+}
+
+/// Reads every message once and discards it: the physical limit of this path.
+fn raw_consume(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> (u64, u64, Duration) {
+    let c = consumer_from_start(bootstrap, marks);
     let total: i64 = marks.values().sum();
     let (mut n, mut bytes) = (0u64, 0u64);
     let start = Instant::now();
@@ -371,17 +377,7 @@ fn stages(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) {
     use rdkafka::Message;
 
     let wanted: usize = env_or("HOURLAKE_BENCH_STAGE_EVENTS", 1_000_000);
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("stages"))
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for (t, p) in marks.keys() {
-        tpl.add_partition_offset(t, *p, Offset::Beginning)
-            .expect("tpl");
-    }
-    c.assign(&tpl).expect("assign");
+    let c = consumer_from_start(bootstrap, marks);
     let mut messages: Vec<(String, i32, i64, Vec<u8>)> = Vec::with_capacity(wanted);
     let total: i64 = marks.values().sum();
     while messages.len() < wanted.min(total as usize) {

@@ -251,16 +251,11 @@ mod tests {
     use super::*;
     use hourlake_catalog::TableId;
 
-    const NOW: i64 = 1_795_355_100_000_000;
-
+    /// A message with a key (the chunk copies keys too).
     fn meta(offset: i64) -> MessageMeta<'static> {
         MessageMeta {
-            topic: "t",
-            partition: 0,
-            offset,
             key: Some(b"k"),
-            timestamp_micros: None,
-            ingested_at_micros: NOW,
+            ..crate::window::tests::meta(offset)
         }
     }
 

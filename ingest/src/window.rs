@@ -202,12 +202,13 @@ pub(crate) fn is_over(policy: &FlushPolicy, rows: usize, bytes: usize) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const NOW: i64 = 1_795_355_100_000_000;
 
-    fn meta(offset: i64) -> MessageMeta<'static> {
+    /// A message of partition `t-0` at `offset`, read at `NOW`.
+    pub(crate) fn meta(offset: i64) -> MessageMeta<'static> {
         MessageMeta {
             topic: "t",
             partition: 0,
