@@ -8,11 +8,13 @@ use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
 use deltalake::kernel::{Action, Transaction};
-use deltalake::parquet::basic::{Compression, ZstdLevel};
-use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::basic::{Compression, Encoding, ZstdLevel};
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
+use hourlake_catalog::schema::KAFKA_OFFSET;
 use hourlake_catalog::TableId;
 
 use crate::offsets::{app_id, TopicPartition};
@@ -58,11 +60,51 @@ fn is_concurrent_txn(e: &DeltaTableError) -> bool {
     )
 }
 
-/// Writers compress with zstd(1): smaller than snappy and not slower here.
+/// Columns whose values are (nearly) all distinct: a dictionary only costs time there
+/// (the encoder interns every value, then falls back to plain past the page limit).
+const UNIQUE_COLUMNS: [&str; 5] = [
+    "event_id",
+    "event_time",
+    KAFKA_OFFSET,
+    "session_id",
+    "request_id",
+];
+
+/// Columns written as deltas: offsets count up by one per partition and event times
+/// mostly rise, so their differences pack into a few bits.
+const RISING_COLUMNS: [&str; 2] = [KAFKA_OFFSET, "event_time"];
+
+/// Columns without min/max statistics: random ids spread over a whole file, so their
+/// ranges never prune a file, and comparing every value costs time. (The compactor
+/// rewrites files sorted by `user_id` with full statistics.)
+const UNPRUNABLE_COLUMNS: [&str; 5] = [
+    "event_id",
+    "user_id",
+    "session_id",
+    "request_id",
+    "properties",
+];
+
+/// How ingest writes its Parquet files: zstd(1), smaller than snappy and about as fast
+/// here (LZ4 measured 60 % larger files for 8 % less write CPU); dictionaries only where
+/// values repeat; deltas for rising numbers; statistics only where they can prune.
+/// Together a tenth less write CPU and a tenth smaller files than parquet's defaults
+/// (benches/RESULTS.md).
 pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
-        .build()
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()));
+    for column in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    for column in RISING_COLUMNS {
+        builder =
+            builder.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
+    }
+    for column in UNPRUNABLE_COLUMNS {
+        builder = builder
+            .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
+    }
+    builder.build()
 }
 
 /// Writes and commits one table's part of a flush, retrying transient failures.
@@ -303,5 +345,68 @@ mod tests {
         );
         let files = table.snapshot().unwrap().log_data().num_files();
         assert_eq!(files, 2, "one file per data commit, none for progress");
+    }
+
+    /// Every Parquet file under `dir`.
+    fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(parquet_files(&path));
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn files_use_dictionaries_deltas_and_statistics_per_column() {
+        use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let mut table = lake
+            .open_or_create(TableId::EngagementEvents)
+            .await
+            .unwrap();
+        let commit = TableCommit {
+            table: TableId::EngagementEvents,
+            batch: Some(one_event_batch(5)),
+            progress: vec![(TopicPartition::new("t", 0), 5, None)],
+        };
+        commit_table(&mut table, "g", commit, 0).await.unwrap();
+
+        let files = parquet_files(dir.path());
+        assert_eq!(files.len(), 1, "{files:?}");
+        let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
+        let row_group = reader.metadata().row_group(0);
+        let column = |name: &str| {
+            row_group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+        };
+        let offset = column(KAFKA_OFFSET);
+        assert!(offset
+            .encodings()
+            .any(|e| e == Encoding::DELTA_BINARY_PACKED));
+        assert!(offset.dictionary_page_offset().is_none());
+        assert!(offset.statistics().is_some(), "offsets keep min/max");
+        let event_id = column("event_id");
+        assert!(event_id.dictionary_page_offset().is_none());
+        assert!(
+            event_id.statistics().is_none(),
+            "random ids carry no min/max"
+        );
+        let event_type = column("event_type");
+        assert!(event_type.dictionary_page_offset().is_some());
+        assert!(event_type.statistics().is_some());
+        assert_eq!(
+            event_type.compression(),
+            Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
+        );
     }
 }

@@ -214,22 +214,49 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
                     present: 0,
                     unknown: Vec::new(),
                 };
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                while let Some(key) = map.next_key::<Key<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
-                    match Field::from_name(&key) {
+                    match key {
                         // The first occurrence of a repeated known field wins.
-                        Some(field) if fields.present & field.bit() == 0 => {
+                        Key::Known(field) if fields.present & field.bit() == 0 => {
                             fields.known[field as usize] = Some(value);
                             fields.present |= field.bit();
                         }
-                        Some(_) => {}
-                        None => fields.unknown.push((key, value)),
+                        Key::Known(_) => {}
+                        Key::Unknown(name) => fields.unknown.push((name, value)),
                     }
                 }
                 Ok(fields)
             }
         }
         d.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// An object key: a known field, or another name borrowed from the message where it
+/// has no escapes (serde's own `Cow<str>` would allocate every key).
+enum Key<'de> {
+    Known(Field),
+    Unknown(Cow<'de, str>),
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Field::from_name(key).map_or(Key::Unknown(Cow::Borrowed(key)), Key::Known))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Field::from_name(key)
+                    .map_or_else(|| Key::Unknown(Cow::Owned(key.to_owned())), Key::Known))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
     }
 }
 
@@ -628,6 +655,21 @@ mod tests {
         let e = RawFields::parse(b"{\"event_id\":\"\xff\"}").unwrap_err();
         assert_eq!(e.code, ReasonCode::BadJson);
         assert!(e.reason.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn escaped_keys_are_matched_and_kept() {
+        let json = br#"{"event_\u0069d":"e","a\"b":1,"plain":2}"#;
+        let fields = RawFields::parse(json).unwrap();
+        assert_eq!(
+            opt_str(&fields, Field::EventId).unwrap().as_deref(),
+            Some("e")
+        );
+        let text = properties_text(&fields, FieldSet::of(&[Field::EventId]))
+            .unwrap()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v, serde_json::json!({"a\"b": 1, "plain": 2}));
     }
 
     #[test]
