@@ -436,7 +436,6 @@ fn measure_round(
 /// (held in memory) into Arrow, then writing and committing them as one flush.
 fn stages(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) {
     use hourlake_catalog::Lake;
-    use hourlake_ingest::commit::{commit_table, TableCommit};
     use hourlake_ingest::offsets::{CommittedOffsets, TopicPartition};
     use hourlake_ingest::window::Window;
     use hourlake_ingest::{MessageMeta, Validation};
@@ -512,17 +511,7 @@ fn stages(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) {
     rt.block_on(async {
         let lake = Lake::local(dir.path()).expect("lake");
         let start = Instant::now();
-        for (id, batch) in job.batches {
-            let mut table = lake.open_or_create(id).await.expect("table");
-            let commit = TableCommit {
-                table: id,
-                batch: Some(batch),
-                progress: Vec::new(),
-            };
-            commit_table(&mut table, "bench", commit, 100)
-                .await
-                .expect("commit");
-        }
+        commit_batches(&lake, job.batches).await;
         let write = start.elapsed();
         println!(
             "  write Parquet + commit (all tables): {:.2} s = {:.2} µs/message",
@@ -537,7 +526,6 @@ fn stages(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) {
 fn offline() {
     use arrow::compute::concat_batches;
     use hourlake_catalog::{Lake, TableId};
-    use hourlake_ingest::commit::{commit_table, TableCommit};
     use hourlake_ingest::offsets::{CommittedOffsets, TopicPartition};
     use hourlake_ingest::window::Window;
     use hourlake_ingest::{MessageMeta, Validation};
@@ -591,19 +579,7 @@ fn offline() {
                 .collect();
             decode += cpu() - start;
             let start = cpu();
-            rt.block_on(async {
-                for (id, batch) in batches {
-                    let mut table = lake.open_or_create(id).await.expect("table");
-                    let commit = TableCommit {
-                        table: id,
-                        batch: Some(batch),
-                        progress: Vec::new(),
-                    };
-                    commit_table(&mut table, "bench", commit, 100)
-                        .await
-                        .expect("commit");
-                }
-            });
+            rt.block_on(commit_batches(&lake, batches));
             write += cpu() - start;
         }
         let parquet_bytes: u64 = walk_files(dir.path())
@@ -620,6 +596,25 @@ fn offline() {
             write * 1e6 / n,
             parquet_bytes as f64 / 1048576.0
         );
+    }
+}
+
+/// Writes and commits each table's batch, as one ingest flush does (without offsets).
+async fn commit_batches(
+    lake: &hourlake_catalog::Lake,
+    batches: impl IntoIterator<Item = (hourlake_catalog::TableId, arrow::record_batch::RecordBatch)>,
+) {
+    use hourlake_ingest::commit::{commit_table, TableCommit};
+    for (id, batch) in batches {
+        let mut table = lake.open_or_create(id).await.expect("table");
+        let commit = TableCommit {
+            table: id,
+            batch: Some(batch),
+            progress: Vec::new(),
+        };
+        commit_table(&mut table, "bench", commit, 100)
+            .await
+            .expect("commit");
     }
 }
 

@@ -265,14 +265,20 @@ mod tests {
         job.batches.remove(&TableId::EngagementEvents).unwrap()
     }
 
-    #[tokio::test]
-    async fn commits_rows_with_offsets_and_fences_a_stale_writer() {
+    /// A fresh lake in a temporary folder, and its engagement table.
+    async fn new_engagement_table() -> (tempfile::TempDir, Lake, DeltaTable) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
-        let mut table = lake
+        let table = lake
             .open_or_create(TableId::EngagementEvents)
             .await
             .unwrap();
+        (dir, lake, table)
+    }
+
+    #[tokio::test]
+    async fn commits_rows_with_offsets_and_fences_a_stale_writer() {
+        let (_dir, lake, mut table) = new_engagement_table().await;
         let tp = TopicPartition::new("t", 0);
         let commit = |offset: i64, expected: Option<i64>| TableCommit {
             table: TableId::EngagementEvents,
@@ -365,12 +371,7 @@ mod tests {
     async fn files_use_dictionaries_deltas_and_statistics_per_column() {
         use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
 
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::local(dir.path()).unwrap();
-        let mut table = lake
-            .open_or_create(TableId::EngagementEvents)
-            .await
-            .unwrap();
+        let (dir, _lake, mut table) = new_engagement_table().await;
         let commit = TableCommit {
             table: TableId::EngagementEvents,
             batch: Some(one_event_batch(5)),
