@@ -129,8 +129,17 @@ fn consumer_from_start(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) ->
     c
 }
 
+/// What one raw read took.
+struct RawRead {
+    messages: u64,
+    bytes: u64,
+    took: Duration,
+    /// CPU seconds of librdkafka's own threads (fetching, decompressing).
+    rdkafka_threads_cpu: f64,
+}
+
 /// Reads every message once and discards it: the physical limit of this path.
-fn raw_consume(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> (u64, u64, Duration) {
+fn raw_consume(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> RawRead {
     let c = consumer_from_start(bootstrap, marks);
     let total: i64 = marks.values().sum();
     let (mut n, mut bytes) = (0u64, 0u64);
@@ -141,7 +150,13 @@ fn raw_consume(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) -> (u64, u
             bytes += m.payload_len() as u64;
         }
     }
-    (n, bytes, start.elapsed())
+    RawRead {
+        messages: n,
+        bytes,
+        took: start.elapsed(),
+        // Read while the consumer (and so its threads) still exists.
+        rdkafka_threads_cpu: threads_cpu_seconds(std::process::id(), "rdk:"),
+    }
 }
 
 fn ingest(bootstrap: &str, topics: &[&str], group: &str, lake: &Path) -> Child {
@@ -176,7 +191,28 @@ fn peak_rss_mib(pid: u32) -> f64 {
 
 /// User + system CPU seconds a process has used so far (NaN when unreadable).
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&format!("/proc/{pid}/stat"))
+}
+
+/// CPU seconds of a process's threads whose name starts with `prefix` (librdkafka names
+/// its threads `rdk:…`).
+fn threads_cpu_seconds(pid: u32, prefix: &str) -> f64 {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    tasks
+        .map(|task| task.path())
+        .filter(|dir| {
+            std::fs::read_to_string(dir.join("comm")).is_ok_and(|name| name.starts_with(prefix))
+        })
+        .map(|dir| stat_cpu_seconds(&dir.join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// User + system CPU seconds in a `/proc/…/stat` file.
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -336,15 +372,17 @@ fn throughput(bootstrap: &str) {
     for round in 1..=rounds {
         let r = measure_round(bootstrap, &topics, &marks, broker);
         println!(
-            "round {round}/{rounds}: raw rdkafka consumer {:.0} msg/s ({:.1} MiB/s, CPU {:.1} s, broker {:.1} s); \
-             hourlake ingest {:.0} ev/s in {:.2} s (CPU {:.1} s, broker {:.1} s, peak RSS {:.0} MiB); ratio {:.2}",
+            "round {round}/{rounds}: raw rdkafka consumer {:.0} msg/s ({:.1} MiB/s, CPU {:.1} s, of which librdkafka's threads {:.1} s; broker {:.1} s); \
+             hourlake ingest {:.0} ev/s in {:.2} s (CPU {:.1} s, of which librdkafka's threads {:.1} s; broker {:.1} s; peak RSS {:.0} MiB); ratio {:.2}",
             r.raw_rate,
             r.raw_mib_per_s,
             r.raw_cpu,
+            r.raw_rdkafka_cpu,
             r.raw_broker_cpu,
             r.ingest_rate,
             r.ingest_secs,
             r.ingest_cpu,
+            r.ingest_rdkafka_cpu,
             r.ingest_broker_cpu,
             r.peak_rss_mib,
             r.ingest_rate / r.raw_rate
@@ -388,9 +426,14 @@ struct Round {
     raw_broker_cpu: f64,
     /// CPU seconds of the raw consumer itself (librdkafka's threads and the poll loop).
     raw_cpu: f64,
+    /// Of which librdkafka's own threads.
+    raw_rdkafka_cpu: f64,
     ingest_rate: f64,
     ingest_secs: f64,
     ingest_cpu: f64,
+    /// Of which librdkafka's own threads (fetching, decompressing); its work inside
+    /// `poll` runs on ingest's poll thread and is not included.
+    ingest_rdkafka_cpu: f64,
     ingest_broker_cpu: f64,
     peak_rss_mib: f64,
 }
@@ -403,7 +446,7 @@ fn measure_round(
 ) -> Round {
     let broker_cpu = || broker.map_or(f64::NAN, cpu_seconds);
     let (before, own_before) = (broker_cpu(), cpu_seconds(std::process::id()));
-    let (n, bytes, raw) = raw_consume(bootstrap, marks);
+    let read = raw_consume(bootstrap, marks);
     let raw_broker_cpu = broker_cpu() - before;
     let raw_cpu = cpu_seconds(std::process::id()) - own_before;
 
@@ -415,18 +458,21 @@ fn measure_round(
     let took = wait_committed(bootstrap, &group, marks, Duration::from_secs(3600));
     let peak_rss_mib = peak_rss_mib(child.id());
     let ingest_cpu = cpu_seconds(child.id());
+    let ingest_rdkafka_cpu = threads_cpu_seconds(child.id(), "rdk:");
     let ingest_broker_cpu = broker_cpu() - before;
     let _ = child.kill();
     let _ = child.wait();
     let total: i64 = marks.values().sum();
     Round {
-        raw_rate: n as f64 / raw.as_secs_f64(),
-        raw_mib_per_s: bytes as f64 / 1048576.0 / raw.as_secs_f64(),
+        raw_rate: read.messages as f64 / read.took.as_secs_f64(),
+        raw_mib_per_s: read.bytes as f64 / 1048576.0 / read.took.as_secs_f64(),
         raw_broker_cpu,
         raw_cpu,
+        raw_rdkafka_cpu: read.rdkafka_threads_cpu,
         ingest_rate: total as f64 / took.as_secs_f64(),
         ingest_secs: took.as_secs_f64(),
         ingest_cpu,
+        ingest_rdkafka_cpu,
         ingest_broker_cpu,
         peak_rss_mib,
     }
