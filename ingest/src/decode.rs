@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::num::{IntErrorKind, ParseIntError};
 
 use chrono::DateTime;
 use hourlake_catalog::EventType;
@@ -397,7 +398,8 @@ impl<'a> Header<'a> {
             Rejection::new(ReasonCode::MissingField, "field `event_time` is missing")
         })?;
         let event_time_micros = parse_event_time(raw_time)?;
-        if event_time_micros > now_micros + validation.max_future_micros {
+        // Saturating: the limits come from the configuration and may be huge ("no limit").
+        if event_time_micros > now_micros.saturating_add(validation.max_future_micros) {
             return Err(Rejection::new(
                 ReasonCode::FutureEventTime,
                 format!(
@@ -407,7 +409,7 @@ impl<'a> Header<'a> {
                 ),
             ));
         }
-        if event_time_micros < now_micros - validation.retention_micros {
+        if event_time_micros < now_micros.saturating_sub(validation.retention_micros) {
             return Err(Rejection::new(
                 ReasonCode::ExpiredEventTime,
                 format!(
@@ -446,43 +448,63 @@ fn parse_event_time(raw: &RawValue) -> Result<i64, Rejection> {
         })?;
         Ok(t.timestamp_micros())
     } else {
-        let millis: i64 = text.parse().map_err(|_| {
-            Rejection::new(
-                ReasonCode::WrongType,
-                format!("field `event_time`: expected an RFC 3339 string or integer epoch milliseconds, got {text}"),
-            )
-        })?;
-        millis.checked_mul(1000).ok_or_else(|| {
+        let out_of_range = || {
             Rejection::new(
                 ReasonCode::InvalidValue,
-                format!("field `event_time`: {millis} is out of range"),
+                format!("field `event_time`: {text} milliseconds is out of range"),
             )
-        })
+        };
+        let millis: i64 = text.parse().map_err(|e: ParseIntError| match e.kind() {
+            // An integer, but not one `i64` holds: a value out of range, not a wrong type.
+            IntErrorKind::PosOverflow | IntErrorKind::NegOverflow => out_of_range(),
+            _ => Rejection::new(
+                ReasonCode::WrongType,
+                format!("field `event_time`: expected an RFC 3339 string or integer epoch milliseconds, got {text}"),
+            ),
+        })?;
+        // Milliseconds whose microseconds do not fit in `i64` (beyond ±292 000 years).
+        // Every `i64` of microseconds has an `event_date`/`event_hour`
+        // (`partition::date_and_hour` cannot overflow), so this is the only check needed.
+        millis.checked_mul(1000).ok_or_else(out_of_range)
     }
 }
 
 /// Builds the stored `properties` text: the `properties` object, plus every top-level
-/// field the target table has no column for (`columns`).
+/// field the target table has no column for (`columns`), appended after the object's
+/// own members with their raw JSON values: unknown fields in message order, then known
+/// fields of the other table.
+///
+/// Without such fields the `properties` text is stored as it came. A JSON `null`
+/// `properties` counts as absent; any other non-object is `wrong_type`.
+///
+/// Keys are not deduplicated (that would mean parsing the whole object): a top-level
+/// field with the same name as a member of `properties` appears twice in the stored
+/// text, the `properties` member first (so does an unknown name repeated at the top
+/// level; of a repeated known field only the first is kept). The text is still valid
+/// JSON; a reader that keeps the last of repeated keys (serde_json, JavaScript's
+/// `JSON.parse`, Python's `json`) sees the top-level field's value.
 pub fn properties_text<'a>(
     fields: &RawFields<'a>,
     columns: FieldSet,
 ) -> Result<Option<Cow<'a, str>>, Rejection> {
     let base = match fields.get(Field::Properties) {
         None => None,
-        Some(raw) if raw.get().trim_start().starts_with('{') => Some(raw.get()),
-        Some(raw) => {
-            return Err(Rejection::new(
-                ReasonCode::WrongType,
-                format!(
-                    "field `properties`: expected a JSON object, got {}",
-                    raw.get()
-                ),
-            ))
-        }
+        Some(raw) => match object_members(raw.get()) {
+            Some(members) => Some((raw.get(), members)),
+            None => {
+                return Err(Rejection::new(
+                    ReasonCode::WrongType,
+                    format!(
+                        "field `properties`: expected a JSON object, got {}",
+                        raw.get()
+                    ),
+                ))
+            }
+        },
     };
     let foreign = fields.present & !columns.0 & !Field::Properties.bit();
     if fields.unknown.is_empty() && foreign == 0 {
-        return Ok(base.map(Cow::Borrowed));
+        return Ok(base.map(|(text, _)| Cow::Borrowed(text)));
     }
     let mut extras: Vec<(Cow<'_, str>, &RawValue)> = fields.unknown.clone();
     for field in Field::ALL {
@@ -492,32 +514,39 @@ pub fn properties_text<'a>(
             }
         }
     }
-    let mut out = String::with_capacity(base.map_or(2, str::len) + 32 * extras.len());
-    match base {
-        Some(b) => {
-            let inner = b
-                .trim()
-                .trim_start_matches('{')
-                .trim_end_matches('}')
-                .trim();
-            out.push('{');
-            out.push_str(inner);
-            if !inner.is_empty() {
-                out.push(',');
-            }
+    let base_len = base.map_or(2, |(text, _)| text.len());
+    let mut out = String::with_capacity(base_len + 32 * extras.len());
+    out.push('{');
+    let mut empty = true;
+    if let Some((_, members)) = base {
+        if !members.is_empty() {
+            out.push_str(members);
+            empty = false;
         }
-        None => out.push('{'),
     }
-    for (i, (key, value)) in extras.iter().enumerate() {
-        if i > 0 {
+    for (key, value) in &extras {
+        if !empty {
             out.push(',');
         }
+        empty = false;
         out.push_str(&serde_json::to_string(key.as_ref()).unwrap_or_else(|_| "\"?\"".into()));
         out.push(':');
         out.push_str(value.get());
     }
     out.push('}');
     Ok(Some(Cow::Owned(out)))
+}
+
+/// The members of a JSON object, from its raw text: the text between its one outer
+/// pair of braces, without the whitespace around them (`{"a": {}}` → `"a": {}`,
+/// `{ }` → ``). `None` if the text is not an object.
+///
+/// `raw` is a whole JSON value (serde_json's `RawValue`), so an object starts with
+/// its `{` and ends with its `}`; only those two are removed, never a brace of a
+/// nested value at either end.
+fn object_members(raw: &str) -> Option<&str> {
+    let members = raw.trim().strip_prefix('{')?.strip_suffix('}')?;
+    Some(members.trim())
 }
 
 #[cfg(test)]
@@ -679,5 +708,489 @@ mod tests {
             opt_str(&fields, Field::Query).unwrap().as_deref(),
             Some("a\"bé")
         );
+    }
+
+    /// The stored `properties` of `json` for a table whose columns are the common four.
+    fn stored_properties(json: &str) -> Result<Option<String>, Rejection> {
+        let fields = RawFields::parse(json.as_bytes())?;
+        let columns = FieldSet::of(&[
+            Field::EventId,
+            Field::EventType,
+            Field::EventTime,
+            Field::UserId,
+        ]);
+        Ok(properties_text(&fields, columns)?.map(Cow::into_owned))
+    }
+
+    #[test]
+    fn only_the_outer_braces_of_properties_are_removed() {
+        // (message, exact stored text, what it parses to)
+        let cases = [
+            (
+                r#"{"properties": {"a": {"b": 1}}, "extra_field": 2}"#,
+                r#"{"a": {"b": 1},"extra_field":2}"#,
+                serde_json::json!({"a": {"b": 1}, "extra_field": 2}),
+            ),
+            (
+                r#"{"properties": {"a": {}}, "extra_field": 2}"#,
+                r#"{"a": {},"extra_field":2}"#,
+                serde_json::json!({"a": {}, "extra_field": 2}),
+            ),
+            (
+                r#"{"properties":{"a":{"b":{"c":{}}}},"x":[]}"#,
+                r#"{"a":{"b":{"c":{}}},"x":[]}"#,
+                serde_json::json!({"a": {"b": {"c": {}}}, "x": []}),
+            ),
+            (
+                r#"{"properties":{"a":[{}]},"x":{}}"#,
+                r#"{"a":[{}],"x":{}}"#,
+                serde_json::json!({"a": [{}], "x": {}}),
+            ),
+            (
+                r#"{"properties":{"{":"}"},"x":"{"}"#,
+                r#"{"{":"}","x":"{"}"#,
+                serde_json::json!({"{": "}", "x": "{"}),
+            ),
+            // Whitespace only inside: an empty object.
+            (
+                "{\"properties\": { \n\t\r }, \"x\": 1}",
+                r#"{"x":1}"#,
+                serde_json::json!({"x": 1}),
+            ),
+            (
+                "{\"properties\":\n{\n  \"a\": {}\n}\n, \"x\": 1}",
+                "{\"a\": {},\"x\":1}",
+                serde_json::json!({"a": {}, "x": 1}),
+            ),
+            // No properties: the extra fields alone.
+            (
+                r#"{"x":{"y":{}},"properties":null}"#,
+                r#"{"x":{"y":{}}}"#,
+                serde_json::json!({"x": {"y": {}}}),
+            ),
+        ];
+        for (json, text, value) in cases {
+            let stored = stored_properties(json).unwrap().unwrap();
+            assert_eq!(stored, text, "{json}");
+            let parsed: serde_json::Value = serde_json::from_str(&stored)
+                .unwrap_or_else(|e| panic!("{json} stored invalid JSON {stored}: {e}"));
+            assert_eq!(parsed, value, "{json}");
+        }
+        // Without extra fields the object is stored as it came, braces and all.
+        assert_eq!(
+            stored_properties(r#"{"properties":{"a":{"b":{}}}}"#)
+                .unwrap()
+                .as_deref(),
+            Some(r#"{"a":{"b":{}}}"#)
+        );
+    }
+
+    #[test]
+    fn properties_that_are_not_an_object_are_a_wrong_type() {
+        for json in [
+            r#"{"properties":[{}],"x":1}"#,
+            r#"{"properties":"{}","x":1}"#,
+            r#"{"properties":1}"#,
+        ] {
+            let e = stored_properties(json).unwrap_err();
+            assert_eq!(e.code, ReasonCode::WrongType, "{json}: {e}");
+        }
+    }
+
+    /// A top-level field named like a member of `properties` is kept as a second
+    /// member of that name (no deduplication): the stored text is valid JSON, and a
+    /// reader that keeps the last of repeated keys — serde_json, JavaScript, Python —
+    /// sees the top-level field's value.
+    #[test]
+    fn a_top_level_field_named_like_a_properties_member_comes_after_it() {
+        let stored = stored_properties(r#"{"properties":{"a":1,"b":{"c":{}}},"a":{"d":[]}}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, r#"{"a":1,"b":{"c":{}},"a":{"d":[]}}"#);
+        let v: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(v, serde_json::json!({"a": {"d": []}, "b": {"c": {}}}));
+        // The same for a name repeated at the top level: both are kept, in order.
+        let stored = stored_properties(r#"{"properties":{},"x":1,"x":2}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, r#"{"x":1,"x":2}"#);
+        let v: serde_json::Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(v, serde_json::json!({"x": 2}));
+    }
+
+    #[test]
+    fn event_time_out_of_range_is_an_invalid_value() {
+        for millis in [
+            i64::MAX.to_string(),
+            i64::MIN.to_string(),
+            (i64::MAX / 1000 + 1).to_string(),
+            (i64::MIN / 1000 - 1).to_string(),
+            // Integers `i64` does not hold at all.
+            "9223372036854775808".to_string(),
+            "-9223372036854775809".to_string(),
+            "123456789012345678901234567890".to_string(),
+        ] {
+            let json = format!(
+                r#"{{"event_id":"e","event_type":"click","event_time":{millis},"user_id":"u"}}"#
+            );
+            let e = header(&json).expect_err(&json);
+            assert_eq!(e.code, ReasonCode::InvalidValue, "{json}: {e}");
+            assert!(e.reason.contains("out of range"), "{e}");
+        }
+        // Representable but far away: outside the validation window.
+        let (min, max) = ((i64::MIN / 1000).to_string(), (i64::MAX / 1000).to_string());
+        let cases = [
+            ("-1", ReasonCode::ExpiredEventTime),
+            ("0", ReasonCode::ExpiredEventTime),
+            (&min, ReasonCode::ExpiredEventTime),
+            (&max, ReasonCode::FutureEventTime),
+            ("\"0000-01-01T00:00:00Z\"", ReasonCode::ExpiredEventTime),
+            (
+                "\"9999-12-31T23:59:59.999999+00:00\"",
+                ReasonCode::FutureEventTime,
+            ),
+            ("1.5e12", ReasonCode::WrongType),
+            ("\"+10000-01-01T00:00:00Z\"", ReasonCode::InvalidValue),
+        ];
+        for (time, code) in cases {
+            let json = format!(
+                r#"{{"event_id":"e","event_type":"click","event_time":{time},"user_id":"u"}}"#
+            );
+            let e = header(&json).expect_err(&json);
+            assert_eq!(e.code, code, "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_validation_window_without_limits_does_not_overflow() {
+        let unlimited = Validation {
+            max_future_micros: i64::MAX,
+            retention_micros: i64::MAX,
+            ..Validation::default()
+        };
+        let parse = |millis: i64, now: i64| {
+            let json = format!(
+                r#"{{"event_id":"e","event_type":"click","event_time":{millis},"user_id":"u"}}"#
+            );
+            let fields = RawFields::parse(json.as_bytes()).unwrap();
+            Header::parse(&fields, &unlimited, now)
+                .map(|h| h.event_time_micros)
+                .map_err(|e| e.code)
+        };
+        let (max, min) = (i64::MAX / 1000, i64::MIN / 1000);
+        // At 1970 every representable time is within the window.
+        for millis in [max, min, -1] {
+            assert_eq!(parse(millis, 0), Ok(millis * 1000));
+        }
+        // `now + max_future` saturates at `i64::MAX`: nothing is in the future.
+        assert!(parse(max, NOW).is_ok());
+        assert!(parse(max, i64::MAX).is_ok());
+        assert_eq!(parse(-1, i64::MAX), Err(ReasonCode::ExpiredEventTime));
+        // `now - retention` saturates at `i64::MIN`: nothing has expired.
+        assert!(parse(min, i64::MIN).is_ok());
+        assert!(parse(-1, i64::MIN).is_ok());
+        assert_eq!(parse(0, i64::MIN), Err(ReasonCode::FutureEventTime));
+    }
+
+    /// Property test: whatever the `properties` object and the unknown top-level
+    /// fields hold, the stored text is valid JSON with every one of them.
+    mod merged_properties {
+        use std::fmt::Write as _;
+
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+
+        use super::super::*;
+
+        /// A JSON value as written on the wire: numbers as text, objects as member
+        /// lists (a key may repeat).
+        #[derive(Debug, Clone)]
+        enum Json {
+            Null,
+            Bool(bool),
+            Number(String),
+            Str(String),
+            Array(Vec<Json>),
+            Object(Vec<(String, Json)>),
+        }
+
+        /// How the producer writes its JSON.
+        #[derive(Debug, Clone)]
+        struct Style {
+            /// Between every two tokens.
+            space: &'static str,
+            /// Non-ASCII characters as `\uXXXX` escapes (surrogate pairs beyond U+FFFF).
+            escape_non_ascii: bool,
+            upper_hex: bool,
+            escape_slash: bool,
+        }
+
+        impl Style {
+            fn string(&self, s: &str, out: &mut String) {
+                out.push('"');
+                for c in s.chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\t' => out.push_str("\\t"),
+                        '/' if self.escape_slash => out.push_str("\\/"),
+                        c if (c as u32) < 0x20 || (self.escape_non_ascii && !c.is_ascii()) => {
+                            let mut units = [0u16; 2];
+                            for unit in c.encode_utf16(&mut units) {
+                                if self.upper_hex {
+                                    let _ = write!(out, "\\u{unit:04X}");
+                                } else {
+                                    let _ = write!(out, "\\u{unit:04x}");
+                                }
+                            }
+                        }
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+            }
+
+            fn members<'j>(
+                &self,
+                members: impl IntoIterator<Item = (&'j str, &'j Json)>,
+                out: &mut String,
+            ) {
+                for (i, (key, value)) in members.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(self.space);
+                        out.push(',');
+                    }
+                    out.push_str(self.space);
+                    self.string(key, out);
+                    out.push_str(self.space);
+                    out.push(':');
+                    out.push_str(self.space);
+                    self.value(value, out);
+                }
+                out.push_str(self.space);
+            }
+
+            fn value(&self, v: &Json, out: &mut String) {
+                match v {
+                    Json::Null => out.push_str("null"),
+                    Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+                    Json::Number(n) => out.push_str(n),
+                    Json::Str(s) => self.string(s, out),
+                    Json::Array(items) => {
+                        out.push('[');
+                        for (i, item) in items.iter().enumerate() {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            out.push_str(self.space);
+                            self.value(item, out);
+                        }
+                        out.push_str(self.space);
+                        out.push(']');
+                    }
+                    Json::Object(members) => {
+                        out.push('{');
+                        self.members(members.iter().map(|(k, v)| (k.as_str(), v)), out);
+                        out.push('}');
+                    }
+                }
+            }
+
+            fn text(&self, v: &Json) -> String {
+                let mut out = String::new();
+                self.value(v, &mut out);
+                out
+            }
+        }
+
+        fn style() -> impl Strategy<Value = Style> {
+            (
+                prop::sample::select(vec!["", " ", "\n", " \t\r\n "]),
+                any::<bool>(),
+                any::<bool>(),
+                any::<bool>(),
+            )
+                .prop_map(|(space, escape_non_ascii, upper_hex, escape_slash)| Style {
+                    space,
+                    escape_non_ascii,
+                    upper_hex,
+                    escape_slash,
+                })
+        }
+
+        /// Text heavy in what JSON escapes, braces, and characters beyond ASCII and
+        /// beyond the Basic Multilingual Plane.
+        fn text(max_len: usize) -> impl Strategy<Value = String> {
+            let c = prop_oneof![
+                3 => proptest::char::range('a', 'c'),
+                2 => prop::sample::select(vec![
+                    '"', '\\', '\n', '\t', '\0', '\u{1f}', '/', '{', '}', '[', ']', ',', ':',
+                    ' ', 'é', '\u{2028}', '\u{fffd}', '😀', '\u{10ffff}',
+                ]),
+                1 => any::<char>(),
+            ];
+            prop::collection::vec(c, 0..max_len).prop_map(|cs| cs.into_iter().collect())
+        }
+
+        /// JSON number text: integers of any size, fractions, exponents.
+        fn number() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<u64>().prop_map(|n| n.to_string()),
+                proptest::string::string_regex(
+                    "-?(0|[1-9][0-9]{0,25})(\\.[0-9]{1,6})?([eE][+-]?[0-9]{1,2})?"
+                )
+                .expect("a valid regex"),
+            ]
+        }
+
+        /// Object keys: a few short names (so keys repeat) or any text.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec!["a", "b", "x"]).prop_map(String::from),
+                text(6),
+            ]
+        }
+
+        fn json() -> impl Strategy<Value = Json> {
+            let leaf = prop_oneof![
+                Just(Json::Null),
+                any::<bool>().prop_map(Json::Bool),
+                number().prop_map(Json::Number),
+                text(8).prop_map(Json::Str),
+                // Empty containers as leaves too, so they often end an object.
+                Just(Json::Object(Vec::new())),
+                Just(Json::Array(Vec::new())),
+            ];
+            leaf.prop_recursive(5, 64, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                    prop::collection::vec((key(), inner), 0..4).prop_map(Json::Object),
+                ]
+            })
+        }
+
+        /// The table's columns in this test.
+        const COLUMNS: FieldSet = FieldSet::of(&[
+            Field::EventId,
+            Field::EventType,
+            Field::EventTime,
+            Field::UserId,
+        ]);
+
+        /// Names of top-level fields the table has no column for: any text, names of
+        /// `properties` members, and known fields of the other table.
+        fn extra_name() -> impl Strategy<Value = String> {
+            prop_oneof![
+                2 => key(),
+                1 => prop::sample::select(vec!["items", "rank", "surface", "session_id"])
+                    .prop_map(String::from),
+            ]
+            .prop_filter("not a column, not `properties`", |name| {
+                Field::from_name(name)
+                    .is_none_or(|f| f != Field::Properties && !COLUMNS.contains(f))
+            })
+        }
+
+        #[derive(Debug, Clone)]
+        enum Properties {
+            Absent,
+            Null,
+            Object(Vec<(String, Json)>),
+        }
+
+        fn properties() -> impl Strategy<Value = Properties> {
+            prop_oneof![
+                1 => Just(Properties::Absent),
+                1 => Just(Properties::Null),
+                8 => prop::collection::vec((key(), json()), 0..5).prop_map(Properties::Object),
+            ]
+        }
+
+        fn parse(text: &str) -> Value {
+            serde_json::from_str(text)
+                .unwrap_or_else(|e| panic!("the test wrote invalid JSON {text:?}: {e}"))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn stored_properties_are_valid_json_with_every_field(
+                props in properties(),
+                extras in prop::collection::vec((extra_name(), json()), 0..4),
+                before in 0usize..4,
+                style in style(),
+            ) {
+                // One top-level field per name (a repeated known field keeps its
+                // first value only, so repeats would need their own model).
+                let mut seen = std::collections::HashSet::new();
+                let extras: Vec<(String, Json)> =
+                    extras.into_iter().filter(|(n, _)| seen.insert(n.clone())).collect();
+                let before = before.min(extras.len());
+
+                // The message, extra fields before and after `properties`.
+                let props_text = match &props {
+                    Properties::Absent => None,
+                    Properties::Null => Some("null".to_string()),
+                    Properties::Object(m) => Some(style.text(&Json::Object(m.clone()))),
+                };
+                let mut members: Vec<(&str, Json)> = vec![("event_id", Json::Str("e".into()))];
+                members.extend(extras[..before].iter().map(|(n, v)| (n.as_str(), v.clone())));
+                let mut message = String::from("{");
+                style.members(members.iter().map(|(k, v)| (*k, v)), &mut message);
+                if let Some(p) = &props_text {
+                    message.push(',');
+                    message.push_str(style.space);
+                    style.string("properties", &mut message);
+                    message.push_str(style.space);
+                    message.push(':');
+                    message.push_str(style.space);
+                    message.push_str(p);
+                }
+                for (name, value) in &extras[before..] {
+                    message.push(',');
+                    style.members([(name.as_str(), value)], &mut message);
+                }
+                message.push('}');
+
+                // Expected: the members of `properties`, then each extra field, a
+                // later one replacing an earlier one of the same name.
+                let mut expected = match &props {
+                    Properties::Object(m) => match parse(&style.text(&Json::Object(m.clone()))) {
+                        Value::Object(map) => map,
+                        other => panic!("not an object: {other}"),
+                    },
+                    _ => Map::new(),
+                };
+                let has_object = matches!(props, Properties::Object(_));
+                for (name, value) in &extras {
+                    expected.insert(name.clone(), parse(&style.text(value)));
+                }
+
+                let fields = RawFields::parse(message.as_bytes())
+                    .unwrap_or_else(|e| panic!("{message}: {e}"));
+                let stored = properties_text(&fields, COLUMNS)
+                    .unwrap_or_else(|e| panic!("{message}: {e}"));
+                match stored {
+                    None => prop_assert!(
+                        !has_object && extras.is_empty(),
+                        "nothing stored for {}", message
+                    ),
+                    Some(text) => {
+                        let got: Value = serde_json::from_str(&text).map_err(|e| {
+                            TestCaseError::fail(format!(
+                                "{message}\nstored invalid JSON {text}: {e}"
+                            ))
+                        })?;
+                        prop_assert_eq!(&got, &Value::Object(expected), "{}", message);
+                        if extras.is_empty() {
+                            prop_assert_eq!(Some(text.as_ref()), props_text.as_deref());
+                        }
+                    }
+                }
+            }
+        }
     }
 }

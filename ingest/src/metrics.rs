@@ -24,6 +24,9 @@ pub struct IngestMetrics {
     pub commit_errors: Counter,
     /// Windows dropped because another consumer owns a partition now.
     pub fenced: Counter,
+    /// Messages whose Kafka timestamp does not fit in microseconds: their
+    /// `kafka_timestamp` is stored as null (the event itself is unaffected).
+    pub kafka_timestamp_out_of_range: Counter,
     /// Seconds from the start of a flush to its last Delta commit.
     pub commit_latency: Histogram,
     /// Seconds between an event's time and its commit.
@@ -40,6 +43,7 @@ impl Default for IngestMetrics {
             commits: Family::default(),
             commit_errors: Counter::default(),
             fenced: Counter::default(),
+            kafka_timestamp_out_of_range: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             event_time_lag: Histogram::new(exponential_buckets(0.25, 2.0, 20)),
         }
@@ -84,6 +88,11 @@ impl IngestMetrics {
             "fenced_windows",
             "Windows dropped because another consumer owns a partition",
             self.fenced.clone(),
+        );
+        r.register(
+            "kafka_timestamp_out_of_range_messages",
+            "Messages whose Kafka timestamp does not fit in microseconds (stored as null)",
+            self.kafka_timestamp_out_of_range.clone(),
         );
         r.register(
             "commit_latency_seconds",

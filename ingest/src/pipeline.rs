@@ -28,7 +28,7 @@ use crate::chunk::{ChunkedWindow, Decoder};
 use crate::clock::Clock;
 use crate::commit::{commit_table, CommitOutcome, TableCommit};
 use crate::config::IngestConfig;
-use crate::message::MessageMeta;
+use crate::message::{kafka_timestamp_micros, MessageMeta};
 use crate::metrics::IngestMetrics;
 use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
 use crate::window::OffsetRange;
@@ -90,7 +90,7 @@ impl Pipeline {
             partition: m.partition(),
             offset: m.offset(),
             key: m.key(),
-            timestamp_micros: m.timestamp().to_millis().map(|ms| ms * 1000),
+            timestamp_micros: kafka_timestamp_micros(m.timestamp(), &self.metrics),
             ingested_at_micros: self.clock.micros(),
         };
         let payload = m.payload().unwrap_or_default();
@@ -176,7 +176,9 @@ impl Pipeline {
                     if let (Ok(CommitOutcome::Committed { .. }), Some(times)) = (&result, times) {
                         let now = now_micros();
                         for t in times.iter().flatten() {
-                            metrics.event_time_lag.observe((now - t) as f64 / 1e6);
+                            metrics
+                                .event_time_lag
+                                .observe(now.saturating_sub(*t) as f64 / 1e6);
                         }
                     }
                     (id, table, progress, Some(result))

@@ -311,4 +311,76 @@ pub(crate) mod tests {
             "due once max_latency has passed"
         );
     }
+
+    #[test]
+    fn extreme_event_times_are_partitioned_or_dead_lettered() {
+        use arrow::array::{Date32Array, Int32Array, StringArray};
+        let tp = TopicPartition::new("t", 0);
+        let c = CommittedOffsets::default();
+        // No window limits and a clock at 1970, so the extremes reach the partition columns.
+        let meta = |offset: i64| MessageMeta {
+            ingested_at_micros: 0,
+            ..meta(offset)
+        };
+        let v = Validation {
+            max_future_micros: i64::MAX,
+            retention_micros: i64::MAX,
+            ..Validation::default()
+        };
+        let event = |time: String| {
+            format!(r#"{{"event_id":"e","event_type":"click","event_time":{time},"user_id":"u"}}"#)
+        };
+        let mut w = Window::default();
+        let stored = [i64::MAX / 1000, i64::MIN / 1000, -1];
+        for (offset, millis) in stored.iter().enumerate() {
+            let routed = w.add(
+                &tp,
+                event(millis.to_string()).as_bytes(),
+                &meta(offset as i64),
+                &c,
+                &v,
+            );
+            assert_eq!(
+                routed,
+                Routed::Buffered(TableId::EngagementEvents),
+                "{millis}"
+            );
+        }
+        let rejected = [
+            i64::MAX.to_string(),
+            i64::MIN.to_string(),
+            "1e400".to_string(),
+        ];
+        for (offset, time) in rejected.iter().enumerate() {
+            let routed = w.add(
+                &tp,
+                event(time.clone()).as_bytes(),
+                &meta(10 + offset as i64),
+                &c,
+                &v,
+            );
+            assert_eq!(routed, Routed::Buffered(TableId::DeadLetters), "{time}");
+        }
+        let job = w.take().unwrap();
+        let rows = &job.batches[&TableId::EngagementEvents];
+        let dates = rows.column_by_name("event_date").unwrap();
+        let dates = dates.as_any().downcast_ref::<Date32Array>().unwrap();
+        let hours = rows.column_by_name("event_hour").unwrap();
+        let hours = hours.as_any().downcast_ref::<Int32Array>().unwrap();
+        for (i, millis) in stored.iter().enumerate() {
+            let (date, hour) = hourlake_catalog::partition::date_and_hour(millis * 1000);
+            assert_eq!((dates.value(i), hours.value(i)), (date, hour));
+            assert!((0..24).contains(&hour));
+        }
+        assert_eq!(
+            (dates.value(2), hours.value(2)),
+            (-1, 23),
+            "just before 1970"
+        );
+        let dead = &job.batches[&TableId::DeadLetters];
+        let codes = dead.column_by_name("reason_code").unwrap();
+        let codes = codes.as_any().downcast_ref::<StringArray>().unwrap();
+        let codes: Vec<&str> = codes.iter().flatten().collect();
+        assert_eq!(codes, ["invalid_value", "invalid_value", "wrong_type"]);
+    }
 }
