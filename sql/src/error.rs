@@ -16,6 +16,9 @@ pub enum SqlError {
     /// The statement is not a read (DDL, DML, COPY, SET, ...).
     #[error("only read queries are allowed here: {0}")]
     NotReadOnly(String),
+    /// The statement is over a size or complexity limit.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
     /// A query parameter could not be used.
     #[error("bad parameter: {0}")]
     Parameter(String),

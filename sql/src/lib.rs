@@ -8,6 +8,7 @@
 //! - [`LiveLake`]: the newest committed version of every table, refreshed within a bound,
 //!   pinned per query as a [`LakeSnapshot`] (its versions key caches).
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
+//! - [`limits`]: bounds on a statement's size and nesting, checked before planning.
 //! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON or
 //!   an Arrow row, bound with casts; [`placeholders`]: `?` numbered into `$n`;
 //!   [`script`]: text split into statements;
@@ -33,6 +34,7 @@
 mod error;
 pub mod functions;
 pub mod guard;
+pub mod limits;
 mod live;
 pub mod params;
 pub mod placeholders;

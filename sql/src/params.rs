@@ -2,9 +2,14 @@
 //! from an Arrow row (Flight SQL prepared statements), bound to a plan with each value
 //! cast to the type the plan infers for its placeholder.
 
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
 use arrow::array::RecordBatch;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::Statement;
+use datafusion::sql::sqlparser::ast::{self as sql_ast, VisitMut, VisitorMut};
 use serde_json::Value;
 
 use crate::SqlError;
@@ -64,9 +69,114 @@ pub fn from_batch(batch: &RecordBatch) -> Result<ParamValues, SqlError> {
     Ok(ParamValues::from(values))
 }
 
+/// Substitutes `values` for placeholders among the arguments of table functions
+/// (`user_recommendations($1)`): those are evaluated while the statement is planned,
+/// before [`bind`] can reach them. Returns the placeholders it bound.
+pub fn bind_table_function_args(
+    statement: &mut Statement,
+    values: &ParamValues,
+) -> Result<BTreeSet<String>, SqlError> {
+    let mut binder = TableArgs {
+        values,
+        bound: BTreeSet::new(),
+    };
+    let flow = match statement {
+        Statement::Statement(s) => s.visit(&mut binder),
+        Statement::Explain(e) => match e.statement.as_mut() {
+            Statement::Statement(s) => s.visit(&mut binder),
+            _ => ControlFlow::Continue(()),
+        },
+        _ => ControlFlow::Continue(()),
+    };
+    match flow {
+        ControlFlow::Break(e) => Err(e),
+        ControlFlow::Continue(()) => Ok(binder.bound),
+    }
+}
+
+struct TableArgs<'a> {
+    values: &'a ParamValues,
+    bound: BTreeSet<String>,
+}
+
+impl TableArgs<'_> {
+    fn literal(&self, id: &str) -> Result<sql_ast::Value, SqlError> {
+        let missing = || SqlError::Parameter(format!("no value given for {id}"));
+        let value = match self.values {
+            ParamValues::List(list) => {
+                let position = id
+                    .strip_prefix('$')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(1))
+                    .ok_or_else(missing)?;
+                &list.get(position).ok_or_else(missing)?.value
+            }
+            ParamValues::Map(map) => {
+                &map.get(id.trim_start_matches('$'))
+                    .ok_or_else(missing)?
+                    .value
+            }
+        };
+        Ok(match value {
+            v if v.is_null() => sql_ast::Value::Null,
+            ScalarValue::Boolean(Some(b)) => sql_ast::Value::Boolean(*b),
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::LargeUtf8(Some(s))
+            | ScalarValue::Utf8View(Some(s)) => sql_ast::Value::SingleQuotedString(s.clone()),
+            v if v.data_type().is_numeric() => sql_ast::Value::Number(v.to_string(), false),
+            v => sql_ast::Value::SingleQuotedString(v.to_string()),
+        })
+    }
+}
+
+impl VisitorMut for TableArgs<'_> {
+    type Break = SqlError;
+
+    fn pre_visit_table_factor(
+        &mut self,
+        factor: &mut sql_ast::TableFactor,
+    ) -> ControlFlow<SqlError> {
+        let sql_ast::TableFactor::Table {
+            args: Some(args), ..
+        } = factor
+        else {
+            return ControlFlow::Continue(());
+        };
+        for arg in args.args.iter_mut() {
+            let (sql_ast::FunctionArg::Unnamed(sql_ast::FunctionArgExpr::Expr(expr))
+            | sql_ast::FunctionArg::Named {
+                arg: sql_ast::FunctionArgExpr::Expr(expr),
+                ..
+            }) = arg
+            else {
+                continue;
+            };
+            let sql_ast::Expr::Value(value) = expr else {
+                continue;
+            };
+            let sql_ast::Value::Placeholder(id) = &value.value else {
+                continue;
+            };
+            let id = id.clone();
+            match self.literal(&id) {
+                Ok(literal) => value.value = literal,
+                Err(e) => return ControlFlow::Break(e),
+            }
+            self.bound.insert(id);
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Substitutes `values` into `plan`, casting each to its placeholder's inferred type
 /// (so a client's `Int32` or string still compares with an `Int64` or timestamp column).
-pub fn bind(plan: LogicalPlan, values: ParamValues) -> Result<LogicalPlan, SqlError> {
+/// `already_bound` are placeholders [`bind_table_function_args`] took from the same
+/// values.
+pub fn bind(
+    plan: LogicalPlan,
+    values: ParamValues,
+    already_bound: &BTreeSet<String>,
+) -> Result<LogicalPlan, SqlError> {
     let types = plan.get_parameter_types()?;
     let cast = |id: &str, value: &ScalarValue| -> Result<ScalarValue, SqlError> {
         match types.get(id) {
@@ -78,7 +188,11 @@ pub fn bind(plan: LogicalPlan, values: ParamValues) -> Result<LogicalPlan, SqlEr
     };
     let values = match values {
         ParamValues::List(list) => {
-            let expected = types.len();
+            let expected = types
+                .keys()
+                .chain(already_bound.iter())
+                .collect::<BTreeSet<_>>()
+                .len();
             if list.len() != expected {
                 return Err(SqlError::Parameter(format!(
                     "the statement has {expected} parameter(s), {} given",
@@ -113,9 +227,11 @@ mod tests {
             .create_logical_plan("SELECT count(*) FROM generate_series(1, 10) WHERE value > $1")
             .await
             .unwrap();
+        let none = BTreeSet::new();
         let bound = bind(
             plan.clone(),
             ParamValues::from(vec![ScalarValue::Int32(Some(7))]),
+            &none,
         )
         .unwrap();
         let batches = ctx
@@ -132,6 +248,7 @@ mod tests {
         let from_text = bind(
             plan.clone(),
             ParamValues::from(vec![ScalarValue::from("8")]),
+            &none,
         )
         .unwrap();
         let batches = ctx
@@ -148,10 +265,41 @@ mod tests {
         let err = bind(
             plan.clone(),
             ParamValues::from(vec![ScalarValue::from("eight")]),
+            &none,
         );
         assert!(matches!(err, Err(SqlError::Parameter(_))), "{err:?}");
-        let err = bind(plan, ParamValues::from(Vec::<ScalarValue>::new()));
+        let err = bind(plan, ParamValues::from(Vec::<ScalarValue>::new()), &none);
         assert!(matches!(err, Err(SqlError::Parameter(m)) if m.contains("1 parameter")));
+    }
+
+    #[test]
+    fn table_function_arguments_take_bound_values() {
+        let limits = crate::limits::StatementLimits::default();
+        let dialect = datafusion::sql::sqlparser::dialect::GenericDialect {};
+        let mut statement = limits
+            .parse(
+                "SELECT * FROM user_recommendations($1) r, t WHERE r.rank < $2 AND t.x = $1",
+                &dialect,
+            )
+            .unwrap();
+        let values = ParamValues::from(vec![ScalarValue::from("u'1"), ScalarValue::Int64(Some(3))]);
+        let bound = bind_table_function_args(&mut statement, &values).unwrap();
+        assert_eq!(bound, BTreeSet::from(["$1".to_string()]));
+        let text = statement.to_string();
+        assert!(text.contains("user_recommendations('u''1')"), "{text}");
+        // Placeholders elsewhere stay for `bind`.
+        assert!(
+            text.contains("r.rank < $2") && text.contains("t.x = $1"),
+            "{text}"
+        );
+        let mut named = limits
+            .parse("SELECT * FROM user_recommendations($user)", &dialect)
+            .unwrap();
+        let err = bind_table_function_args(&mut named, &values).unwrap_err();
+        assert!(
+            err.to_string().contains("no value given for $user"),
+            "{err}"
+        );
     }
 
     #[test]

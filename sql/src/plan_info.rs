@@ -1,11 +1,12 @@
-//! What a plan reads: the tables (for cache keys) and, once run, the files and bytes.
+//! What a plan reads: the tables (for cache keys), whether its answer can be cached at
+//! all, and, once run, the files and bytes.
 
 use std::collections::BTreeSet;
 
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
 
 /// The names of the tables an (analyzed) logical plan scans, subqueries included.
@@ -18,6 +19,43 @@ pub fn tables_read(plan: &LogicalPlan) -> BTreeSet<String> {
         Ok(TreeNodeRecursion::Continue)
     });
     tables
+}
+
+/// Whether the answer of `plan` (unoptimized: before `now()` is folded into a constant)
+/// can change while the tables it reads stay the same: it calls a function that is
+/// not immutable (`now()`, `current_date`, `random()`, `uuid()`, …), directly or
+/// through a view. Such answers are never cached and get no ETag.
+pub fn is_time_or_randomness_dependent(plan: &LogicalPlan) -> bool {
+    let mut found = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Some(view) = scan.source.get_logical_plan() {
+                found |= is_time_or_randomness_dependent(&view);
+            }
+        }
+        let _ = node.apply_expressions(|e| {
+            e.apply(|e| {
+                let volatility = match e {
+                    Expr::ScalarFunction(f) => Some(f.func.signature().volatility),
+                    Expr::AggregateFunction(f) => Some(f.func.signature().volatility),
+                    Expr::WindowFunction(w) => Some(w.fun.signature().volatility),
+                    _ => None,
+                };
+                found |= volatility.is_some_and(|v| v != Volatility::Immutable);
+                Ok(if found {
+                    TreeNodeRecursion::Stop
+                } else {
+                    TreeNodeRecursion::Continue
+                })
+            })
+        });
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    found
 }
 
 /// Files a physical plan will read (after partition pruning).

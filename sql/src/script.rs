@@ -14,7 +14,8 @@ pub fn split_statements(text: &str) -> (Vec<String>, Option<String>) {
         // An unterminated quote or comment: more is to come.
         return (Vec::new(), Some(text.to_string()));
     };
-    let source = Source::new(text);
+    // Tokens come in order, so each offset is found from the previous one.
+    let mut source = Source::new(text);
     let mut statements = Vec::new();
     let mut start = 0;
     let mut meaningful = false;

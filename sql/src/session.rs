@@ -1,36 +1,57 @@
 //! One factory for every DataFusion session over the lake.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::execution::memory_pool::FairSpillPool;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use hourlake_catalog::Lake;
 
 use crate::SqlError;
 
-/// Opens sessions that see every existing lake table at its newest version.
+/// Opens sessions that see every existing lake table at its newest version. Every
+/// session of one factory (and of its clones) shares one runtime: one memory pool, one
+/// spill directory.
 #[derive(Debug, Clone)]
 pub struct SessionFactory {
     lake: Lake,
     memory_limit: Option<usize>,
+    runtime: Arc<OnceLock<Arc<RuntimeEnv>>>,
 }
 
 impl SessionFactory {
-    /// A factory over `lake`.
+    /// A factory over `lake`, its queries' memory unbounded.
     pub fn new(lake: Lake) -> SessionFactory {
         SessionFactory {
             lake,
             memory_limit: None,
+            runtime: Arc::new(OnceLock::new()),
         }
     }
 
-    /// Caps the memory each session's queries may hold; sorts and aggregations spill
-    /// to disk beyond it instead of growing without bound.
-    pub fn with_memory_limit(mut self, bytes: usize) -> SessionFactory {
-        self.memory_limit = Some(bytes);
-        self
+    /// Caps the memory all queries of this factory's sessions hold together; sorts and
+    /// aggregations spill to disk beyond it (or fail) instead of growing without bound.
+    pub fn with_memory_limit(self, bytes: usize) -> SessionFactory {
+        SessionFactory {
+            lake: self.lake,
+            memory_limit: Some(bytes),
+            runtime: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The runtime every session shares, created on first use.
+    pub fn runtime(&self) -> Result<Arc<RuntimeEnv>, SqlError> {
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime.clone());
+        }
+        let mut builder = RuntimeEnvBuilder::new();
+        if let Some(limit) = self.memory_limit {
+            builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
+        }
+        let built = builder.build_arc()?;
+        // Two first callers may race: the one stored wins, and both use it.
+        Ok(self.runtime.get_or_init(|| built).clone())
     }
 
     /// The lake this factory reads.
@@ -41,11 +62,7 @@ impl SessionFactory {
     /// A session with hourlake's functions and settings but no tables registered.
     pub fn context(&self) -> Result<SessionContext, SqlError> {
         let config = SessionConfig::new().with_information_schema(true);
-        let mut runtime = RuntimeEnvBuilder::new();
-        if let Some(limit) = self.memory_limit {
-            runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
-        }
-        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime()?);
         crate::functions::register_all(&ctx);
         Ok(ctx)
     }

@@ -2,6 +2,7 @@
 //! (quantiles), stored as their standard serialized bytes so sketches made by
 //! different processes, on different days, or by Druid/Spark/Java merge.
 
+pub mod bounded;
 mod groups;
 mod hashing;
 pub mod hll;
@@ -13,4 +14,5 @@ use datafusion::prelude::SessionContext;
 pub fn register_all(ctx: &SessionContext) {
     hll::register(ctx);
     quantile::register(ctx);
+    bounded::register(ctx);
 }
