@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use deltalake::protocol::SaveMode;
 use hourlake_catalog::{Lake, TableId};
 use hourlake_compactor::{Compactor, CompactorConfig, Hour};
-use hourlake_query::{QueryServer, ServerConfig};
+use hourlake_query::{QueryExecutor, QueryServer, ServerConfig};
 use hourlake_sql::{LiveLake, SessionFactory};
 
 use events::env_or;
@@ -123,14 +123,13 @@ async fn main() {
         SessionFactory::new(lake.clone()),
         Duration::from_millis(500),
     );
-    let server = QueryServer::new(
-        Arc::new(live),
-        ServerConfig {
-            cache_bytes: 0,
-            ..ServerConfig::default()
-        },
-        Default::default(),
-    );
+    let config = ServerConfig {
+        cache_bytes: 0,
+        ..ServerConfig::default()
+    };
+    let executor = QueryExecutor::new(Arc::new(live), &config).expect("query runtime");
+    let server =
+        QueryServer::new(Arc::new(executor), config, Default::default()).expect("server settings");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -23,7 +23,7 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use deltalake::protocol::SaveMode;
 use futures::TryStreamExt;
 use hourlake_catalog::{Lake, TableId};
-use hourlake_query::{FlightSqlServer, QueryServer, ServerConfig};
+use hourlake_query::{FlightSqlServer, QueryExecutor, QueryServer, ServerConfig};
 use hourlake_sql::{LiveLake, SessionFactory};
 
 use events::env_or;
@@ -85,13 +85,15 @@ async fn main() {
         Duration::from_millis(500),
     ));
     let mut registry = Default::default();
-    let flight = FlightSqlServer::new(live.clone(), config.clone(), &mut registry);
+    let executor = Arc::new(QueryExecutor::new(live, &config).expect("query runtime"));
+    let flight = FlightSqlServer::new(executor.clone(), config.clone(), &mut registry)
+        .expect("server settings");
     let flight_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let flight_addr = flight_listener.local_addr().expect("addr");
     tokio::spawn(flight.serve(flight_listener, std::future::pending()));
-    let http = QueryServer::new(live, config, registry);
+    let http = QueryServer::new(executor, config, registry).expect("server settings");
     let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

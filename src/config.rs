@@ -44,6 +44,11 @@ pub struct ServerSection {
     pub max_staleness_ms: Option<u64>,
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    pub max_statement_kb: Option<usize>,
+    pub max_statement_depth: Option<usize>,
+    pub max_statement_elements: Option<usize>,
+    pub client_timeout_ms: Option<u64>,
+    pub max_request_kb: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,12 +345,14 @@ impl ServeArgs {
         file.server.memory_limit_mb.unwrap_or(2048) * 1024 * 1024
     }
 
-    /// Merges flags/env over the file over defaults.
-    pub fn resolve(&self, file: &FileConfig) -> hourlake_query::ServerConfig {
+    /// Merges flags/env over the file over defaults, and refuses settings that cannot
+    /// work (an empty token, a zero limit).
+    pub fn resolve(&self, file: &FileConfig) -> anyhow::Result<hourlake_query::ServerConfig> {
         let f = &file.server;
         let d = hourlake_query::ServerConfig::default();
         let mib = 1024 * 1024;
-        hourlake_query::ServerConfig {
+        let limits = d.statement_limits;
+        let config = hourlake_query::ServerConfig {
             tokens: if self.tokens.is_empty() {
                 f.tokens.clone()
             } else {
@@ -370,8 +377,19 @@ impl ServeArgs {
             } else {
                 self.cors_origins.clone()
             },
+            statement_limits: hourlake_sql::limits::StatementLimits {
+                max_bytes: f.max_statement_kb.map_or(limits.max_bytes, |k| k * 1024),
+                max_depth: f.max_statement_depth.unwrap_or(limits.max_depth),
+                max_elements: f.max_statement_elements.unwrap_or(limits.max_elements),
+            },
+            client_timeout: f
+                .client_timeout_ms
+                .map_or(d.client_timeout, Duration::from_millis),
+            max_request_bytes: f.max_request_kb.map_or(d.max_request_bytes, |k| k * 1024),
             ..d
-        }
+        };
+        config.validate().context("invalid query server settings")?;
+        Ok(config)
     }
 }
 
@@ -412,5 +430,34 @@ mod tests {
             toml::from_str::<FileConfig>("[kafka]\nbrokerz = 1\n").is_err(),
             "typos are errors"
         );
+    }
+
+    #[test]
+    fn a_stray_comma_in_the_token_list_is_an_error() {
+        let file = FileConfig::default();
+        let args = ServeArgs {
+            http: None,
+            flight: None,
+            // What clap makes of `--token 'secret,'`.
+            tokens: vec!["secret".into(), String::new()],
+            max_concurrent_queries: None,
+            query_timeout_ms: None,
+            max_result_rows: None,
+            cors_origins: Vec::new(),
+        };
+        let err = args.resolve(&file).unwrap_err();
+        assert!(format!("{err:#}").contains("token is empty"), "{err:#}");
+        let file: FileConfig = toml::from_str("[server]\ntokens = [\"a\", \" \"]\n").unwrap();
+        let args = ServeArgs {
+            tokens: Vec::new(),
+            ..args
+        };
+        assert!(args.resolve(&file).is_err());
+        let file: FileConfig = toml::from_str("[server]\nquery_timeout_ms = 0\n").unwrap();
+        assert!(args.resolve(&file).is_err());
+        let file: FileConfig =
+            toml::from_str("[server]\ntokens = [\"a\"]\nmax_statement_kb = 64\n").unwrap();
+        let config = args.resolve(&file).unwrap();
+        assert_eq!(config.statement_limits.max_bytes, 64 * 1024);
     }
 }

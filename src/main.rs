@@ -220,15 +220,20 @@ async fn start_server(
     shutdown: &Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let addr = args.http_addr(file);
+    let config = args.resolve(file)?;
     let factory =
         hourlake_sql::SessionFactory::new(lake.clone()).with_memory_limit(args.memory_limit(file));
     let live = Arc::new(hourlake_sql::LiveLake::new(
         factory,
         args.max_staleness(file),
     ));
-    let config = args.resolve(file);
+    // One executor behind HTTP and Flight SQL: one concurrency limit, one memory pool.
+    let executor = Arc::new(
+        hourlake_query::QueryExecutor::new(live, &config).context("starting the query runtime")?,
+    );
     // Recommendation lookups: rebuilt from the table now, then following its commits.
     let index = Arc::new(hourlake_query::RecommendationIndex::new(20));
+    executor.set_recommendations(index.clone());
     tokio::spawn(index.clone().follow(
         lake,
         std::time::Duration::from_millis(250),
@@ -237,9 +242,12 @@ async fn start_server(
     let flight = match args.flight_addr(file) {
         None => None,
         Some(flight_addr) => {
-            let server =
-                hourlake_query::FlightSqlServer::new(live.clone(), config.clone(), &mut registry)
-                    .with_recommendations(index.clone());
+            let server = hourlake_query::FlightSqlServer::new(
+                executor.clone(),
+                config.clone(),
+                &mut registry,
+            )
+            .context("Flight SQL settings")?;
             let listener = tokio::net::TcpListener::bind(&flight_addr)
                 .await
                 .with_context(|| format!("binding the Flight SQL server to {flight_addr}"))?;
@@ -248,8 +256,8 @@ async fn start_server(
             Some(tokio::spawn(server.serve(listener, shutdown.wait())))
         }
     };
-    let server =
-        hourlake_query::QueryServer::new(live, config, registry).with_recommendations(index);
+    let server = hourlake_query::QueryServer::new(executor, config, registry)
+        .context("query server settings")?;
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding the HTTP server to {addr}"))?;

@@ -51,6 +51,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         None => {
             let file = args.common.file()?;
             Backend::lake(SessionFactory::new(args.common.lake(&file)?))
+                .context("opening the lake")?
         }
     };
     let history = args.history.clone().or_else(|| {

@@ -2,14 +2,32 @@
 
 use std::time::Duration;
 
-/// Settings of the HTTP query server.
+use hourlake_sql::limits::StatementLimits;
+use thiserror::Error;
+
+/// A server setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// An empty token (a stray comma in a token list) would let in clients without one.
+    #[error(
+        "an accepted token is empty (a stray comma in the token list?); tokens must not be blank"
+    )]
+    EmptyToken,
+    /// A limit that must be positive is zero.
+    #[error("`{0}` must be greater than zero")]
+    Zero(&'static str),
+}
+
+/// Settings of the query server (HTTP and Flight SQL).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Bearer tokens accepted; empty means no authentication.
     pub tokens: Vec<String>,
-    /// Queries running at once; more get 429.
+    /// Queries planning or running at once, over HTTP and Flight SQL together when they
+    /// share an executor; more get 429 / `RESOURCE_EXHAUSTED`.
     pub max_concurrent_queries: usize,
-    /// Default per-query timeout (a request may ask for less, never more).
+    /// Default per-query timeout (a request may ask for less, never more). It covers
+    /// planning, execution and sending the answer.
     pub query_timeout: Duration,
     /// Rows a result may hold; more get 413.
     pub max_result_rows: usize,
@@ -21,6 +39,13 @@ pub struct ServerConfig {
     pub cache_bytes: usize,
     /// Browser origins allowed to call the API (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Size and nesting a statement may have.
+    pub statement_limits: StatementLimits,
+    /// How long a client may take to send its request headers or body, or leave its
+    /// answer unread, before its connection is closed.
+    pub client_timeout: Duration,
+    /// Flight SQL prepared statements kept at once (the oldest are forgotten beyond).
+    pub max_prepared_statements: usize,
 }
 
 impl Default for ServerConfig {
@@ -34,6 +59,39 @@ impl Default for ServerConfig {
             max_request_bytes: 1024 * 1024,
             cache_bytes: 64 * 1024 * 1024,
             cors_origins: Vec::new(),
+            statement_limits: StatementLimits::default(),
+            client_timeout: Duration::from_secs(30),
+            max_prepared_statements: 1024,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Refuses settings that would open the server or make it refuse everything.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tokens.iter().any(|t| t.trim().is_empty()) {
+            return Err(ConfigError::EmptyToken);
+        }
+        for (name, value) in [
+            ("max_concurrent_queries", self.max_concurrent_queries),
+            ("max_result_rows", self.max_result_rows),
+            ("max_result_bytes", self.max_result_bytes),
+            ("max_request_bytes", self.max_request_bytes),
+            ("max_statement_bytes", self.statement_limits.max_bytes),
+            ("max_prepared_statements", self.max_prepared_statements),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, value) in [
+            ("query_timeout", self.query_timeout),
+            ("client_timeout", self.client_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use datafusion::error::DataFusionError;
+use hourlake_sql::limits::LimitError;
 use hourlake_sql::SqlError;
 
 /// An error answered to a client.
@@ -23,6 +24,22 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+        }
+    }
+
+    /// 413 for a statement over the size limit, 400 for one too complex to plan.
+    pub fn from_limit(e: LimitError) -> ApiError {
+        match e {
+            LimitError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "statement_too_large",
+                e.to_string(),
+            ),
+            LimitError::TooComplex(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "statement_too_complex",
+                e.to_string(),
+            ),
         }
     }
 
@@ -93,6 +110,7 @@ impl From<SqlError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_parameter", message)
             }
             SqlError::DataFusion(e) => from_datafusion(e),
+            SqlError::Limit(e) => ApiError::from_limit(e),
             other => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "lake_unavailable",

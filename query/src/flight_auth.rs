@@ -20,9 +20,7 @@ const HANDSHAKE: &str = "/Handshake";
 
 /// The user name and password of an `authorization: Basic ...` header value.
 pub fn basic_credentials(authorization: &str) -> Option<(String, String)> {
-    let encoded = authorization
-        .strip_prefix("Basic ")
-        .or_else(|| authorization.strip_prefix("basic "))?;
+    let encoded = crate::auth::credentials(authorization, "Basic")?;
     // Padded or not: Go's Flight client (ADBC) sends unpadded base64.
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,

@@ -30,31 +30,31 @@ use arrow_flight::{
     IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::common::ParamValues;
-use datafusion::physical_plan::execute_stream;
 use futures::{Stream, StreamExt, TryStreamExt};
-use hourlake_sql::{params, LiveLake};
+use hourlake_sql::params;
 use prometheus_client::registry::Registry;
 use prost::bytes::Bytes;
 use prost::Message;
-use tokio::sync::{Notify, Semaphore};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::Tokens;
-use crate::error::{from_datafusion, ApiError};
+use crate::auth::{credentials, Tokens};
+use crate::error::ApiError;
+use crate::executor::{CancelHandle, Parameters, PlannedQuery, QueryExecutor};
 use crate::flight_auth::{basic_credentials, BearerCheck};
 use crate::flight_metadata::{
     append_tables, plain_batch, plain_schema, schemas, SQL_INFO, XDBC_TYPES,
 };
 use crate::lookup::RecommendationIndex;
 use crate::metrics::FlightMetrics;
-use crate::query::{prepare, Statement};
-use crate::ServerConfig;
+use crate::{ConfigError, ServerConfig};
 
-/// Prepared statements kept per server; the oldest are forgotten beyond this.
-const MAX_PREPARED: usize = 4096;
 /// Largest Arrow IPC message sent (results are split into messages of about this size).
 const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+/// Largest gRPC message accepted from a client.
+const MAX_REQUEST_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of SQL text all prepared statements together may keep.
+const MAX_PREPARED_SQL_BYTES: usize = 64 * 1024 * 1024;
 /// `ActionCancelQueryResult.result` values (the enum is not exported by arrow-flight).
 const CANCEL_RESULT_CANCELLED: i32 = 1;
 const CANCEL_RESULT_NOT_CANCELLABLE: i32 = 3;
@@ -71,39 +71,77 @@ struct Prepared {
     created: Instant,
 }
 
+/// The prepared statements of all clients, bounded in count and in SQL bytes (the
+/// oldest are forgotten first; a client then gets NOT_FOUND and prepares again).
+#[derive(Debug, Default)]
+struct PreparedStatements {
+    statements: HashMap<Bytes, Prepared>,
+    sql_bytes: usize,
+}
+
+impl PreparedStatements {
+    fn insert(&mut self, handle: Bytes, prepared: Prepared, max_count: usize) {
+        while !self.statements.is_empty()
+            && (self.statements.len() >= max_count
+                || self.sql_bytes + prepared.sql.len() > MAX_PREPARED_SQL_BYTES)
+        {
+            let oldest = self
+                .statements
+                .iter()
+                .min_by_key(|(_, p)| p.created)
+                .map(|(h, _)| h.clone());
+            match oldest {
+                Some(oldest) => {
+                    self.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        self.sql_bytes += prepared.sql.len();
+        self.statements.insert(handle, prepared);
+    }
+
+    fn remove(&mut self, handle: &Bytes) {
+        if let Some(p) = self.statements.remove(handle) {
+            self.sql_bytes -= p.sql.len();
+        }
+    }
+}
+
 /// The Flight SQL server over a live lake.
 pub struct FlightSqlServer {
-    live: Arc<LiveLake>,
-    recommendations: Option<Arc<RecommendationIndex>>,
+    executor: Arc<QueryExecutor>,
     config: ServerConfig,
     tokens: Arc<Tokens>,
-    slots: Arc<Semaphore>,
-    prepared: Mutex<HashMap<Bytes, Prepared>>,
-    running: Arc<Mutex<HashMap<Bytes, Arc<Notify>>>>,
+    prepared: Mutex<PreparedStatements>,
+    running: Arc<Mutex<HashMap<Bytes, CancelHandle>>>,
     metrics: FlightMetrics,
 }
 
 impl FlightSqlServer {
-    /// A server over `live` with the limits and tokens of `config`; its metrics join
-    /// `registry` (`hourlake_flight_*`).
-    pub fn new(live: Arc<LiveLake>, config: ServerConfig, registry: &mut Registry) -> Self {
+    /// A server answering through `executor` (shared with the HTTP API when both run,
+    /// so both count against one concurrency limit) with the limits and tokens of
+    /// `config`; its metrics join `registry` (`hourlake_flight_*`).
+    pub fn new(
+        executor: Arc<QueryExecutor>,
+        config: ServerConfig,
+        registry: &mut Registry,
+    ) -> Result<Self, ConfigError> {
         let metrics = FlightMetrics::default();
         metrics.register(registry);
-        FlightSqlServer {
-            live,
-            recommendations: None,
-            tokens: Arc::new(Tokens::new(&config.tokens)),
-            slots: Arc::new(Semaphore::new(config.max_concurrent_queries)),
-            prepared: Mutex::new(HashMap::new()),
+        Ok(FlightSqlServer {
+            executor,
+            tokens: Arc::new(Tokens::new(&config.tokens)?),
+            prepared: Mutex::new(PreparedStatements::default()),
             running: Arc::new(Mutex::new(HashMap::new())),
             metrics,
             config,
-        }
+        })
     }
 
     /// Makes `user_recommendations('user')` available to Flight SQL queries.
-    pub fn with_recommendations(mut self, index: Arc<RecommendationIndex>) -> Self {
-        self.recommendations = Some(index);
+    pub fn with_recommendations(self, index: Arc<RecommendationIndex>) -> Self {
+        self.executor.set_recommendations(index);
         self
     }
 
@@ -114,10 +152,13 @@ impl FlightSqlServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
         let tokens = self.tokens.clone();
-        let service = FlightServiceServer::new(self)
-            .max_decoding_message_size(64 * 1024 * 1024)
+        let client_timeout = self.config.client_timeout;
+        let service = FlightServiceServer::new(CheckedCommands(self))
+            .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES)
             .max_encoding_message_size(64 * 1024 * 1024);
         tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(client_timeout))
+            .http2_keepalive_timeout(Some(client_timeout))
             .add_service(BearerCheck::new(service, tokens))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener),
@@ -128,98 +169,78 @@ impl FlightSqlServer {
 
     fn prepared(&self, handle: &Bytes) -> Result<Prepared, Status> {
         lock(&self.prepared)
+            .statements
             .get(handle)
             .cloned()
             .ok_or_else(|| Status::not_found("no such prepared statement (closed or expired)"))
     }
 
-    /// The result schema of `sql`, as results will be sent.
-    async fn result_schema(&self, sql: &str) -> Result<(Statement, SchemaRef), Status> {
-        let statement = prepare(&self.live, sql, self.recommendations.as_ref())
+    /// Plans `sql` (within the concurrency limit and the timeout), for its schema and
+    /// parameters.
+    async fn describe(&self, sql: &str) -> Result<(PlannedQuery, SchemaRef), Status> {
+        let admission = self.executor.admit(None).map_err(to_status)?;
+        let planned = self
+            .executor
+            .plan(&admission, sql, Parameters::None)
             .await
             .map_err(to_status)?;
-        let schema = plain_schema(statement.plan.schema().as_arrow());
-        Ok((statement, schema))
+        let schema = plain_schema(&planned.schema);
+        Ok((planned, schema))
+    }
+
+    /// The result schema of `sql`, as results will be sent.
+    async fn result_schema(&self, sql: &str) -> Result<SchemaRef, Status> {
+        Ok(self.describe(sql).await?.1)
     }
 
     /// Runs `sql` and streams its rows, cancellable through `key` (the ticket's handle)
-    /// and cut off at the query timeout.
+    /// and cut off at the query timeout, also when the client stops reading.
     async fn run(
         &self,
         key: Bytes,
         sql: &str,
         values: Option<ParamValues>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-            self.metrics.observe("resource_exhausted");
-            return Err(Status::resource_exhausted(format!(
-                "too_many_queries: {} queries are already running; retry shortly",
-                self.config.max_concurrent_queries
-            )));
-        };
-        let timeout = self.config.query_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
         let started = async {
-            let Statement { ctx, plan, .. } =
-                prepare(&self.live, sql, self.recommendations.as_ref())
-                    .await
-                    .map_err(to_status)?;
-            let plan = match values {
-                Some(values) => params::bind(plan, values).map_err(|e| to_status(e.into()))?,
-                None => plan,
-            };
-            let physical = ctx
-                .state()
-                .create_physical_plan(&plan)
-                .await
-                .map_err(|e| to_status(from_datafusion(e)))?;
-            let schema = plain_schema(&physical.schema());
-            let stream = execute_stream(physical, ctx.task_ctx())
-                .map_err(|e| to_status(from_datafusion(e)))?;
-            Ok::<_, Status>((schema, stream))
+            let admission = self.executor.admit(None)?;
+            let parameters = values.map_or(Parameters::None, Parameters::Values);
+            let planned = self.executor.plan(&admission, sql, parameters).await?;
+            self.executor.execute(admission, planned).await
         }
         .await;
-        let (schema, stream) = match started {
-            Ok(started) => started,
-            Err(status) => {
+        let rows = match started {
+            Ok(rows) => rows,
+            Err(e) => {
+                let status = to_status(e);
                 self.metrics.observe(code_name(status.code()));
                 return Err(status);
             }
         };
-        let cancel = Arc::new(Notify::new());
-        lock(&self.running).insert(key.clone(), cancel.clone());
+        let schema = plain_schema(&rows.schema);
+        lock(&self.running).insert(key.clone(), rows.cancel_handle());
         self.metrics.running.inc();
         let run = Running {
             key,
-            cancel,
             registry: self.running.clone(),
             metrics: self.metrics.clone(),
             outcome: "cancelled",
-            _permit: permit,
         };
         let out_schema = schema.clone();
-        let batches = futures::stream::unfold(Some((stream, run)), move |state| {
+        let batches = futures::stream::unfold(Some((rows, run)), move |state| {
             let schema = out_schema.clone();
             async move {
-                let (mut stream, mut run) = state?;
-                let step = tokio::select! {
-                    _ = run.cancel.notified() => Err(Status::cancelled("the query was cancelled")),
-                    next = tokio::time::timeout_at(deadline, stream.next()) => match next {
-                        Err(_) => Err(Status::deadline_exceeded(format!(
-                            "timeout: the query ran longer than {} ms and was cancelled",
-                            timeout.as_millis()
-                        ))),
-                        Ok(None) => Ok(None),
-                        Ok(Some(Err(e))) => Err(to_status(from_datafusion(e))),
-                        Ok(Some(Ok(batch))) => plain_batch(batch, &schema)
-                            .map(Some)
-                            .map_err(|e| Status::internal(format!("converting a result: {e}"))),
-                    },
+                let (mut rows, mut run) = state?;
+                let step = match rows.next().await {
+                    None => Ok(None),
+                    Some(Err(e)) => Err(to_status(e)),
+                    Some(Ok(batch)) => plain_batch(batch, &schema)
+                        .map(Some)
+                        .map_err(|e| Status::internal(format!("converting a result: {e}"))),
                 };
                 match step {
                     Ok(Some(batch)) => {
                         run.metrics.rows.inc_by(batch.num_rows() as u64);
-                        Some((Ok(batch), Some((stream, run))))
+                        Some((Ok(batch), Some((rows, run))))
                     }
                     Ok(None) => {
                         run.outcome = "ok";
@@ -242,26 +263,18 @@ impl FlightSqlServer {
     }
 }
 
-/// One running query: deregistered, counted and its slot freed when its stream ends or
-/// is dropped (the client went away), which also drops — cancels — the plan.
+/// One running query: deregistered and counted when its stream ends or is dropped (the
+/// client went away), which also drops — cancels — the query.
 struct Running {
     key: Bytes,
-    cancel: Arc<Notify>,
-    registry: Arc<Mutex<HashMap<Bytes, Arc<Notify>>>>,
+    registry: Arc<Mutex<HashMap<Bytes, CancelHandle>>>,
     metrics: FlightMetrics,
     outcome: &'static str,
-    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut running = lock(&self.registry);
-        if running
-            .get(&self.key)
-            .is_some_and(|c| Arc::ptr_eq(c, &self.cancel))
-        {
-            running.remove(&self.key);
-        }
+        lock(&self.registry).remove(&self.key);
         self.metrics.running.dec();
         self.metrics.observe(self.outcome);
     }
@@ -282,6 +295,7 @@ fn to_status(e: ApiError) -> Status {
         403 => Status::permission_denied(message),
         404 => Status::not_found(message),
         408 | 504 => Status::deadline_exceeded(message),
+        499 => Status::cancelled(message),
         413 | 429 => Status::resource_exhausted(message),
         503 => Status::unavailable(message),
         _ => Status::internal(message),
@@ -427,10 +441,10 @@ impl FlightSqlService for FlightSqlServer {
                 }
             }
             match password {
-                Some(p) if self.tokens.allows(Some(&format!("Bearer {p}"))) => Some(p),
+                Some(p) if self.tokens.accepts(&p) => Some(p),
                 _ if self.tokens.allows(header.as_deref()) => header
                     .as_deref()
-                    .and_then(|h| h.get(7..))
+                    .and_then(|h| credentials(h, "Bearer"))
                     .map(str::to_string),
                 _ => {
                     return Err(Status::unauthenticated(
@@ -459,7 +473,7 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let (_, schema) = self.result_schema(&query.query).await?;
+        let schema = self.result_schema(&query.query).await?;
         let ticket = TicketStatementQuery {
             statement_handle: statement_handle(&query.query),
         };
@@ -476,7 +490,7 @@ impl FlightSqlService for FlightSqlServer {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let prepared = self.prepared(&cmd.prepared_statement_handle)?;
-        let (_, schema) = self.result_schema(&prepared.sql).await?;
+        let schema = self.result_schema(&prepared.sql).await?;
         flight_info(&schema, cmd.as_any().encode_to_vec(), request.into_inner())
     }
 
@@ -634,7 +648,12 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetCatalogs,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (ctx, _) = self.live.session().await.map_err(|e| to_status(e.into()))?;
+        let (ctx, _) = self
+            .executor
+            .live()
+            .session()
+            .await
+            .map_err(|e| to_status(e.into()))?;
         let mut builder: GetCatalogsBuilder = query.into_builder();
         let mut names = ctx.catalog_names();
         names.sort();
@@ -650,7 +669,12 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetDbSchemas,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (ctx, _) = self.live.session().await.map_err(|e| to_status(e.into()))?;
+        let (ctx, _) = self
+            .executor
+            .live()
+            .session()
+            .await
+            .map_err(|e| to_status(e.into()))?;
         let mut builder: GetDbSchemasBuilder = query.into_builder();
         let mut pairs = schemas(&ctx);
         pairs.sort();
@@ -666,7 +690,12 @@ impl FlightSqlService for FlightSqlServer {
         query: CommandGetTables,
         _request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        let (ctx, _) = self.live.session().await.map_err(|e| to_status(e.into()))?;
+        let (ctx, _) = self
+            .executor
+            .live()
+            .session()
+            .await
+            .map_err(|e| to_status(e.into()))?;
         let mut builder = query.into_builder();
         append_tables(&ctx, &mut builder)
             .await
@@ -763,20 +792,35 @@ impl FlightSqlService for FlightSqlServer {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = query.prepared_statement_handle;
         self.prepared(&handle)?;
-        let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(
+        // Only the last row counts; keep no more than that, and read no more than a
+        // request may hold.
+        let mut stream = FlightRecordBatchStream::new_from_flight_data(
             request.into_inner().map_err(FlightError::from),
-        )
-        .try_collect()
-        .await
-        .map_err(|e| Status::invalid_argument(format!("bad_parameter: {e}")))?;
-        let values = match batches.iter().rev().find(|b| b.num_rows() > 0) {
+        );
+        let mut last: Option<RecordBatch> = None;
+        let mut received = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch =
+                batch.map_err(|e| Status::invalid_argument(format!("bad_parameter: {e}")))?;
+            received += batch.get_array_memory_size();
+            if received > self.config.max_request_bytes {
+                return Err(Status::resource_exhausted(format!(
+                    "parameters_too_large: more than {} bytes of parameters",
+                    self.config.max_request_bytes
+                )));
+            }
+            if batch.num_rows() > 0 {
+                last = Some(batch);
+            }
+        }
+        let values = match last {
             Some(batch) => Some(
-                params::from_batch(batch)
+                params::from_batch(&batch)
                     .map_err(|e| Status::invalid_argument(format!("bad_parameter: {e}")))?,
             ),
             None => None,
         };
-        if let Some(prepared) = lock(&self.prepared).get_mut(&handle) {
+        if let Some(prepared) = lock(&self.prepared).statements.get_mut(&handle) {
             prepared.params = values;
         }
         Ok(DoPutPreparedStatementResult {
@@ -789,13 +833,9 @@ impl FlightSqlService for FlightSqlServer {
         query: ActionCreatePreparedStatementRequest,
         _request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let (statement, schema) = self.result_schema(&query.query).await?;
-        let types = statement
-            .plan
-            .get_parameter_types()
-            .map_err(|e| to_status(from_datafusion(e)))?;
+        let (planned, schema) = self.describe(&query.query).await?;
         // `$1`, `$2`, ... in order; a type the plan cannot infer is asked as text.
-        let mut names: Vec<&String> = types.keys().collect();
+        let mut names: Vec<&String> = planned.parameters.keys().collect();
         names.sort_by_key(|n| {
             n.trim_start_matches('$')
                 .parse::<usize>()
@@ -805,7 +845,8 @@ impl FlightSqlService for FlightSqlServer {
             names
                 .iter()
                 .map(|name| {
-                    let data_type = types
+                    let data_type = planned
+                        .parameters
                         .get(*name)
                         .cloned()
                         .flatten()
@@ -816,26 +857,15 @@ impl FlightSqlService for FlightSqlServer {
                 .collect::<Vec<_>>(),
         );
         let handle = Bytes::from(uuid::Uuid::new_v4().as_bytes().to_vec());
-        {
-            let mut prepared = lock(&self.prepared);
-            if prepared.len() >= MAX_PREPARED {
-                if let Some(oldest) = prepared
-                    .iter()
-                    .min_by_key(|(_, p)| p.created)
-                    .map(|(h, _)| h.clone())
-                {
-                    prepared.remove(&oldest);
-                }
-            }
-            prepared.insert(
-                handle.clone(),
-                Prepared {
-                    sql: query.query,
-                    params: None,
-                    created: Instant::now(),
-                },
-            );
-        }
+        lock(&self.prepared).insert(
+            handle.clone(),
+            Prepared {
+                sql: query.query,
+                params: None,
+                created: Instant::now(),
+            },
+            self.config.max_prepared_statements,
+        );
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: handle,
             dataset_schema: schema_bytes(&schema)?,
@@ -873,7 +903,7 @@ impl FlightSqlService for FlightSqlServer {
                 _ => continue,
             };
             if let Some(cancel) = lock(&self.running).get(&key) {
-                cancel.notify_one();
+                cancel.cancel();
                 result = CANCEL_RESULT_CANCELLED;
             }
         }
@@ -903,4 +933,118 @@ impl FlightSqlService for FlightSqlServer {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// Checks that a command carried in a ticket, a descriptor or an action body decodes,
+/// so a malformed one is the client's error (INVALID_ARGUMENT), not ours (INTERNAL,
+/// as arrow-flight's dispatch would answer).
+fn check_command(bytes: &[u8]) -> Result<(), Status> {
+    let any = Any::decode(bytes)
+        .map_err(|e| Status::invalid_argument(format!("malformed Flight SQL command: {e}")))?;
+    Command::try_from(any)
+        .map(|_| ())
+        .map_err(|e| Status::invalid_argument(format!("malformed Flight SQL command: {e}")))
+}
+
+/// The Flight SQL actions whose bodies are Flight SQL commands.
+const SQL_ACTIONS: [&str; 8] = [
+    "CreatePreparedStatement",
+    "ClosePreparedStatement",
+    "CreatePreparedSubstraitPlan",
+    "BeginTransaction",
+    "BeginSavepoint",
+    "EndTransaction",
+    "EndSavepoint",
+    "CancelQuery",
+];
+
+/// [`FlightSqlServer`] with every command checked before arrow-flight dispatches it.
+struct CheckedCommands(FlightSqlServer);
+
+type Inner = FlightSqlServer;
+
+#[tonic::async_trait]
+impl FlightService for CheckedCommands {
+    type HandshakeStream = <Inner as FlightService>::HandshakeStream;
+    type ListFlightsStream = <Inner as FlightService>::ListFlightsStream;
+    type DoGetStream = <Inner as FlightService>::DoGetStream;
+    type DoPutStream = <Inner as FlightService>::DoPutStream;
+    type DoExchangeStream = <Inner as FlightService>::DoExchangeStream;
+    type DoActionStream = <Inner as FlightService>::DoActionStream;
+    type ListActionsStream = <Inner as FlightService>::ListActionsStream;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        FlightService::handshake(&self.0, request).await
+    }
+
+    async fn list_flights(
+        &self,
+        request: Request<arrow_flight::Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        FlightService::list_flights(&self.0, request).await
+    }
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        check_command(&request.get_ref().cmd)?;
+        FlightService::get_flight_info(&self.0, request).await
+    }
+
+    async fn poll_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<arrow_flight::PollInfo>, Status> {
+        FlightService::poll_flight_info(&self.0, request).await
+    }
+
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<arrow_flight::SchemaResult>, Status> {
+        FlightService::get_schema(&self.0, request).await
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        check_command(&request.get_ref().ticket)?;
+        FlightService::do_get(&self.0, request).await
+    }
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<arrow_flight::FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        FlightService::do_put(&self.0, request).await
+    }
+
+    async fn do_exchange(
+        &self,
+        request: Request<Streaming<arrow_flight::FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        FlightService::do_exchange(&self.0, request).await
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        if SQL_ACTIONS.contains(&request.get_ref().r#type.as_str()) {
+            check_command(&request.get_ref().body)?;
+        }
+        FlightService::do_action(&self.0, request).await
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<arrow_flight::Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        FlightService::list_actions(&self.0, request).await
+    }
 }

@@ -31,7 +31,8 @@ struct Running {
 async fn start(config: ServerConfig) -> Running {
     let (dir, _lake, live) = sample_lake().await;
     let mut registry = Registry::default();
-    let server = FlightSqlServer::new(Arc::new(live), config, &mut registry);
+    let executor = crate::QueryExecutor::new(Arc::new(live), &config).unwrap();
+    let server = FlightSqlServer::new(Arc::new(executor), config, &mut registry).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(server.serve(listener, std::future::pending()));
@@ -420,10 +421,9 @@ async fn timeouts_cancellation_and_the_concurrency_limit_stop_queries() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(server.metric("hourlake_flight_running_queries"), 1.0);
-    // Over the limit of one running query: RESOURCE_EXHAUSTED.
-    let info2 = client.execute(slow.clone(), None).await.unwrap();
-    let err = fetch(&mut client, info2).await.unwrap_err();
-    assert!(err.contains("too_many_queries"), "{err}");
+    // Over the limit of one running query: RESOURCE_EXHAUSTED (planning counts too).
+    let err = client.execute(slow.clone(), None).await.unwrap_err();
+    assert!(err.to_string().contains("too_many_queries"), "{err}");
     drop(stream);
     server.wait_idle().await;
 
@@ -463,4 +463,135 @@ async fn timeouts_cancellation_and_the_concurrency_limit_stop_queries() {
         "{outcome:?}"
     );
     server.wait_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_commands_deep_sql_and_big_inputs_are_the_clients_errors() {
+    let server = start(ServerConfig {
+        max_request_bytes: 64 * 1024,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut raw = FlightServiceClient::new(server.channel().await);
+    // A valid Any whose command is truncated protobuf: INVALID_ARGUMENT, not INTERNAL.
+    let full = CommandGetTables {
+        catalog: Some("datafusion".into()),
+        ..Default::default()
+    }
+    .as_any()
+    .encode_to_vec();
+    let mut any = Any::decode(full.as_slice()).unwrap();
+    any.value = any.value.slice(..any.value.len() - 3);
+    let truncated = any.encode_to_vec();
+    let err = raw
+        .do_get(Ticket::new(truncated.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let err = raw
+        .get_flight_info(arrow_flight::FlightDescriptor::new_cmd(truncated.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let err = raw
+        .do_get(Ticket::new(vec![0xff, 0xff, 0xff]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    let err = raw
+        .do_action(Action::new("CancelQuery", truncated))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+    // Statements that nest too deeply: INVALID_ARGUMENT, and the server stays up.
+    let mut client = server.client().await;
+    let deep = format!("SELECT {}", vec!["1"; 5_000].join("+"));
+    let err = client.execute(deep.clone(), None).await.unwrap_err();
+    assert!(err.to_string().contains("too complex"), "{err}");
+    let err = client.prepare(deep, None).await.unwrap_err();
+    assert!(err.to_string().contains("too complex"), "{err}");
+    // A prepared statement's text is bounded like any statement.
+    let huge = format!("SELECT 1 -- {}", "x".repeat(300 * 1024));
+    let err = client.prepare(huge, None).await.unwrap_err();
+    assert!(err.to_string().contains("statement_too_large"), "{err}");
+    // Parameters bigger than a request may be: refused, not collected.
+    let mut prepared = client
+        .prepare("SELECT length($1) AS n".to_string(), None)
+        .await
+        .unwrap();
+    let big = arrow::array::StringArray::from(vec!["y".repeat(200 * 1024)]);
+    let params = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![arrow::datatypes::Field::new(
+            "$1",
+            DataType::Utf8,
+            false,
+        )])),
+        vec![Arc::new(big)],
+    )
+    .unwrap();
+    prepared.set_parameters(params).unwrap();
+    let err = prepared.execute().await.unwrap_err();
+    assert!(err.to_string().contains("parameters_too_large"), "{err}");
+    let info = client
+        .execute("SELECT 1 AS one".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(fetch(&mut client, info).await.unwrap()[0].num_rows(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_does_not_keep_its_slot() {
+    let server = start(ServerConfig {
+        query_timeout: Duration::from_millis(1000),
+        max_concurrent_queries: 2,
+        max_result_rows: usize::MAX,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut client = server.client().await;
+    let big = "SELECT value, value * 2 AS twice FROM generate_series(1, 100000000)".to_string();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let info = client.execute(big.clone(), None).await.unwrap();
+        let mut stream = client
+            .do_get(info.endpoint[0].ticket.clone().unwrap())
+            .await
+            .unwrap();
+        // Read one batch, then never again.
+        let first = futures::StreamExt::next(&mut stream).await;
+        assert!(first.is_some_and(|b| b.is_ok()));
+        stalled.push(stream);
+    }
+    // Both slots were taken; the stalled queries end at their deadline and free them.
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.execute("SELECT 1 AS one".into(), None).await {
+            Ok(info) => {
+                assert_eq!(fetch(&mut client, info).await.unwrap()[0].num_rows(), 1);
+                break;
+            }
+            Err(e) => {
+                assert!(e.to_string().contains("too_many_queries"), "{e}");
+                assert!(Instant::now() < until, "stalled readers kept their slots");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(stalled);
+}
+
+#[test]
+fn an_empty_token_is_refused_at_configuration_time() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_dir, _lake, live) = runtime.block_on(sample_lake());
+    let config = ServerConfig {
+        tokens: vec!["secret".into(), String::new()],
+        ..ServerConfig::default()
+    };
+    assert!(config.validate().is_err());
+    let executor = Arc::new(crate::QueryExecutor::new(Arc::new(live), &config).unwrap());
+    let mut registry = Registry::default();
+    assert!(FlightSqlServer::new(executor.clone(), config.clone(), &mut registry).is_err());
+    assert!(crate::QueryServer::new(executor, config, Registry::default()).is_err());
 }

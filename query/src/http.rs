@@ -1,40 +1,49 @@
 //! The HTTP API (axum): `POST /v1/sql`, `GET /v1/sql`, `GET /health`, `GET /metrics`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use hourlake_sql::LiveLake;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
+use sha2::{Digest, Sha256};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::auth::Tokens;
 use crate::cache::{CachedResult, ResultCache};
 use crate::error::ApiError;
-use crate::format::{encode, ChunkEncoder, Format};
+use crate::executor::{Parameters, QueryExecutor, ResultStream};
+use crate::format::{unique_column_names, ChunkEncoder, Format, Stats};
 use crate::lookup::RecommendationIndex;
 use crate::metrics::QueryMetrics;
-use crate::query::{execute, plan, Outcome, SqlRequest, Streaming};
-use crate::ServerConfig;
+use crate::query_string::QueryString;
+use crate::{ConfigError, ServerConfig};
+
+/// A SQL request as the API receives it.
+#[derive(Debug, Clone)]
+struct SqlRequest {
+    sql: String,
+    params: Option<serde_json::Value>,
+    format: Format,
+    timeout: Option<Duration>,
+}
 
 struct AppState {
-    live: Arc<LiveLake>,
-    recommendations: std::sync::OnceLock<Arc<RecommendationIndex>>,
+    executor: Arc<QueryExecutor>,
     config: ServerConfig,
     tokens: Tokens,
-    slots: Arc<Semaphore>,
     cache: ResultCache,
     metrics: QueryMetrics,
     registry: Registry,
@@ -47,32 +56,33 @@ pub struct QueryServer {
 }
 
 impl QueryServer {
-    /// A server over `live`; `registry` may already hold other metrics (ingest,
+    /// A server answering through `executor` (which it may share with Flight SQL and
+    /// so share its limits); `registry` may already hold other metrics (ingest,
     /// compactor) that `/metrics` then shows too.
-    pub fn new(live: Arc<LiveLake>, config: ServerConfig, mut registry: Registry) -> QueryServer {
+    pub fn new(
+        executor: Arc<QueryExecutor>,
+        config: ServerConfig,
+        mut registry: Registry,
+    ) -> Result<QueryServer, ConfigError> {
         let metrics = QueryMetrics::default();
         metrics.register(&mut registry);
-        QueryServer {
+        Ok(QueryServer {
             state: Arc::new(AppState {
-                live,
-                recommendations: std::sync::OnceLock::new(),
-                tokens: Tokens::new(&config.tokens),
-                slots: Arc::new(Semaphore::new(config.max_concurrent_queries)),
+                executor,
+                tokens: Tokens::new(&config.tokens)?,
                 cache: ResultCache::new(config.cache_bytes),
                 metrics,
                 registry,
                 draining: AtomicBool::new(false),
                 config,
             }),
-        }
+        })
     }
 
     /// Serves recommendation lookups from `index` (`GET /v1/users/{user_id}/recommendations`
     /// and the SQL table function `user_recommendations`).
     pub fn with_recommendations(self, index: Arc<RecommendationIndex>) -> QueryServer {
-        if self.state.recommendations.set(index).is_err() {
-            tracing::warn!("recommendation index already set; keeping the first");
-        }
+        self.state.executor.set_recommendations(index);
         self
     }
 
@@ -88,6 +98,8 @@ impl QueryServer {
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
+            // A body sent slower than this is cut off (the headers have their own limit).
+            .layer(RequestBodyTimeoutLayer::new(state.config.client_timeout))
             .with_state(state.clone());
         if !state.config.cors_origins.is_empty() {
             let origins = if state.config.cors_origins.iter().any(|o| o == "*") {
@@ -127,7 +139,8 @@ impl QueryServer {
     }
 
     /// Serves on `listener` until `shutdown` completes; new queries then get 503 while
-    /// running ones finish.
+    /// running ones finish. A client that sends its request headers or body too slowly,
+    /// or stops reading its answer, is cut off after `client_timeout`.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -137,12 +150,16 @@ impl QueryServer {
             state: self.state.clone(),
         };
         let router = self.router();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
+        crate::connections::serve(
+            listener,
+            router,
+            self.state.config.client_timeout,
+            async move {
                 shutdown.await;
                 draining.drain();
-            })
-            .await
+            },
+        )
+        .await
     }
 }
 
@@ -204,19 +221,25 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn recommendations(
     State(state): State<Arc<AppState>>,
-    axum::extract::Path(user_id): axum::extract::Path<String>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    user_id: Result<axum::extract::Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
     let response = (|| {
-        let Some(index) = state.recommendations.get() else {
+        let axum::extract::Path(user_id) = user_id.map_err(|e| {
+            ApiError::bad_request(format!(
+                "the user id in the path is not valid: {}",
+                e.body_text()
+            ))
+        })?;
+        let Some(index) = state.executor.recommendations() else {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "lookups_off",
                 "recommendation lookups are not enabled on this server",
             ));
         };
-        let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let q = QueryString::parse(query.as_deref())?;
         let limit = match q.get("limit") {
             None => 10,
             Some(l) => l
@@ -314,38 +337,36 @@ async fn sql_post(
 async fn sql_get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let started = Instant::now();
-    let request = query
-        .map_err(|e| ApiError::bad_request(e.body_text()))
-        .and_then(|Query(q)| {
-            let sql = q
-                .get("sql")
-                .cloned()
-                .ok_or_else(|| ApiError::bad_request("missing query parameter `sql`"))?;
-            let params = q
-                .get("params")
-                .map(|p| {
-                    serde_json::from_str(p)
-                        .map_err(|e| ApiError::bad_request(format!("`params` is not JSON: {e}")))
-                })
-                .transpose()?;
-            let timeout = q
-                .get("timeout_ms")
-                .map(|t| {
-                    t.parse::<u64>()
-                        .map(Duration::from_millis)
-                        .map_err(|_| ApiError::bad_request("`timeout_ms` must be an integer"))
-                })
-                .transpose()?;
-            Ok(SqlRequest {
-                sql,
-                params,
-                format: Format::parse(q.get("format").map(String::as_str))?,
-                timeout,
+    let request = QueryString::parse(query.as_deref()).and_then(|q| {
+        let sql = q
+            .get("sql")
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::bad_request("missing query parameter `sql`"))?;
+        let params = q
+            .get("params")
+            .map(|p| {
+                serde_json::from_str(p)
+                    .map_err(|e| ApiError::bad_request(format!("`params` is not JSON: {e}")))
             })
-        });
+            .transpose()?;
+        let timeout = q
+            .get("timeout_ms")
+            .map(|t| {
+                t.parse::<u64>()
+                    .map(Duration::from_millis)
+                    .map_err(|_| ApiError::bad_request("`timeout_ms` must be an integer"))
+            })
+            .transpose()?;
+        Ok(SqlRequest {
+            sql,
+            params,
+            format: Format::parse(q.get("format"))?,
+            timeout,
+        })
+    });
     answer(&state, &headers, request, started).await
 }
 
@@ -382,90 +403,132 @@ async fn answer(
 /// Results bigger than this (in Arrow memory) are streamed, not cached.
 const STREAM_AFTER_BYTES: usize = 8 * 1024 * 1024;
 
-/// Streams a big result: the rows already read, then the rest as the plan produces them.
-/// The status is sent first, so a failure later (timeout, too many rows, an execution
-/// error) ends the body early; the client sees a truncated transfer, never a silent
-/// partial success (the Arrow stream then lacks its end marker, CSV/NDJSON its last line).
+/// `batch` under the result's (renamed) schema.
+fn renamed(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, ApiError> {
+    RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("renaming result columns: {e}"),
+        )
+    })
+}
+
+/// Rows of a running query as the answer streams them: the schema renamed to unique
+/// column names, the row limit enforced.
+struct Answer {
+    rows: ResultStream,
+    schema: SchemaRef,
+    count: usize,
+    max_rows: usize,
+}
+
+impl Answer {
+    fn new(rows: ResultStream, names: &[String], max_rows: usize) -> Answer {
+        let fields: Vec<Field> = rows
+            .schema
+            .fields()
+            .iter()
+            .zip(names)
+            .map(|(f, name)| f.as_ref().clone().with_name(name.as_str()))
+            .collect();
+        let schema = if fields.len() == rows.schema.fields().len() {
+            Arc::new(Schema::new_with_metadata(
+                fields,
+                rows.schema.metadata().clone(),
+            ))
+        } else {
+            rows.schema.clone()
+        };
+        Answer {
+            rows,
+            schema,
+            count: 0,
+            max_rows,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Result<RecordBatch, ApiError>> {
+        let batch = match self.rows.next().await? {
+            Ok(batch) => batch,
+            Err(e) => return Some(Err(e)),
+        };
+        self.count += batch.num_rows();
+        if self.count > self.max_rows {
+            return Some(Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "result_too_large",
+                format!(
+                    "the result has more than {} rows; add a LIMIT or aggregate",
+                    self.max_rows
+                ),
+            )));
+        }
+        Some(renamed(batch, &self.schema))
+    }
+
+    fn stats(&self, started: Instant) -> Stats {
+        let read = self.rows.stats();
+        Stats {
+            rows: self.count,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            bytes_scanned: read.bytes_scanned,
+            files_scanned: read.files_scanned,
+        }
+    }
+}
+
+/// Streams a big result: the rows already read, then the rest as the plan produces
+/// them, encoded batch by batch as the client reads. The status is sent first, so a
+/// failure later (timeout, too many rows, an execution error) ends the body early; the
+/// client sees a truncated transfer, never a silent partial success (the Arrow stream
+/// then lacks its end marker, JSON its closing bracket, CSV/NDJSON their last line).
+/// The query's deadline covers the whole transfer: a client that stops reading keeps
+/// nothing running past it.
 fn stream_response(
     format: Format,
-    streaming: Streaming,
-    max_rows: usize,
-    slot: tokio::sync::OwnedSemaphorePermit,
+    head: Vec<RecordBatch>,
+    answer: Answer,
+    started: Instant,
 ) -> Response {
-    use futures::StreamExt;
-    let Streaming {
-        schema,
-        head,
-        mut rest,
-        deadline,
-        mut rows,
-    } = streaming;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    tokio::spawn(async move {
-        // The query holds its concurrency slot until the last row is sent.
-        let _slot = slot;
-        let fail = |message: String| Err(std::io::Error::other(message));
-        let mut encoder = ChunkEncoder::new(format, schema);
-        for batch in &head {
-            match encoder.batch(batch) {
-                Ok(bytes) => {
-                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
-                        return; // the client went away: dropping `rest` cancels the plan
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(fail(e.message)).await;
-                    return;
-                }
-            }
+    struct Pump {
+        head: std::vec::IntoIter<RecordBatch>,
+        answer: Answer,
+        encoder: ChunkEncoder,
+        finished: bool,
+    }
+    let encoder = ChunkEncoder::new(format, answer.schema.clone());
+    let pump = Pump {
+        head: head.into_iter(),
+        answer,
+        encoder,
+        finished: false,
+    };
+    let body = futures::stream::unfold(pump, move |mut pump| async move {
+        if pump.finished {
+            return None;
         }
-        drop(head);
-        loop {
-            let next = match tokio::time::timeout_at(deadline, rest.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    let _ = tx
-                        .send(fail("query timed out while streaming".into()))
-                        .await;
-                    return;
-                }
-            };
-            let Some(batch) = next else {
-                break;
-            };
-            let chunk = batch.map_err(|e| e.to_string()).and_then(|b| {
-                rows += b.num_rows();
-                if rows > max_rows {
-                    Err(format!("the result has more than {max_rows} rows"))
-                } else {
-                    encoder.batch(&b).map_err(|e| e.message)
-                }
-            });
-            match chunk {
-                Ok(bytes) => {
-                    if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
-                        return;
-                    }
-                }
-                Err(message) => {
-                    tracing::warn!(%message, "streamed query failed");
-                    let _ = tx.send(fail(message)).await;
-                    return;
-                }
+        let batch = match pump.head.next() {
+            Some(batch) => Some(Ok(batch)),
+            None => pump.answer.next().await,
+        };
+        let chunk = match batch {
+            Some(Ok(batch)) => pump.encoder.batch(&batch),
+            Some(Err(e)) => Err(e),
+            None => {
+                pump.finished = true;
+                let stats = pump.answer.stats(started);
+                pump.encoder.finish(&stats)
             }
-        }
-        match encoder.finish() {
-            Ok(bytes) if !bytes.is_empty() => {
-                let _ = tx.send(Ok(Bytes::from(bytes))).await;
-            }
-            Ok(_) => {}
+        };
+        match chunk {
+            Ok(bytes) => Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), pump)),
             Err(e) => {
-                let _ = tx.send(fail(e.message)).await;
+                tracing::warn!(error = %e, "streamed query failed");
+                pump.finished = true;
+                Some((Err(std::io::Error::other(e.to_string())), pump))
             }
         }
-    });
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
     });
     (
         [
@@ -489,20 +552,36 @@ fn etag_matches(headers: &HeaderMap, etag: &str) -> bool {
         })
 }
 
-fn cached_response(etag: &str, result: &CachedResult) -> Response {
+fn cached_response(etag: Option<&str>, result: &CachedResult) -> Response {
     let mut response = (
-        [
-            (header::CONTENT_TYPE, result.content_type.to_string()),
-            (header::ETAG, etag.to_string()),
-            (header::CACHE_CONTROL, "no-cache".to_string()),
-        ],
+        [(header::CONTENT_TYPE, result.content_type.to_string())],
         result.body.clone(),
     )
         .into_response();
+    let h = response.headers_mut();
+    match etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        Some(etag) => {
+            h.insert(header::ETAG, etag);
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+        // An answer that depends on the clock or on chance is never reused.
+        None => {
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&result.rows.to_string()) {
-        response.headers_mut().insert("x-rows", v);
+        h.insert("x-rows", v);
     }
     response
+}
+
+/// The ETag of an answer: its cache key and the format it is encoded in.
+fn etag_of(cache_key: &str, format: Format) -> String {
+    let mut digest = Sha256::new();
+    digest.update(cache_key.as_bytes());
+    digest.update([0]);
+    digest.update(format.name().as_bytes());
+    format!("\"{}\"", hex::encode(&digest.finalize()[..16]))
 }
 
 async fn run(
@@ -519,64 +598,51 @@ async fn run(
         ));
     }
     let request = request?;
-    let slot = state.slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_queries",
-            format!(
-                "{} queries are already running; retry shortly",
-                state.config.max_concurrent_queries
-            ),
-        )
-    })?;
-    let planned = plan(&state.live, &request, state.recommendations.get()).await?;
-    let etag = planned.etag.clone();
-    if etag_matches(headers, &etag) {
-        state.metrics.not_modified.inc();
-        return Ok((
-            StatusCode::NOT_MODIFIED,
-            [
-                (header::ETAG, etag),
-                (header::CACHE_CONTROL, "no-cache".into()),
-            ],
-        )
-            .into_response());
-    }
-    if let Some(hit) = state.cache.get(&etag) {
-        state.metrics.cache_hits.inc();
-        return Ok(cached_response(&etag, &hit));
-    }
-    let timeout = request.timeout.map_or(state.config.query_timeout, |t| {
-        t.min(state.config.query_timeout)
-    });
-    // Whole JSON documents stay in memory (bounded by the limits); other formats
-    // stream once a result grows past the cacheable size.
-    let stream_after = (request.format != Format::Json).then_some(STREAM_AFTER_BYTES);
-    let executed = match execute(
-        planned,
-        timeout,
-        state.config.max_result_rows,
-        stream_after,
-        started,
-    )
-    .await?
-    {
-        Outcome::Complete(executed) => executed,
-        Outcome::Streaming(streaming) => {
-            return Ok(stream_response(
-                request.format,
-                streaming,
-                state.config.max_result_rows,
-                slot,
-            ));
+    let executor = &state.executor;
+    let admission = executor.admit(request.timeout)?;
+    let parameters = request.params.map_or(Parameters::None, Parameters::Json);
+    let planned = executor.plan(&admission, &request.sql, parameters).await?;
+    let etag = planned
+        .cache_key
+        .as_deref()
+        .map(|key| etag_of(key, request.format));
+    if let Some(etag) = &etag {
+        if etag_matches(headers, etag) {
+            state.metrics.not_modified.inc();
+            return Ok((
+                StatusCode::NOT_MODIFIED,
+                [
+                    (header::ETAG, etag.clone()),
+                    (header::CACHE_CONTROL, "no-cache".into()),
+                ],
+            )
+                .into_response());
         }
-    };
-    let body = encode(
-        request.format,
-        &executed.schema,
-        &executed.batches,
-        &executed.stats,
-    )?;
+        if let Some(hit) = state.cache.get(etag) {
+            state.metrics.cache_hits.inc();
+            return Ok(cached_response(Some(etag), &hit));
+        }
+    }
+    let names = unique_column_names(&planned.columns);
+    let rows = executor.execute(admission, planned).await?;
+    let mut answer = Answer::new(rows, &names, state.config.max_result_rows);
+    let mut head = Vec::new();
+    let mut bytes = 0;
+    while let Some(batch) = answer.next().await {
+        let batch = batch?;
+        bytes += batch.get_array_memory_size();
+        head.push(batch);
+        if bytes > STREAM_AFTER_BYTES {
+            return Ok(stream_response(request.format, head, answer, started));
+        }
+    }
+    let stats = answer.stats(started);
+    let mut encoder = ChunkEncoder::new(request.format, answer.schema.clone());
+    let mut body = Vec::new();
+    for batch in &head {
+        body.extend(encoder.batch(batch)?);
+    }
+    body.extend(encoder.finish(&stats)?);
     if body.len() > state.config.max_result_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -591,19 +657,20 @@ async fn run(
     let result = CachedResult {
         content_type: request.format.content_type(),
         body: Bytes::from(body),
-        rows: executed.stats.rows,
+        rows: stats.rows,
     };
-    let mut response = cached_response(&etag, &result);
+    let mut response = cached_response(etag.as_deref(), &result);
     let h = response.headers_mut();
     for (name, value) in [
-        ("x-files-scanned", executed.stats.files_scanned.to_string()),
-        ("x-bytes-scanned", executed.stats.bytes_scanned.to_string()),
+        ("x-files-scanned", stats.files_scanned.to_string()),
+        ("x-bytes-scanned", stats.bytes_scanned.to_string()),
     ] {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
     }
-    state.cache.insert(etag, result);
-    drop(slot);
+    if let Some(etag) = etag {
+        state.cache.insert(etag, result);
+    }
     Ok(response)
 }

@@ -3,6 +3,11 @@
 //! The query server: SQL over HTTP for dashboards, Arrow Flight SQL for BI tools,
 //! recommendation lookups by user, and the analysts' REPL.
 //!
+//! - [`QueryExecutor`]: the one way a statement runs — admission (concurrency slot and
+//!   deadline), planning within the statement limits on a runtime of its own, the
+//!   read-only guard, parameters, the cache key (none for answers that depend on the
+//!   clock or chance), and rows streamed until the deadline. HTTP, Flight SQL and the
+//!   REPL all run through it.
 //! - [`QueryServer`]: the axum app — `POST /v1/sql` and `GET /v1/sql` (formats json,
 //!   ndjson, csv, arrow), `GET /health`, `GET /metrics`; ETag / `If-None-Match` and a
 //!   result cache keyed by the Delta versions a query reads; read-only guard; limits
@@ -23,10 +28,12 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use hourlake_catalog::Lake;
-//! use hourlake_query::{QueryServer, ServerConfig};
+//! use hourlake_query::{QueryExecutor, QueryServer, ServerConfig};
 //! use hourlake_sql::{LiveLake, SessionFactory};
 //! let live = LiveLake::new(SessionFactory::new(Lake::local("./lake")?), std::time::Duration::from_secs(1));
-//! let server = QueryServer::new(Arc::new(live), ServerConfig::default(), Default::default());
+//! let config = ServerConfig::default();
+//! let executor = Arc::new(QueryExecutor::new(Arc::new(live), &config)?);
+//! let server = QueryServer::new(executor, config, Default::default())?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! server.serve(listener, std::future::pending()).await?;
 //! # Ok(()) }
@@ -35,23 +42,31 @@
 mod auth;
 mod cache;
 mod config;
+mod connections;
 mod error;
+mod executor;
 mod flight_auth;
 mod flight_metadata;
 mod flight_sql;
 #[cfg(test)]
 mod flight_tests;
 mod format;
+#[cfg(test)]
+mod hostile_tests;
 mod http;
 mod lookup;
 mod metrics;
-mod query;
+mod query_string;
 pub mod repl;
+mod runtime;
 #[cfg(test)]
 mod tests;
 
-pub use config::ServerConfig;
+pub use config::{ConfigError, ServerConfig};
 pub use error::ApiError;
+pub use executor::{
+    Admission, CancelHandle, ExecutionStats, Parameters, PlannedQuery, QueryExecutor, ResultStream,
+};
 pub use flight_sql::FlightSqlServer;
 pub use format::{Format, Stats};
 pub use http::QueryServer;

@@ -366,30 +366,29 @@ impl datafusion::catalog::TableFunctionImpl for UserRecommendationsFunction {
         args: &[datafusion::prelude::Expr],
     ) -> datafusion::error::Result<Arc<dyn datafusion::datasource::TableProvider>> {
         use arrow::array::{BooleanBuilder, Float64Builder, Int32Builder, StringBuilder};
-        use arrow::datatypes::{Field, Schema};
         use datafusion::common::ScalarValue;
+        let schema = recommendations_schema();
         let user = match args.first() {
             Some(datafusion::prelude::Expr::Literal(ScalarValue::Utf8(Some(u)), _))
             | Some(datafusion::prelude::Expr::Literal(ScalarValue::Utf8View(Some(u)), _))
             | Some(datafusion::prelude::Expr::Literal(ScalarValue::LargeUtf8(Some(u)), _)) => {
                 u.clone()
             }
+            // A prepared statement's parameter: its value is bound into the statement
+            // before it runs, so until then the table has its columns but no rows to give.
+            Some(datafusion::prelude::Expr::Placeholder(p)) => {
+                return Ok(Arc::new(UnboundArguments {
+                    schema,
+                    placeholder: p.id.clone(),
+                }))
+            }
             _ => {
                 return Err(datafusion::error::DataFusionError::Plan(
-                    "user_recommendations takes one string literal: the user id".into(),
+                    "user_recommendations takes one string: the user id".into(),
                 ))
             }
         };
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("served_at", DataType::Utf8, false),
-            Field::new("model_version", DataType::Utf8, true),
-            Field::new("surface", DataType::Utf8, true),
-            Field::new("request_id", DataType::Utf8, true),
-            Field::new("item_id", DataType::Utf8, false),
-            Field::new("score", DataType::Float64, true),
-            Field::new("rank", DataType::Int32, true),
-            Field::new("clicked", DataType::Boolean, false),
-        ]));
+
         let (mut at, mut model, mut surface, mut request) = (
             StringBuilder::new(),
             StringBuilder::new(),
@@ -431,5 +430,52 @@ impl datafusion::catalog::TableFunctionImpl for UserRecommendationsFunction {
             schema,
             vec![vec![batch]],
         )?))
+    }
+}
+
+/// The columns of `user_recommendations(...)`.
+fn recommendations_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{Field, Schema};
+    Arc::new(Schema::new(vec![
+        Field::new("served_at", DataType::Utf8, false),
+        Field::new("model_version", DataType::Utf8, true),
+        Field::new("surface", DataType::Utf8, true),
+        Field::new("request_id", DataType::Utf8, true),
+        Field::new("item_id", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, true),
+        Field::new("rank", DataType::Int32, true),
+        Field::new("clicked", DataType::Boolean, false),
+    ]))
+}
+
+/// `user_recommendations($1)` before `$1` has a value: the schema, for describing a
+/// prepared statement; running it is an error, never an empty answer.
+#[derive(Debug)]
+struct UnboundArguments {
+    schema: arrow::datatypes::SchemaRef,
+    placeholder: String,
+}
+
+#[async_trait::async_trait]
+impl datafusion::datasource::TableProvider for UnboundArguments {
+    fn schema(&self) -> arrow::datatypes::SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::prelude::Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        Err(datafusion::error::DataFusionError::Plan(format!(
+            "no value was given for {} (user_recommendations)",
+            self.placeholder
+        )))
     }
 }

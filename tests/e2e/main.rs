@@ -6,6 +6,7 @@ mod support;
 
 mod compaction;
 mod flight;
+mod hostile;
 mod ingest;
 mod kafka_script;
 mod produce;

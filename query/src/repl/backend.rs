@@ -7,15 +7,14 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use datafusion::physical_plan::execute_stream;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use hourlake_sql::{LiveLake, SessionFactory};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::error::from_datafusion;
-use crate::query::{prepare, Statement};
+use crate::executor::{Parameters, QueryExecutor};
 use crate::repl::ReplError;
+use crate::ServerConfig;
 
 /// A result on its way: the schema now, the rows as they come.
 pub struct Rows {
@@ -27,16 +26,25 @@ pub struct Rows {
 
 /// A lake folder or a Flight SQL server.
 pub enum Backend {
-    /// The lake, read in this process.
-    Lake(Arc<LiveLake>),
+    /// The lake, read in this process (through the server's executor, without its
+    /// timeout: an analyst cancels with Ctrl-C).
+    Lake(Arc<QueryExecutor>),
     /// A server, over Flight SQL.
     Flight(Box<FlightSqlServiceClient<Channel>>),
 }
 
 impl Backend {
     /// Reads the lake of `factory` in this process.
-    pub fn lake(factory: SessionFactory) -> Backend {
-        Backend::Lake(Arc::new(LiveLake::new(factory, Duration::from_millis(500))))
+    pub fn lake(factory: SessionFactory) -> Result<Backend, ReplError> {
+        let live = Arc::new(LiveLake::new(factory, Duration::from_millis(500)));
+        let config = ServerConfig {
+            max_concurrent_queries: 4,
+            query_timeout: Duration::from_secs(365 * 86_400),
+            ..ServerConfig::default()
+        };
+        let executor = QueryExecutor::new(live, &config)
+            .map_err(|e| ReplError::Connect(format!("starting the query runtime: {e}")))?;
+        Ok(Backend::Lake(Arc::new(executor)))
     }
 
     /// Connects to a Flight SQL server at `url` (`grpc://host:port` or `http://...`),
@@ -73,20 +81,13 @@ impl Backend {
     /// Starts `sql`.
     pub async fn query(&mut self, sql: &str) -> Result<Rows, ReplError> {
         match self {
-            Backend::Lake(live) => {
-                let Statement { ctx, plan, .. } = prepare(live, sql, None).await?;
-                let physical = ctx
-                    .state()
-                    .create_physical_plan(&plan)
-                    .await
-                    .map_err(from_datafusion)?;
-                let schema = physical.schema();
-                let stream = execute_stream(physical, ctx.task_ctx()).map_err(from_datafusion)?;
+            Backend::Lake(executor) => {
+                let admission = executor.admit(None)?;
+                let planned = executor.plan(&admission, sql, Parameters::None).await?;
+                let rows = executor.execute(admission, planned).await?;
                 Ok(Rows {
-                    schema,
-                    stream: stream
-                        .map_err(|e| ReplError::Query(from_datafusion(e)))
-                        .boxed(),
+                    schema: rows.schema.clone(),
+                    stream: rows.into_stream().map_err(ReplError::Query).boxed(),
                 })
             }
             Backend::Flight(client) => {
