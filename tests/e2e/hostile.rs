@@ -337,15 +337,27 @@ async fn the_server_survives_a_storm_of_hostile_requests() {
         .await
         .expect("health");
     assert_eq!(r.status(), 200);
-    let (status, body) = {
+    // Queries of the storm may still be finishing (their slots come back at their
+    // deadlines); then the server answers right.
+    let settled = Instant::now();
+    let (status, body) = loop {
         let r = client
             .post(format!("{base}/v1/sql"))
             .json(&json!({"sql": "SELECT count(*) AS n FROM engagement_events"}))
             .send()
             .await
             .expect("query");
-        (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        let status = r.status();
+        let body = r.json::<Value>().await.unwrap_or(Value::Null);
+        if status != 429 || settled.elapsed() > Duration::from_secs(60) {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    println!(
+        "slots all free {} ms after the storm",
+        settled.elapsed().as_millis()
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"], json!([[200000]]), "still the right answer");
     let peak = peak_rss_mb(server.child.id());
