@@ -246,10 +246,24 @@ async fn statements_that_nest_deeply_get_clear_errors_and_never_crash() {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{shape}: {body}");
         assert_eq!(body["error"]["code"], "statement_too_large", "{shape}");
     }
+    // A body over the request limit: 413 before it is read. The server closes the
+    // connection without reading the rest, so a client still uploading may see the
+    // connection reset before it reads the answer; either way the server stays up.
     let huge = format!("SELECT {}", chain("1", "+", 600_000));
-    let (status, body) = s.sql(&huge).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
-    assert_eq!(body["error"]["code"], "request_too_large", "{body}");
+    match s
+        .client
+        .post(format!("{}/v1/sql", s.base))
+        .json(&json!({ "sql": huge }))
+        .send()
+        .await
+    {
+        Ok(r) => {
+            assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            assert_eq!(body["error"]["code"], "request_too_large", "{body}");
+        }
+        Err(e) => assert!(e.is_request() || e.is_body(), "{e}"),
+    }
     s.healthy().await;
 }
 

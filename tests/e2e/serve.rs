@@ -27,7 +27,7 @@ async fn send(bootstrap: &str, topic: &str, payload: &str) {
 }
 
 /// The address `hourlake serve` logged it listens on.
-fn served_addr(server: &Daemon) -> String {
+pub(crate) fn served_addr(server: &Daemon) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let log = server.log_text();
