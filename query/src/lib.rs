@@ -45,11 +45,7 @@ mod config;
 mod connections;
 mod error;
 mod executor;
-mod flight_auth;
-mod flight_metadata;
-mod flight_sql;
-#[cfg(test)]
-mod flight_tests;
+mod flight;
 mod format;
 #[cfg(test)]
 mod hostile_tests;
@@ -67,7 +63,7 @@ pub use error::ApiError;
 pub use executor::{
     Admission, CancelHandle, ExecutionStats, Parameters, PlannedQuery, QueryExecutor, ResultStream,
 };
-pub use flight_sql::FlightSqlServer;
+pub use flight::FlightSqlServer;
 pub use format::{Format, Stats};
 pub use http::QueryServer;
 pub use lookup::{RecommendationIndex, RecommendedItem, ServedRecommendations};
