@@ -171,7 +171,7 @@ pub struct IngestArgs {
 
 impl IngestArgs {
     /// Merges flags/env over the file over defaults.
-    pub fn resolve(&self, file: &FileConfig) -> IngestConfig {
+    pub fn resolve(&self, file: &FileConfig) -> anyhow::Result<IngestConfig> {
         let k = &file.kafka;
         let i = &file.ingest;
         let brokers = self
@@ -201,16 +201,31 @@ impl IngestArgs {
                 .unwrap_or(flush.max_latency),
         };
         let v = Validation::default();
+        // A window in seconds or days, as microseconds: negative or overflowing values are
+        // configuration errors, not a silent wrap.
+        let micros = |name: &str, value: Option<i64>, unit: i64, default: i64| match value {
+            None => Ok(default),
+            Some(n) if n < 0 => Err(anyhow::anyhow!(
+                "[ingest] {name} must not be negative (got {n})"
+            )),
+            Some(n) => n
+                .checked_mul(unit)
+                .with_context(|| format!("[ingest] {name} = {n} is too large")),
+        };
         cfg.validation = Validation {
             max_message_bytes: i.max_message_bytes.unwrap_or(v.max_message_bytes),
-            max_future_micros: i
-                .max_future_secs
-                .map(|s| s * 1_000_000)
-                .unwrap_or(v.max_future_micros),
-            retention_micros: i
-                .retention_days
-                .map(|d| d * 86_400_000_000)
-                .unwrap_or(v.retention_micros),
+            max_future_micros: micros(
+                "max_future_secs",
+                i.max_future_secs,
+                1_000_000,
+                v.max_future_micros,
+            )?,
+            retention_micros: micros(
+                "retention_days",
+                i.retention_days,
+                86_400_000_000,
+                v.retention_micros,
+            )?,
         };
         if let Some(n) = self.checkpoint_interval.or(i.checkpoint_interval) {
             cfg.checkpoint_interval = n;
@@ -223,7 +238,7 @@ impl IngestArgs {
             cfg.kafka_overrides
                 .insert("group.instance.id".into(), id.clone());
         }
-        cfg
+        Ok(cfg)
     }
 }
 
@@ -413,7 +428,7 @@ mod tests {
             instance_id: Some("m1".into()),
             metrics_addr: None,
         };
-        let cfg = args.resolve(&file);
+        let cfg = args.resolve(&file).unwrap();
         assert_eq!(cfg.brokers, "flag:1");
         assert_eq!(cfg.group, "g-file");
         assert_eq!(cfg.topics, vec!["app-events", "rec-events"]);
@@ -430,6 +445,14 @@ mod tests {
             toml::from_str::<FileConfig>("[kafka]\nbrokerz = 1\n").is_err(),
             "typos are errors"
         );
+        for bad in [
+            "[ingest]\nretention_days = 106751992\n",
+            "[ingest]\nmax_future_secs = 9223372036855\n",
+            "[ingest]\nretention_days = -1\n",
+        ] {
+            let file: FileConfig = toml::from_str(bad).unwrap();
+            assert!(args.resolve(&file).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -111,7 +111,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let file = common.file()?;
             let lake = common.lake(&file)?;
-            let config = ingest.resolve(&file);
+            let config = ingest.resolve(&file)?;
             let compactor = Compactor::new(lake.clone(), compact.resolve(&file), compact.holder());
             eprintln!(
                 "hourlake up: ingesting {:?} from {} into {}\n  query it with: hourlake sql --lake {} -c \"SELECT event_type, count(*) FROM engagement_events GROUP BY 1\"",
@@ -159,7 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let file = common.file()?;
             let lake = common.lake(&file)?;
             run_ingest(
-                Ingestor::new(ingest.resolve(&file), lake),
+                Ingestor::new(ingest.resolve(&file)?, lake),
                 ingest.metrics_addr,
             )
             .await
