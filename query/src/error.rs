@@ -27,7 +27,8 @@ impl ApiError {
         }
     }
 
-    /// 413 for a statement over the size limit, 400 for one too complex to plan.
+    /// 413 for a statement over the size limit (or with a constant too big to copy into
+    /// every row), 400 for one too complex to plan.
     pub fn from_limit(e: LimitError) -> ApiError {
         match e {
             LimitError::TooLarge { .. } => ApiError::new(
@@ -38,6 +39,11 @@ impl ApiError {
             LimitError::TooComplex(_) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "statement_too_complex",
+                e.to_string(),
+            ),
+            LimitError::ConstantTooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "resources_exhausted",
                 e.to_string(),
             ),
         }

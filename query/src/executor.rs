@@ -517,10 +517,21 @@ async fn plan_statement(
         None => plan,
     };
     let parameters_left = plan.get_parameter_types().map_err(from_datafusion)?;
+    // Constants as the optimizer folds them (`repeat('x', 10000000)` becomes one value
+    // copied into every row): bounded before anything runs. Unbound placeholders stay
+    // unfolded until the statement runs with values.
+    let optimized = if parameters_left.is_empty() {
+        let optimized = ctx.state().optimize(&plan).map_err(from_datafusion)?;
+        limits
+            .check_constants(&optimized)
+            .map_err(ApiError::from_limit)?;
+        Some(optimized)
+    } else {
+        None
+    };
     let cache_key = if plan_info::is_time_or_randomness_dependent(&plan) {
         None
-    } else {
-        let optimized = ctx.state().optimize(&plan).map_err(from_datafusion)?;
+    } else if let Some(optimized) = &optimized {
         let versions = snapshot.versions();
         let mut digest = Sha256::new();
         digest.update(sql.as_bytes());
@@ -530,7 +541,7 @@ async fn plan_statement(
         } else if let Parameters::Values(v) = &parameters {
             digest.update(format!("{v:?}").as_bytes());
         }
-        for table in plan_info::tables_read(&optimized) {
+        for table in plan_info::tables_read(optimized) {
             let version = versions.get(table.as_str()).copied();
             digest.update(format!("\0{table}@{version:?}").as_bytes());
         }
@@ -541,6 +552,9 @@ async fn plan_statement(
             }
         }
         Some(hex::encode(&digest.finalize()[..16]))
+    } else {
+        // Placeholders left unbound: described, not run, so never cached.
+        None
     };
     let schema = Arc::new(plan.schema().as_arrow().clone());
     let columns = plan

@@ -568,3 +568,28 @@ async fn the_memory_limit_is_one_pool_for_all_queries() {
     reservation.try_grow(60 * 1024 * 1024).unwrap();
     assert_eq!(b.runtime_env().memory_pool.reserved(), 60 * 1024 * 1024);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn values_sized_by_an_argument_are_bounded_before_they_are_made() {
+    let s = serve(ServerConfig::default()).await;
+    for sql in [
+        // One value too big to make at all.
+        "SELECT length(repeat('x', 2000000000))",
+        "SELECT array_length(range(1, 2000000000))",
+        "SELECT lpad('a', 2000000000)",
+        // A value small enough to make once, but copied into every row of a table.
+        "SELECT repeat('x', 60000000) AS big FROM engagement_events",
+    ] {
+        let (status, body) = s.sql(sql).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{sql}: {body}");
+        assert_eq!(
+            body["error"]["code"], "resources_exhausted",
+            "{sql}: {body}"
+        );
+    }
+    let (status, body) = s
+        .sql("SELECT length(repeat('ab', 1000)) AS n, count(*) AS c FROM engagement_events")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], json!([[2000, 30]]));
+}

@@ -41,7 +41,23 @@ pub enum LimitError {
     /// The statement nests too deeply or has too many parts.
     #[error("the statement is too complex: {0}")]
     TooComplex(String),
+    /// A constant (as given, or computed while planning, e.g. by `repeat`) is too big to
+    /// be copied into every row of a batch.
+    #[error(
+        "a constant in the statement is {bytes} bytes once computed, more than the {limit} \
+         allowed (it would be copied into every row)"
+    )]
+    ConstantTooLarge {
+        /// The constant's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
+
+/// Largest constant a planned statement may hold: a constant is copied into every row
+/// of a batch (8 192 rows), so this bounds what one batch of it can take (512 MiB).
+pub const MAX_CONSTANT_BYTES: usize = 64 * 1024;
 
 /// The bounds applied to one statement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +137,30 @@ impl StatementLimits {
             ControlFlow::Break(e) => Err(e),
             ControlFlow::Continue(()) => Ok(()),
         }
+    }
+
+    /// Checks the constants of an optimized plan (after constant folding) against
+    /// [`MAX_CONSTANT_BYTES`].
+    pub fn check_constants(&self, plan: &LogicalPlan) -> Result<(), LimitError> {
+        let mut biggest = 0;
+        let _ = plan.apply_with_subqueries(|node| {
+            let _ = node.apply_expressions(|e| {
+                e.apply(|e| {
+                    if let Expr::Literal(value, _) = e {
+                        biggest = biggest.max(value.size());
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            });
+            Ok(TreeNodeRecursion::Continue)
+        });
+        if biggest > MAX_CONSTANT_BYTES {
+            return Err(LimitError::ConstantTooLarge {
+                bytes: biggest,
+                limit: MAX_CONSTANT_BYTES,
+            });
+        }
+        Ok(())
     }
 
     /// Checks the nesting depth of a logical plan: plan nodes (including subqueries)
@@ -314,6 +354,27 @@ mod tests {
     fn refuses_more_than_one_statement() {
         assert!(parse("SELECT 1; SELECT 2", StatementLimits::default()).is_err());
         assert!(parse("  ", StatementLimits::default()).is_err());
+    }
+
+    #[tokio::test]
+    async fn constants_too_big_to_copy_into_every_row_are_refused() {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let l = StatementLimits::default();
+        let optimized = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let plan = ctx.state().create_logical_plan(sql).await.unwrap();
+                ctx.state().optimize(&plan).unwrap()
+            }
+        };
+        let small = optimized("SELECT repeat('ab', 1000) AS s FROM generate_series(1, 10)").await;
+        assert!(l.check_constants(&small).is_ok());
+        let folded =
+            optimized("SELECT repeat('ab', 100000) AS s FROM generate_series(1, 10)").await;
+        assert!(matches!(
+            l.check_constants(&folded),
+            Err(LimitError::ConstantTooLarge { bytes, .. }) if bytes >= 200_000
+        ));
     }
 
     #[tokio::test]

@@ -330,7 +330,7 @@ async fn the_server_survives_a_storm_of_hostile_requests() {
         .expect("health");
     assert_eq!(r.status(), 200);
     // Queries of the storm may still be finishing (their slots come back at their
-    // deadlines); then the server answers right.
+    // deadlines, and operators stop at their next yield); then the server answers right.
     let settled = Instant::now();
     let (status, body) = loop {
         let r = client
@@ -341,7 +341,10 @@ async fn the_server_survives_a_storm_of_hostile_requests() {
             .expect("query");
         let status = r.status();
         let body = r.json::<Value>().await.unwrap_or(Value::Null);
-        if status != 429 || settled.elapsed() > Duration::from_secs(60) {
+        // 429 while the storm's last queries hold slots; 504 while their cancelled
+        // parts still finish their current batch on the same two cores.
+        let settling = status == 429 || (status == 504 && body["error"]["code"] == "timeout");
+        if !settling || settled.elapsed() > Duration::from_secs(90) {
             break (status, body);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
