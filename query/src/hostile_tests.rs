@@ -593,3 +593,31 @@ async fn values_sized_by_an_argument_are_bounded_before_they_are_made() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["rows"], json!([[2000, 30]]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_holds_over_a_scan_that_reads_no_column() {
+    let s = serve(ServerConfig::default()).await;
+    for (sql, rows) in [
+        (
+            "SELECT 2000 AS n FROM engagement_events LIMIT 1",
+            json!([[2000]]),
+        ),
+        (
+            "SELECT 1 AS n FROM engagement_events LIMIT 2",
+            json!([[1], [1]]),
+        ),
+        (
+            "SELECT 1 AS n FROM engagement_events LIMIT 1 OFFSET 29",
+            json!([[1]]),
+        ),
+        ("SELECT count(*) AS n FROM engagement_events", json!([[30]])),
+        (
+            "SELECT count(*) AS n FROM (SELECT 1 FROM engagement_events LIMIT 7)",
+            json!([[7]]),
+        ),
+    ] {
+        let (status, body) = s.sql(sql).await;
+        assert_eq!(status, StatusCode::OK, "{sql}: {body}");
+        assert_eq!(body["rows"], rows, "{sql}");
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`LiveLake`]: the newest committed version of every table, refreshed within a bound,
 //!   pinned per query as a [`LakeSnapshot`] (its versions key caches).
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
+//! - [`limit_barrier`]: keeps a `LIMIT` above scans that cannot take one.
 //! - [`limits`]: bounds on a statement's size and nesting, checked before planning.
 //! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON or
 //!   an Arrow row, bound with casts; [`placeholders`]: `?` numbered into `$n`;
@@ -34,6 +35,7 @@
 mod error;
 pub mod functions;
 pub mod guard;
+pub mod limit_barrier;
 pub mod limits;
 mod live;
 pub mod params;

@@ -4,10 +4,13 @@ use std::sync::{Arc, OnceLock};
 
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use hourlake_catalog::Lake;
 
+use crate::limit_barrier::KeepLimitAbove;
 use crate::SqlError;
 
 /// Opens sessions that see every existing lake table at its newest version. Every
@@ -62,7 +65,17 @@ impl SessionFactory {
     /// A session with hourlake's functions and settings but no tables registered.
     pub fn context(&self) -> Result<SessionContext, SqlError> {
         let config = SessionConfig::new().with_information_schema(true);
-        let ctx = SessionContext::new_with_config_rt(config, self.runtime()?);
+        // DataFusion's physical rules, with one first that keeps a LIMIT above scans
+        // that cannot take one (see `limit_barrier`).
+        let mut rules = PhysicalOptimizer::new().rules;
+        rules.insert(0, Arc::new(KeepLimitAbove));
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.runtime()?)
+            .with_default_features()
+            .with_physical_optimizer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         crate::functions::register_all(&ctx);
         Ok(ctx)
     }
