@@ -96,6 +96,9 @@ impl Clock {
 pub struct PlannedQuery {
     ctx: SessionContext,
     plan: LogicalPlan,
+    /// The plan as the optimizer left it (when every parameter is bound), so running
+    /// it does not optimize again.
+    optimized: Option<LogicalPlan>,
     /// The result's columns as planned.
     pub schema: SchemaRef,
     /// Each result column's qualifier (the table or alias it comes from) and name.
@@ -436,12 +439,24 @@ async fn produce(
     planned: PlannedQuery,
     tx: &mpsc::Sender<Item>,
 ) -> Result<Option<ExecutionStats>, ApiError> {
-    let PlannedQuery { ctx, plan, .. } = planned;
+    let PlannedQuery {
+        ctx,
+        plan,
+        optimized,
+        ..
+    } = planned;
     let state = ctx.state();
-    let physical: Arc<dyn ExecutionPlan> = state
-        .create_physical_plan(&plan)
-        .await
-        .map_err(from_datafusion)?;
+    let physical: Arc<dyn ExecutionPlan> = match optimized {
+        Some(optimized) => state
+            .query_planner()
+            .create_physical_plan(&optimized, &state)
+            .await
+            .map_err(from_datafusion)?,
+        None => state
+            .create_physical_plan(&plan)
+            .await
+            .map_err(from_datafusion)?,
+    };
     drop(plan);
     let files_scanned = plan_info::files_scanned(physical.as_ref());
     let mut stream = execute_stream(physical.clone(), ctx.task_ctx()).map_err(from_datafusion)?;
@@ -565,6 +580,7 @@ async fn plan_statement(
     Ok(PlannedQuery {
         ctx,
         plan,
+        optimized,
         schema,
         columns,
         parameters: parameters_left,
