@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use hourlake_query::repl::{self, Backend, OutputFormat, ReplOptions};
+use hourlake_repl::{Backend, OutputFormat, ReplOptions};
 use hourlake_sql::SessionFactory;
 
 use crate::config::CommonArgs;
@@ -67,7 +67,7 @@ pub async fn run(args: SqlArgs) -> anyhow::Result<()> {
         },
         history,
     };
-    let ok = tokio::task::spawn_blocking(move || repl::run(backend, options))
+    let ok = tokio::task::spawn_blocking(move || hourlake_repl::run(backend, options))
         .await
         .context("REPL thread")??;
     if ok {

@@ -1,7 +1,8 @@
 //! # hourlake-query
 //!
 //! The query server: SQL over HTTP for dashboards, Arrow Flight SQL for BI tools,
-//! recommendation lookups by user, and the analysts' REPL.
+//! recommendation lookups by user. (The analysts' REPL, `hourlake-repl`, runs its
+//! statements through the same [`QueryExecutor`].)
 //!
 //! - [`QueryExecutor`]: the one way a statement runs — admission (concurrency slot and
 //!   deadline), planning within the statement limits on a runtime of its own, the
@@ -19,8 +20,6 @@
 //! - [`FlightSqlServer`]: Arrow Flight SQL over the same session, guard and limits —
 //!   statements, prepared statements with bound parameters, catalog metadata, SqlInfo,
 //!   cancellation, Basic-auth handshake to a bearer token.
-//! - [`repl`]: `hourlake sql`, the interactive client over a lake folder or a Flight SQL
-//!   server.
 //! - [`ServerConfig`]: those limits and settings.
 //! - [`ApiError`]: every error as JSON `{"error": {"code", "message"}}` with its status.
 //!
@@ -53,7 +52,6 @@ mod http;
 mod lookup;
 mod metrics;
 mod query_string;
-pub mod repl;
 mod runtime;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@
 //!   pinned per query as a [`LakeSnapshot`] (its versions key caches).
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
 //! - [`limit_barrier`]: keeps a `LIMIT` above scans that cannot take one.
+//! - [`dialect`]: the keywords and function names clients are told about.
 //! - [`limits`]: bounds on a statement's size and nesting, checked before planning.
 //! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON or
 //!   an Arrow row, bound with casts; [`placeholders`]: `?` numbered into `$n`;
@@ -32,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod dialect;
 mod error;
 pub mod functions;
 pub mod guard;

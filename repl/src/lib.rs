@@ -1,3 +1,5 @@
+//! # hourlake-repl
+//!
 //! `hourlake sql`: the analysts' REPL, over a lake folder or a Flight SQL server.
 //!
 //! Line editing with persistent history, statements over several lines ended by `;`,
@@ -29,8 +31,8 @@ use thiserror::Error;
 pub use backend::Backend;
 pub use output::OutputFormat;
 
-use crate::error::ApiError;
 use editor::SqlHelper;
+use hourlake_query::ApiError;
 
 /// What can go wrong in the REPL; shown to the user, who goes on.
 #[derive(Debug, Error)]

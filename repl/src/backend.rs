@@ -12,9 +12,9 @@ use futures::{StreamExt, TryStreamExt};
 use hourlake_sql::{LiveLake, SessionFactory};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::executor::{Parameters, QueryExecutor};
-use crate::repl::ReplError;
-use crate::ServerConfig;
+use hourlake_query::{Parameters, QueryExecutor, ServerConfig};
+
+use crate::ReplError;
 
 /// A result on its way: the schema now, the rows as they come.
 pub struct Rows {

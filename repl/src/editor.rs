@@ -35,7 +35,7 @@ impl SqlHelper {
             .filter(|n| n.to_ascii_lowercase().starts_with(&lower))
             .collect();
         out.extend(
-            crate::flight::metadata::KEYWORDS
+            hourlake_sql::dialect::KEYWORDS
                 .iter()
                 .filter(|k| k.starts_with(&lower))
                 .map(|k| {
