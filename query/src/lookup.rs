@@ -44,6 +44,23 @@ pub struct ServedRecommendations {
     pub items: Vec<RecommendedItem>,
 }
 
+/// Why the index could not catch up with the table (logged; the index retries).
+#[derive(Debug, thiserror::Error)]
+enum IndexError {
+    #[error(transparent)]
+    Catalog(#[from] hourlake_catalog::CatalogError),
+    #[error("recommendation_events: {0}")]
+    Delta(#[from] deltalake::DeltaTableError),
+    #[error("recommendation_events: reading new files: {0}")]
+    Read(#[from] datafusion::error::DataFusionError),
+    #[error("recommendation_events: file path {path:?}: {source}")]
+    Path {
+        path: String,
+        #[source]
+        source: url::ParseError,
+    },
+}
+
 #[derive(Debug, Clone)]
 struct Served {
     event_id: String,
@@ -224,23 +241,27 @@ impl RecommendationIndex {
         }
     }
 
-    async fn read_files(&self, table: &DeltaTable, paths: &[String]) -> Result<(), String> {
+    async fn read_files(&self, table: &DeltaTable, paths: &[String]) -> Result<(), IndexError> {
         if paths.is_empty() {
             return Ok(());
         }
         let ctx = SessionContext::new();
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(|e| e.to_string())?;
+        table.update_datafusion_session(&ctx.state())?;
         let mut root = table.table_url().clone();
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
         let urls = paths
             .iter()
-            .map(|p| root.join(p).map(|u| u.to_string()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
+            .map(|path| {
+                root.join(path)
+                    .map(|u| u.to_string())
+                    .map_err(|source| IndexError::Path {
+                        path: path.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let batches = ctx
             .read_parquet(urls, ParquetReadOptions::default())
             .await
@@ -248,11 +269,9 @@ impl RecommendationIndex {
                 df.filter(
                     col("event_type").in_list(vec![lit("rec_served"), lit("rec_click")], false),
                 )
-            })
-            .map_err(|e| e.to_string())?
+            })?
             .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         for b in &batches {
             self.apply(b);
         }
@@ -260,8 +279,8 @@ impl RecommendationIndex {
     }
 
     /// Loads every active file of `table` (at its loaded version).
-    async fn load_all(&self, table: &DeltaTable) -> Result<(), String> {
-        let snapshot = table.snapshot().map_err(|e| e.to_string())?;
+    async fn load_all(&self, table: &DeltaTable) -> Result<(), IndexError> {
+        let snapshot = table.snapshot()?;
         let paths: Vec<String> = snapshot
             .log_data()
             .iter()
@@ -278,23 +297,18 @@ impl RecommendationIndex {
     }
 
     /// Applies the commits after the applied version up to the table's loaded version.
-    async fn catch_up(&self, table: &DeltaTable) -> Result<(), String> {
+    async fn catch_up(&self, table: &DeltaTable) -> Result<(), IndexError> {
         let Some(applied) = self.version() else {
             return self.load_all(table).await;
         };
         let newest = table.version().unwrap_or(0);
         let log_store = table.log_store();
         for version in applied + 1..=newest {
-            let Some(bytes) = log_store
-                .read_commit_entry(version)
-                .await
-                .map_err(|e| e.to_string())?
-            else {
+            let Some(bytes) = log_store.read_commit_entry(version).await? else {
                 // That part of the log is gone (cleaned up): start over from the table.
                 return self.load_all(table).await;
             };
-            let actions =
-                deltalake::logstore::get_actions(version, &bytes).map_err(|e| e.to_string())?;
+            let actions = deltalake::logstore::get_actions(version, &bytes)?;
             let paths: Vec<String> = actions
                 .into_iter()
                 .filter_map(|a| match a {
@@ -325,13 +339,8 @@ impl RecommendationIndex {
         loop {
             let step = async {
                 match table.as_mut() {
-                    Some(t) => t.update_state().await.map_err(|e| e.to_string())?,
-                    None => {
-                        table = lake
-                            .open(TableId::RecommendationEvents)
-                            .await
-                            .map_err(|e| e.to_string())?
-                    }
+                    Some(t) => t.update_state().await?,
+                    None => table = lake.open(TableId::RecommendationEvents).await?,
                 }
                 match table.as_ref() {
                     Some(t) => self.catch_up(t).await,

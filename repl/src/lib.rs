@@ -29,7 +29,7 @@ use rustyline::Editor;
 use thiserror::Error;
 
 pub use backend::Backend;
-pub use output::OutputFormat;
+pub use output::{OutputFormat, UnknownFormat};
 
 use editor::SqlHelper;
 use hourlake_query::ApiError;
@@ -46,6 +46,12 @@ pub enum ReplError {
     /// The server answered with an error.
     #[error("{0}")]
     Flight(String),
+    /// A backslash command was misused.
+    #[error("{0}")]
+    Usage(String),
+    /// `\format` named no format.
+    #[error(transparent)]
+    Format(#[from] output::UnknownFormat),
     /// Reading input or writing output failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -248,7 +254,7 @@ impl Repl {
                 if argument.is_empty() {
                     println!("Output format is {:?}.", self.format);
                 } else {
-                    self.format = argument.parse().map_err(ReplError::Flight)?;
+                    self.format = argument.parse()?;
                     println!("Output format is {:?}.", self.format);
                 }
             }
@@ -267,13 +273,13 @@ impl Repl {
                      ORDER BY ordinal_position"
                 ))?;
                 if found == 0 {
-                    return Err(ReplError::Flight(format!(
+                    return Err(ReplError::Usage(format!(
                         "no table or view named {argument:?}"
                     )));
                 }
             }
             other => {
-                return Err(ReplError::Flight(format!(
+                return Err(ReplError::Usage(format!(
                     "unknown command {other}; \\help lists the commands"
                 )))
             }

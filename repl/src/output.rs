@@ -20,18 +20,21 @@ pub enum OutputFormat {
     Vertical,
 }
 
-impl FromStr for OutputFormat {
-    type Err = String;
+/// A `\format` argument that names no format.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown format {0:?}: use table, csv, json or vertical")]
+pub struct UnknownFormat(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl FromStr for OutputFormat {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, UnknownFormat> {
         match s.trim().to_ascii_lowercase().as_str() {
             "table" => Ok(OutputFormat::Table),
             "csv" => Ok(OutputFormat::Csv),
             "json" => Ok(OutputFormat::Json),
             "vertical" => Ok(OutputFormat::Vertical),
-            other => Err(format!(
-                "unknown format {other:?}: use table, csv, json or vertical"
-            )),
+            other => Err(UnknownFormat(other.to_string())),
         }
     }
 }

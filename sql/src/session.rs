@@ -11,6 +11,7 @@ use deltalake::DeltaTable;
 use hourlake_catalog::Lake;
 
 use crate::limit_barrier::KeepLimitAbove;
+use crate::probe_slices::SliceJoinProbes;
 use crate::SqlError;
 
 /// Opens sessions that see every existing lake table at its newest version. Every
@@ -66,9 +67,11 @@ impl SessionFactory {
     pub fn context(&self) -> Result<SessionContext, SqlError> {
         let config = SessionConfig::new().with_information_schema(true);
         // DataFusion's physical rules, with one first that keeps a LIMIT above scans
-        // that cannot take one (see `limit_barrier`).
+        // that cannot take one (see `limit_barrier`) and one last that keeps loop joins
+        // interruptible (see `probe_slices`).
         let mut rules = PhysicalOptimizer::new().rules;
         rules.insert(0, Arc::new(KeepLimitAbove));
+        rules.push(Arc::new(SliceJoinProbes));
         let state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime()?)
