@@ -119,6 +119,20 @@ pub struct CommonArgs {
     /// Lake location: a folder or an object-store URL. [default: ./lake]
     #[arg(long, env = "HOURLAKE_LAKE")]
     pub lake: Option<String>,
+    /// An object-store option KEY=VALUE (repeatable), over `[lake.storage_options]`,
+    /// e.g. `aws_endpoint=http://127.0.0.1:7070`. `AWS_*` environment variables fill
+    /// the keys given nowhere else.
+    #[arg(long = "storage-option", value_name = "KEY=VALUE", value_parser = parse_storage_option)]
+    pub storage_options: Vec<(String, String)>,
+}
+
+fn parse_storage_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
 }
 
 impl CommonArgs {
@@ -134,8 +148,9 @@ impl CommonArgs {
             .clone()
             .or_else(|| file.lake.location.clone())
             .unwrap_or_else(|| "./lake".into());
-        Lake::from_location(&location, file.lake.storage_options.clone())
-            .with_context(|| format!("opening lake {location}"))
+        let mut options = file.lake.storage_options.clone();
+        options.extend(self.storage_options.iter().cloned());
+        Lake::from_location(&location, options).with_context(|| format!("opening lake {location}"))
     }
 }
 

@@ -10,7 +10,9 @@ use url::Url;
 use crate::{CatalogError, TableId};
 
 /// Where the lake's tables live: a local folder or an object-store URL
-/// (`s3://bucket/prefix` with storage options for S3-compatible servers).
+/// (`s3://bucket/prefix` with storage options for S3-compatible servers; keys not given
+/// there come from the `AWS_*` environment variables). On S3, commits are conditional
+/// PUTs (`If-None-Match: *`): the server must make create-if-absent atomic.
 #[derive(Debug, Clone)]
 pub struct Lake {
     root: Url,
@@ -129,17 +131,22 @@ impl Lake {
                     location: url.to_string(),
                     reason: e.to_string(),
                 })?;
-                if !path.join("_delta_log").exists() {
-                    // Not a table yet: a handle to create it with, without a failing load.
-                    return deltalake::DeltaTableBuilder::from_url(url)
-                        .and_then(|b| b.with_storage_options(self.storage_options.clone()).build())
-                        .map_err(|e| delta_error(table, e));
-                }
             }
         }
-        DeltaTable::try_from_url_with_storage_options(url, self.storage_options.clone())
+        let mut handle = deltalake::DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.with_storage_options(self.storage_options.clone()).build())
+            .map_err(|e| delta_error(table, e))?;
+        // Not a table yet: the unloaded handle creates it (loading it would fail, and
+        // the kernel would log that failure as an error).
+        let exists = handle
+            .log_store()
+            .is_delta_table_location()
             .await
-            .map_err(|e| delta_error(table, e))
+            .map_err(|e| delta_error(table, e))?;
+        if exists {
+            handle.load().await.map_err(|e| delta_error(table, e))?;
+        }
+        Ok(handle)
     }
 }
 
