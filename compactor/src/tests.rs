@@ -7,11 +7,11 @@ use std::time::Duration;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
 use deltalake::protocol::SaveMode;
-use hourlake_catalog::{Lake, TableId};
+use hourlake_catalog::{Hour, Lake, TableId};
 use hourlake_sql::SessionFactory;
 use serde_json::json;
 
-use crate::{Compactor, CompactorConfig, CompactorError, Hour};
+use crate::{Compactor, CompactorConfig, CompactorError};
 
 const TYPES: &[&str] = &[
     "install",
