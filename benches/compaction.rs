@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use deltalake::protocol::SaveMode;
-use hourlake_catalog::{Lake, TableId};
-use hourlake_compactor::{Compactor, CompactorConfig, Hour};
+use hourlake_catalog::{Hour, Lake, TableId};
+use hourlake_compactor::{Compactor, CompactorConfig};
 use hourlake_sql::SessionFactory;
 
 use events::env_or;

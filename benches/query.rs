@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use deltalake::protocol::SaveMode;
-use hourlake_catalog::{Lake, TableId};
-use hourlake_compactor::{Compactor, CompactorConfig, Hour};
+use hourlake_catalog::{Hour, Lake, TableId};
+use hourlake_compactor::{Compactor, CompactorConfig};
 use hourlake_query::{QueryExecutor, QueryServer, ServerConfig};
 use hourlake_sql::{LiveLake, SessionFactory};
 

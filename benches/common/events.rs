@@ -8,8 +8,7 @@ use arrow::array::{
     ArrayRef, Date32Array, Float64Array, Float64Builder, Int32Array, Int32Builder, Int64Array,
     ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder, TimestampMicrosecondArray,
 };
-use hourlake_catalog::TableId;
-use hourlake_compactor::Hour;
+use hourlake_catalog::{Hour, TableId};
 
 /// A setting from the environment, or its default.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

@@ -7,7 +7,12 @@
 //! - [`TableId`]: the lake's tables, with their Arrow [`schema`]s and partition columns.
 //! - [`Lake`]: where the tables live (a local folder or an object-store URL) and how
 //!   to open or create each of them as a Delta table.
-//! - [`partition`]: the hidden hour partitioning (`event_time` → `event_date`, `event_hour`).
+//! - [`partition`]: the hidden hour partitioning (`event_time` → `event_date`,
+//!   `event_hour`), and [`Hour`], one such partition (parsed from Delta partition
+//!   values, selected by a SQL predicate).
+//! - [`rollup`]: the rollup contract — each hourly rollup declared once ([`Rollup`]:
+//!   source, dimensions, measures and how they merge), its schema derived from that.
+//! - [`dedup`]: which copy of a resent event counts (the first ingested).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), hourlake_catalog::CatalogError> {
@@ -18,16 +23,20 @@
 //! # Ok(()) }
 //! ```
 
+pub mod dedup;
 mod error;
 mod event_type;
 mod lake;
 pub mod partition;
+pub mod rollup;
 pub mod schema;
 mod table;
 
 pub use error::CatalogError;
 pub use event_type::{EventKind, EventType};
 pub use lake::Lake;
+pub use partition::Hour;
+pub use rollup::Rollup;
 pub use table::TableId;
 
 /// The Kafka topic that carries app-engagement events by default.

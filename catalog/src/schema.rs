@@ -1,4 +1,6 @@
-//! Arrow schemas of the lake's tables (the wire format is in `docs/events.md`).
+//! Arrow schemas of the lake's event tables and dead letters (the wire format is in
+//! `docs/events.md`; rollup tables derive theirs from their declaration in
+//! [`crate::rollup`]).
 //!
 //! Timestamps are microsecond UTC (Delta's `timestamp`), partition columns come last,
 //! and every event table carries where its row came from in Kafka (`_kafka_*`) and
@@ -14,6 +16,8 @@ pub const EVENT_DATE: &str = "event_date";
 pub const EVENT_HOUR: &str = "event_hour";
 /// Partition column of `dead_letters`: the UTC date the message was ingested.
 pub const INGEST_DATE: &str = "ingest_date";
+/// The id of an event: copies of one resent event share it (see [`crate::dedup`]).
+pub const EVENT_ID: &str = "event_id";
 /// Kafka topic the row was read from.
 pub const KAFKA_TOPIC: &str = "_kafka_topic";
 /// Kafka partition the row was read from.
@@ -32,23 +36,30 @@ fn utf8(name: &str, nullable: bool) -> Field {
     Field::new(name, DataType::Utf8, nullable)
 }
 
-fn provenance_and_partitions() -> Vec<Field> {
-    vec![
+/// An event table's columns: the header every event has, `own` (the family's fields),
+/// unknown fields as `properties`, then provenance and the hour partition columns.
+fn event_table(own: Vec<Field>) -> SchemaRef {
+    let mut fields = vec![
+        utf8(EVENT_ID, false),
+        utf8("event_type", false),
+        Field::new("event_time", timestamp_type(), false),
+        utf8("user_id", false),
+    ];
+    fields.extend(own);
+    fields.extend([
+        utf8("properties", true),
         utf8(KAFKA_TOPIC, false),
         Field::new(KAFKA_PARTITION, DataType::Int32, false),
         Field::new(KAFKA_OFFSET, DataType::Int64, false),
         Field::new(INGESTED_AT, timestamp_type(), false),
         Field::new(EVENT_DATE, DataType::Date32, false),
         Field::new(EVENT_HOUR, DataType::Int32, false),
-    ]
+    ]);
+    Arc::new(Schema::new(fields))
 }
 
 static ENGAGEMENT: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = vec![
-        utf8("event_id", false),
-        utf8("event_type", false),
-        Field::new("event_time", timestamp_type(), false),
-        utf8("user_id", false),
+    event_table(vec![
         utf8("session_id", true),
         utf8("device_type", true),
         utf8("device_os", true),
@@ -61,10 +72,7 @@ static ENGAGEMENT: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("amount", DataType::Float64, true),
         utf8("currency", true),
         utf8("notification_id", true),
-        utf8("properties", true),
-    ];
-    fields.extend(provenance_and_partitions());
-    Arc::new(Schema::new(fields))
+    ])
 });
 
 /// `engagement_events`: one row per accepted app-engagement event.
@@ -91,21 +99,14 @@ pub fn rec_items_element() -> Arc<Field> {
 }
 
 static RECOMMENDATION: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = vec![
-        utf8("event_id", false),
-        utf8("event_type", false),
-        Field::new("event_time", timestamp_type(), false),
-        utf8("user_id", false),
+    event_table(vec![
         utf8("request_id", true),
         utf8("model_version", true),
         utf8("surface", true),
         Field::new("items", DataType::List(rec_items_element()), true),
         utf8("item_id", true),
         Field::new("rank", DataType::Int32, true),
-        utf8("properties", true),
-    ];
-    fields.extend(provenance_and_partitions());
-    Arc::new(Schema::new(fields))
+    ])
 });
 
 /// `recommendation_events`: one row per accepted recommendation event.
@@ -133,82 +134,6 @@ static DEAD_LETTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
 /// (cut to a limit for oversized messages; `raw_size` keeps the original size).
 pub fn dead_letters() -> SchemaRef {
     DEAD_LETTERS.clone()
-}
-
-/// The member of a rollup dimension that stands for "every value" (the `ALL` rows).
-pub const ALL_MEMBER: &str = "ALL";
-/// The member of a rollup dimension for events that did not carry the dimension.
-pub const UNKNOWN_MEMBER: &str = "unknown";
-/// Rollup column: the source table version the row was computed from.
-pub const SOURCE_VERSION: &str = "source_version";
-/// Rollup column: when the row was computed.
-pub const COMPUTED_AT: &str = "computed_at";
-
-/// The dimensions of `engagement_hourly`, in grouping order.
-pub const ENGAGEMENT_DIMENSIONS: &[&str] = &["event_type", "device_type", "app_version", "country"];
-/// The dimensions of `recommendation_hourly`, in grouping order.
-pub const RECOMMENDATION_DIMENSIONS: &[&str] = &["model_version", "surface"];
-
-fn rollup_schema(dimensions: &[&str], measures: Vec<Field>) -> SchemaRef {
-    let mut fields = vec![Field::new(EVENT_HOUR, DataType::Int32, false)];
-    fields.extend(dimensions.iter().map(|d| utf8(d, false)));
-    fields.extend(measures);
-    fields.push(Field::new(SOURCE_VERSION, DataType::Int64, false));
-    fields.push(Field::new(COMPUTED_AT, timestamp_type(), false));
-    fields.push(Field::new(EVENT_DATE, DataType::Date32, false));
-    Arc::new(Schema::new(fields))
-}
-
-fn count(name: &str) -> Field {
-    Field::new(name, DataType::Int64, false)
-}
-
-static ENGAGEMENT_HOURLY: LazyLock<SchemaRef> = LazyLock::new(|| {
-    rollup_schema(
-        ENGAGEMENT_DIMENSIONS,
-        vec![
-            count("events"),
-            Field::new("users_sketch", DataType::Binary, true),
-            count("installs"),
-            count("sessions"),
-            count("session_length_count"),
-            count("session_length_ms_sum"),
-            Field::new("session_length_sketch", DataType::Binary, true),
-            count("screen_views"),
-            count("clicks"),
-            count("searches"),
-            count("notification_views"),
-            count("notification_opens"),
-            count("purchases"),
-            Field::new("revenue", DataType::Float64, false),
-        ],
-    )
-});
-
-/// `engagement_hourly`: per hour and every combination of [`ENGAGEMENT_DIMENSIONS`]
-/// (each also as [`ALL_MEMBER`]): counts, sums and mergeable sketches.
-pub fn engagement_hourly() -> SchemaRef {
-    ENGAGEMENT_HOURLY.clone()
-}
-
-static RECOMMENDATION_HOURLY: LazyLock<SchemaRef> = LazyLock::new(|| {
-    rollup_schema(
-        RECOMMENDATION_DIMENSIONS,
-        vec![
-            count("events"),
-            count("served"),
-            count("items_served"),
-            count("impressions"),
-            count("clicks"),
-            Field::new("users_sketch", DataType::Binary, true),
-        ],
-    )
-});
-
-/// `recommendation_hourly`: per hour and every combination of
-/// [`RECOMMENDATION_DIMENSIONS`] (each also as [`ALL_MEMBER`]).
-pub fn recommendation_hourly() -> SchemaRef {
-    RECOMMENDATION_HOURLY.clone()
 }
 
 #[cfg(test)]

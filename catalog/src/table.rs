@@ -2,6 +2,7 @@ use std::fmt;
 
 use arrow::datatypes::SchemaRef;
 
+use crate::rollup::{self, Rollup};
 use crate::schema;
 
 /// A table of the lake. The name is also the folder under the lake root.
@@ -13,9 +14,11 @@ pub enum TableId {
     RecommendationEvents,
     /// Messages that could not be decoded or validated, with the reason.
     DeadLetters,
-    /// Hourly rollup of `engagement_events` (written by the compactor).
+    /// Hourly rollup of `engagement_events` (written by the compactor; declared in
+    /// [`rollup::ENGAGEMENT_HOURLY`]).
     EngagementHourly,
-    /// Hourly rollup of `recommendation_events` (written by the compactor).
+    /// Hourly rollup of `recommendation_events` (written by the compactor; declared in
+    /// [`rollup::RECOMMENDATION_HOURLY`]).
     RecommendationHourly,
 }
 
@@ -26,10 +29,6 @@ impl TableId {
         TableId::RecommendationEvents,
         TableId::DeadLetters,
     ];
-
-    /// The hourly rollup tables the compactor maintains.
-    pub const ROLLUPS: &'static [TableId] =
-        &[TableId::EngagementHourly, TableId::RecommendationHourly];
 
     /// Every table of the lake.
     pub const ALL: &'static [TableId] = &[
@@ -43,15 +42,6 @@ impl TableId {
     /// The event tables partitioned by event hour (what the compactor compacts).
     pub const EVENTS: &'static [TableId] =
         &[TableId::EngagementEvents, TableId::RecommendationEvents];
-
-    /// The rollup table built from an event table, if any.
-    pub fn rollup(self) -> Option<TableId> {
-        match self {
-            TableId::EngagementEvents => Some(TableId::EngagementHourly),
-            TableId::RecommendationEvents => Some(TableId::RecommendationHourly),
-            _ => None,
-        }
-    }
 
     /// The SQL name and folder name of the table.
     pub fn name(self) -> &'static str {
@@ -75,8 +65,8 @@ impl TableId {
             TableId::EngagementEvents => schema::engagement_events(),
             TableId::RecommendationEvents => schema::recommendation_events(),
             TableId::DeadLetters => schema::dead_letters(),
-            TableId::EngagementHourly => schema::engagement_hourly(),
-            TableId::RecommendationHourly => schema::recommendation_hourly(),
+            TableId::EngagementHourly => rollup::ENGAGEMENT_HOURLY.schema(),
+            TableId::RecommendationHourly => rollup::RECOMMENDATION_HOURLY.schema(),
         }
     }
 
@@ -87,7 +77,7 @@ impl TableId {
                 &[schema::EVENT_DATE, schema::EVENT_HOUR]
             }
             TableId::DeadLetters => &[schema::INGEST_DATE],
-            TableId::EngagementHourly | TableId::RecommendationHourly => &[schema::EVENT_DATE],
+            TableId::EngagementHourly | TableId::RecommendationHourly => Rollup::PARTITION_COLUMNS,
         }
     }
 }

@@ -5,16 +5,15 @@ use std::future::Future;
 use std::time::Instant;
 
 use deltalake::DeltaTable;
-use hourlake_catalog::{Lake, TableId};
+use hourlake_catalog::{Lake, Rollup, TableId};
 use hourlake_sql::SessionFactory;
 use tokio::sync::Mutex;
 
 use crate::error::delta;
-use crate::plan::{files_by_hour, hours_changed_between, is_closed, rewrite_reason};
+use crate::plan::{files_by_hour, is_closed, rewrite_reason};
 use crate::report::{PassReport, TableReport};
-use crate::{
-    maintenance, rewrite, rollup, CompactorConfig, CompactorError, CompactorMetrics, Lease,
-};
+use crate::rollup::RollupPass;
+use crate::{maintenance, rewrite, CompactorConfig, CompactorError, CompactorMetrics, Lease};
 
 /// Rewrites small files, removes duplicates, keeps the hourly rollups current and
 /// tidies storage. Several may run against one lake: a lease per table lets only one
@@ -177,26 +176,26 @@ impl Compactor {
         maintain: bool,
         report: &mut TableReport,
     ) -> Result<(), CompactorError> {
-        let rollup_id = id.rollup().ok_or_else(|| CompactorError::Unexpected {
-            table: id.name(),
-            reason: "not an event table".to_string(),
-        })?;
-        let mut rollup_table = self.lake.open_or_create(rollup_id).await?;
         let planned_version = table.version().unwrap_or(0);
-        let watermark = rollup::watermark(id, &rollup_table).await?;
-        let changed = match watermark {
-            Some(w) => hours_changed_between(id, table, w, planned_version).await?,
-            None => None,
-        };
-        let rolled = rollup::hours_in(&self.factory, rollup_id, &rollup_table).await?;
+        let mut rollups = Vec::new();
+        for rollup in Rollup::of_source(id) {
+            rollups.push(
+                RollupPass::start(&self.lake, &self.factory, rollup, table, planned_version)
+                    .await?,
+            );
+        }
         let now = chrono::Utc::now().timestamp_micros();
         let hours = files_by_hour(id, table)?;
 
         let mut dirty = Vec::new();
         for (hour, files) in &hours {
             let closed = is_closed(&self.config, *hour, now);
-            let changed_here = changed.as_ref().is_none_or(|c| c.contains(hour));
-            let is_dirty = closed && (changed_here || !rolled.contains(hour));
+            let mut is_dirty = false;
+            if closed {
+                for rollup in &mut rollups {
+                    is_dirty |= rollup.mark_if_stale(*hour);
+                }
+            }
             if is_dirty {
                 dirty.push(*hour);
             }
@@ -229,18 +228,10 @@ impl Compactor {
         if !dirty.is_empty() {
             table.update_state().await.map_err(delta(id))?;
             lease.renew().await?;
-            if let Some((_, rows)) = rollup::recompute_hours(
-                &self.factory,
-                id,
-                table,
-                rollup_id,
-                &rollup_table,
-                &dirty,
-                planned_version,
-            )
-            .await?
-            {
-                report.rollup_rows = rows;
+            for rollup in &rollups {
+                report.rollup_rows += rollup
+                    .recompute(&self.factory, table, planned_version)
+                    .await?;
             }
             self.metrics.rollup_hours.inc_by(dirty.len() as u64);
             report.rolled_up = dirty;
@@ -249,10 +240,13 @@ impl Compactor {
         if maintain {
             lease.renew().await?;
             let mut m = maintenance::maintain(id, table, &self.config).await?;
-            let rolled_m =
-                maintenance::maintain(rollup_id, &mut rollup_table, &self.config).await?;
-            m.files_vacuumed += rolled_m.files_vacuumed;
-            m.log_entries_removed += rolled_m.log_entries_removed;
+            for rollup in &mut rollups {
+                let rolled_m =
+                    maintenance::maintain(rollup.rollup.table, &mut rollup.table, &self.config)
+                        .await?;
+                m.files_vacuumed += rolled_m.files_vacuumed;
+                m.log_entries_removed += rolled_m.log_entries_removed;
+            }
             self.metrics.files_vacuumed.inc_by(m.files_vacuumed as u64);
             report.maintenance = Some(m);
         }

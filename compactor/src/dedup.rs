@@ -1,5 +1,7 @@
-//! Finding duplicate events: producers resend at least once, so an `event_id` can
-//! arrive more than once. The first ingested copy is the one kept.
+//! Finding and removing duplicate events: the copies of a resent event that
+//! [`hourlake_catalog::dedup`] says lose (every copy but the first ingested). A rewrite
+//! also drops any copy of an event the hour's large files (which it leaves as they are)
+//! already hold: those keep theirs.
 //!
 //! Duplicates are rare, so they are found with an aggregate over `event_id` (which can
 //! spill) and then ranked among themselves only, joined with the small set of repeated ids
@@ -13,7 +15,8 @@ use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use hourlake_catalog::schema::{INGESTED_AT, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC};
+use hourlake_catalog::dedup::copy_number_sql;
+use hourlake_catalog::schema::{EVENT_ID, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC};
 
 /// Registers `name`: the `(_kafka_topic, _kafka_partition, _kafka_offset)` of every row
 /// of `source` matching `filter` that repeats an event: a later copy of an `event_id`
@@ -106,19 +109,19 @@ async fn duplicate_batches(
     kept: Option<&str>,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
     let mut sql = format!(
-        "WITH repeated AS (SELECT event_id FROM {source} WHERE {filter} \
-                           GROUP BY event_id HAVING count(*) > 1), \
+        "WITH repeated AS (SELECT {EVENT_ID} FROM {source} WHERE {filter} \
+                           GROUP BY {EVENT_ID} HAVING count(*) > 1), \
               ranked AS (SELECT s.{KAFKA_TOPIC} AS t, s.{KAFKA_PARTITION} AS p, s.{KAFKA_OFFSET} AS o, \
-                           row_number() OVER (PARTITION BY s.event_id \
-                             ORDER BY s.{INGESTED_AT}, s.{KAFKA_TOPIC}, s.{KAFKA_PARTITION}, s.{KAFKA_OFFSET}) AS copy \
-                         FROM repeated r JOIN {source} s ON r.event_id = s.event_id WHERE {filter}) \
-         SELECT t, p, o FROM ranked WHERE copy > 1"
+                           {copy} AS copy \
+                         FROM repeated r JOIN {source} s ON r.{EVENT_ID} = s.{EVENT_ID} WHERE {filter}) \
+         SELECT t, p, o FROM ranked WHERE copy > 1",
+        copy = copy_number_sql(Some("s")),
     );
     if let Some(kept) = kept {
         sql.push_str(&format!(
             " UNION SELECT s.{KAFKA_TOPIC} AS t, s.{KAFKA_PARTITION} AS p, s.{KAFKA_OFFSET} AS o \
               FROM {source} s WHERE {filter} \
-                AND EXISTS (SELECT 1 FROM {kept} k WHERE k.event_id = s.event_id)"
+                AND EXISTS (SELECT 1 FROM {kept} k WHERE k.{EVENT_ID} = s.{EVENT_ID})"
         ));
     }
     ctx.sql(&sql).await?.collect().await

@@ -4,10 +4,10 @@
 //!
 //! - [`Compactor`]: passes over `engagement_events` and `recommendation_events`; per hour
 //!   it decides ([`plan`]) whether to [`rewrite`] the hour's undersized files into few
-//!   large ones sorted by `user_id, event_time`, removing duplicate `event_id`s, and
-//!   recomputes the [`rollup`] rows (`engagement_hourly`, `recommendation_hourly`) of
-//!   every closed hour whose data changed; every so often it checkpoints, cleans up
-//!   the log and vacuums ([`maintenance`]).
+//!   large ones sorted by `user_id, event_time`, removing duplicate `event_id`s
+//!   ([`dedup`]), and recomputes the [`rollup`] rows (of every rollup declared on the
+//!   table in [`hourlake_catalog::rollup`]) of every closed hour whose data changed;
+//!   every so often it checkpoints, cleans up the log and vacuums ([`maintenance`]).
 //! - [`Lease`]: only one compactor acts on a table at a time.
 //! - [`PassReport`]: what a pass did (files in/out, bytes, duplicates, rollup hours).
 //!
@@ -28,7 +28,6 @@ mod compactor;
 mod config;
 pub mod dedup;
 mod error;
-mod hour;
 mod lease;
 pub mod maintenance;
 mod metrics;
@@ -42,7 +41,6 @@ mod tests;
 pub use compactor::Compactor;
 pub use config::CompactorConfig;
 pub use error::CompactorError;
-pub use hour::Hour;
 pub use lease::Lease;
 pub use maintenance::Maintenance;
 pub use metrics::CompactorMetrics;

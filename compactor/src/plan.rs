@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use deltalake::kernel::{Action, Remove};
 use deltalake::DeltaTable;
-use hourlake_catalog::TableId;
+use hourlake_catalog::{Hour, TableId};
 
 use crate::error::delta;
-use crate::{CompactorConfig, CompactorError, Hour};
+use crate::{CompactorConfig, CompactorError};
 
 /// One data file of a table, as the snapshot lists it.
 #[derive(Debug, Clone)]

@@ -2,11 +2,11 @@
 
 use std::fmt;
 
-use hourlake_catalog::TableId;
+use hourlake_catalog::{Hour, TableId};
 
-use crate::{Hour, HourRewrite, Maintenance};
+use crate::{HourRewrite, Maintenance};
 
-/// What one pass did to one event table and its rollup.
+/// What one pass did to one event table and its rollups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableReport {
     /// The event table.

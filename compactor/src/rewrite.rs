@@ -13,14 +13,14 @@ use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::DeltaTable;
 use futures::StreamExt;
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
-use hourlake_catalog::TableId;
+use hourlake_catalog::{Hour, TableId};
 use hourlake_sql::SessionFactory;
 
 use crate::batch::conform;
 use crate::dedup::{duplicate_positions, without_duplicates};
 use crate::error::delta;
 use crate::plan::{DataFile, RewriteReason};
-use crate::{CompactorConfig, CompactorError, Hour, Lease};
+use crate::{CompactorConfig, CompactorError, Lease};
 
 /// What rewriting one hour did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,11 +7,12 @@ use std::time::Duration;
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
 use deltalake::protocol::SaveMode;
-use hourlake_catalog::{Lake, TableId};
+use hourlake_catalog::rollup::{Merge, ALL_MEMBER};
+use hourlake_catalog::{Hour, Lake, Rollup, TableId};
 use hourlake_sql::SessionFactory;
 use serde_json::json;
 
-use crate::{Compactor, CompactorConfig, CompactorError, Hour};
+use crate::{Compactor, CompactorConfig, CompactorError};
 
 const TYPES: &[&str] = &[
     "install",
@@ -315,6 +316,186 @@ async fn a_late_event_recomputes_its_hour() {
     .await;
     assert_eq!(dup_rows, 0);
     compactor.release().await.unwrap();
+}
+
+/// Two closed hours of engagement and recommendation events, both with resends.
+async fn fill_both_tables(lake: &Lake) -> Vec<Hour> {
+    let (hours, _) = fill_with_duplicates(lake).await;
+    let mut recs: Vec<_> = (0..600u64)
+        .map(|i| rec_event(i, hours[(i % 2) as usize], i as i64))
+        .collect();
+    recs.extend((0..40u64).map(|i| rec_event(i, hours[(i % 2) as usize], 1000 + i as i64)));
+    append_recs(lake, &recs).await;
+    hours
+}
+
+/// One compactor pass over `lake`.
+async fn compact(lake: &Lake) {
+    let compactor = Compactor::new(lake.clone(), config(), "test");
+    compactor.run_pass().await.unwrap();
+    compactor.release().await.unwrap();
+}
+
+/// Every declared rollup keeps its contract: an hour's `ALL` row equals its most
+/// detailed rows merged by each measure's merge rule (sketches within their error).
+#[tokio::test]
+async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let hours = fill_both_tables(&lake).await;
+    compact(&lake).await;
+    for rollup in Rollup::ALL {
+        let rows = |op: &str| {
+            let dims: Vec<String> = rollup
+                .dimensions
+                .iter()
+                .map(|d| format!("{d} {op} '{ALL_MEMBER}'"))
+                .collect();
+            format!(
+                "FROM {} WHERE {} AND {}",
+                rollup.table,
+                dims.join(" AND "),
+                hours[0].sql_predicate()
+            )
+        };
+        for m in rollup.measures {
+            let (merged, all, tolerance) = match m.aggregate.merge() {
+                Merge::Sum => (m.merge_sql(), m.name.to_string(), 1e-9),
+                Merge::HllUnion => (
+                    format!("hll_estimate({})", m.merge_sql()),
+                    format!("hll_estimate({})", m.name),
+                    0.03,
+                ),
+                Merge::QuantileUnion => (
+                    format!("quantile_estimate({}, 0.5)", m.merge_sql()),
+                    format!("quantile_estimate({}, 0.5)", m.name),
+                    0.1,
+                ),
+            };
+            let b = query(
+                &lake,
+                &format!(
+                    "SELECT CAST(({}) AS DOUBLE), CAST(({}) AS DOUBLE)",
+                    format_args!("SELECT {merged} {}", rows("<>")),
+                    format_args!("SELECT {all} {}", rows("=")),
+                ),
+            )
+            .await;
+            let value = |c: usize| b[0].column(c).as_primitive::<Float64Type>().value(0);
+            let (merged, all) = (value(0), value(1));
+            assert!(all > 0.0, "{}.{} is empty", rollup.table, m.name);
+            assert!(
+                (merged - all).abs() <= tolerance * all,
+                "{}.{}: merged {merged} vs ALL {all}",
+                rollup.table,
+                m.name
+            );
+        }
+    }
+}
+
+/// The dashboard views answer the same for an hour whether they read its rollup rows
+/// or its raw events (sketch estimates within their error), with the same columns.
+#[tokio::test]
+async fn views_answer_the_same_from_rollups_as_from_raw_events() {
+    let exact = [
+        "SELECT event_date, event_hour, events, sessions, avg_session_length_ms, installs, \
+           notification_views, notification_opens, notification_open_rate, purchases, \
+           round(revenue, 6) FROM hourly_engagement ORDER BY 1, 2",
+        "SELECT * EXCEPT (source) FROM recommendation_ctr ORDER BY 1, 2, 3, 4",
+    ];
+    let estimated = "SELECT 0 AS k, event_hour, CAST(active_users AS DOUBLE), p95_session_length_ms \
+                     FROM hourly_engagement UNION ALL \
+                     SELECT 1, 0, CAST(active_users AS DOUBLE), 1.0 FROM daily_active_users ORDER BY 1, 2";
+    let columns = |lake: Lake| async move {
+        let ctx = SessionFactory::new(lake).session().await.unwrap();
+        let mut all = Vec::new();
+        for view in [
+            "hourly_engagement",
+            "recommendation_ctr",
+            "daily_active_users",
+        ] {
+            let df = ctx.table(view).await.unwrap();
+            all.extend(
+                df.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{view}.{}: {}", f.name(), f.data_type())),
+            );
+        }
+        all
+    };
+    let text = |b: &[RecordBatch]| {
+        arrow::util::pretty::pretty_format_batches(b)
+            .unwrap()
+            .to_string()
+    };
+    let f64s = |b: &[RecordBatch], c: usize| -> Vec<f64> {
+        b.iter()
+            .flat_map(|b| b.column(c).as_primitive::<Float64Type>().values().to_vec())
+            .collect()
+    };
+
+    let raw_dir = tempfile::tempdir().unwrap();
+    let raw = Lake::local(raw_dir.path()).unwrap();
+    fill_both_tables(&raw).await;
+    let rolled_dir = tempfile::tempdir().unwrap();
+    let rolled = Lake::local(rolled_dir.path()).unwrap();
+    fill_both_tables(&rolled).await;
+    compact(&rolled).await;
+
+    let sources = "SELECT DISTINCT source FROM hourly_engagement \
+                   UNION SELECT DISTINCT source FROM recommendation_ctr";
+    assert!(text(&query(&raw, sources).await).contains("raw"));
+    assert!(!text(&query(&rolled, sources).await).contains("raw"));
+    let expected_columns = [
+        "hourly_engagement.event_date: Date32",
+        "hourly_engagement.event_hour: Int32",
+        "hourly_engagement.events: Int64",
+        "hourly_engagement.active_users: UInt64",
+        "hourly_engagement.sessions: Int64",
+        "hourly_engagement.avg_session_length_ms: Float64",
+        "hourly_engagement.p95_session_length_ms: Float64",
+        "hourly_engagement.installs: Int64",
+        "hourly_engagement.notification_views: Int64",
+        "hourly_engagement.notification_opens: Int64",
+        "hourly_engagement.notification_open_rate: Float64",
+        "hourly_engagement.purchases: Int64",
+        "hourly_engagement.revenue: Float64",
+        "hourly_engagement.users_sketch: Binary",
+        "hourly_engagement.source: Utf8",
+        "recommendation_ctr.event_date: Date32",
+        "recommendation_ctr.event_hour: Int32",
+        "recommendation_ctr.model_version: Utf8View",
+        "recommendation_ctr.surface: Utf8View",
+        "recommendation_ctr.served: Int64",
+        "recommendation_ctr.impressions: Int64",
+        "recommendation_ctr.clicks: Int64",
+        "recommendation_ctr.ctr: Float64",
+        "recommendation_ctr.source: Utf8",
+        "daily_active_users.event_date: Date32",
+        "daily_active_users.active_users: UInt64",
+    ];
+    assert_eq!(columns(raw.clone()).await, expected_columns);
+    assert_eq!(columns(rolled.clone()).await, expected_columns);
+    for sql in exact {
+        let (from_raw, from_rollup) = (query(&raw, sql).await, query(&rolled, sql).await);
+        assert_eq!(text(&from_raw), text(&from_rollup), "{sql}");
+    }
+    let (from_raw, from_rollup) = (
+        query(&raw, estimated).await,
+        query(&rolled, estimated).await,
+    );
+    for (c, tolerance) in [(2, 0.03), (3, 0.05)] {
+        let (r, rolled) = (f64s(&from_raw, c), f64s(&from_rollup, c));
+        assert_eq!(r.len(), 3);
+        for (r, rolled) in r.iter().zip(&rolled) {
+            assert!(
+                (r - rolled).abs() <= tolerance * r,
+                "column {c}: {r} vs {rolled}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -17,7 +17,8 @@
 //!   [`script`]: text split into statements;
 //!   [`plan_info`]: tables a plan reads, files and bytes it scanned.
 //! - [`views`]: dashboard views (`hourly_engagement`, `daily_active_users`,
-//!   `recommendation_ctr`) reading rollups where they cover and raw events elsewhere.
+//!   `recommendation_ctr`), generated from the rollup declarations
+//!   (`hourlake_catalog::rollup`): rollup rows where they cover, raw events elsewhere.
 //! - [`functions`]: mergeable sketch functions (`hll_sketch`, `hll_union`, `hll_estimate`,
 //!   `hll_count_distinct`) and KLL quantiles (`quantile_sketch`, `quantile_union`,
 //!   `quantile_estimate`) over Apache DataSketches.
@@ -53,5 +54,5 @@ pub mod views;
 
 pub use datafusion::prelude::SessionContext;
 pub use error::SqlError;
-pub use live::{rollup_hours, HourKey, LakeSnapshot, LiveLake};
+pub use live::{rollup_hours, LakeSnapshot, LiveLake};
 pub use session::{register_table, SessionFactory};

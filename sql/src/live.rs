@@ -7,25 +7,21 @@ use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
-use hourlake_catalog::TableId;
-use tokio::sync::Mutex;
-
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
+use hourlake_catalog::{Hour, Rollup, TableId};
+use tokio::sync::Mutex;
 
 use crate::pruning::HiddenPartitioning;
 use crate::{SessionFactory, SqlError};
-
-/// An `(event_date, event_hour)` partition: days since the epoch, hour 0–23.
-pub type HourKey = (i32, i32);
 
 /// Every existing table at one version each: what one query reads.
 #[derive(Debug, Clone)]
 pub struct LakeSnapshot {
     tables: Arc<BTreeMap<TableId, DeltaTable>>,
     /// Per rollup table: the version its hours were read at, and those hours.
-    rolled: Arc<BTreeMap<TableId, (u64, BTreeSet<HourKey>)>>,
-    /// Per event table: the hours it holds that its rollup does not cover.
-    uncovered: Arc<BTreeMap<TableId, Vec<HourKey>>>,
+    rolled: Arc<BTreeMap<TableId, (u64, BTreeSet<Hour>)>>,
+    /// Per rollup table whose source exists: the source's hours it does not cover.
+    uncovered: Arc<BTreeMap<TableId, Vec<Hour>>>,
 }
 
 fn delta_error(id: TableId) -> impl Fn(deltalake::DeltaTableError) -> SqlError {
@@ -33,17 +29,6 @@ fn delta_error(id: TableId) -> impl Fn(deltalake::DeltaTableError) -> SqlError {
         table: id.name().to_string(),
         source: Box::new(e),
     }
-}
-
-fn hour_of(values: &std::collections::HashMap<String, Option<String>>) -> Option<HourKey> {
-    let date = values.get(EVENT_DATE)?.as_deref()?;
-    let hour = values.get(EVENT_HOUR)?.as_deref()?.parse().ok()?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
-    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-    Some((
-        i32::try_from(date.signed_duration_since(epoch).num_days()).ok()?,
-        hour,
-    ))
 }
 
 impl LakeSnapshot {
@@ -75,7 +60,8 @@ impl LakeSnapshot {
             }
         }
         let mut rolled = BTreeMap::new();
-        for &id in TableId::ROLLUPS {
+        for rollup in Rollup::ALL {
+            let id = rollup.table;
             let Some(table) = tables.get(&id) else {
                 continue;
             };
@@ -90,21 +76,21 @@ impl LakeSnapshot {
             rolled.insert(id, (version, hours));
         }
         let mut uncovered = BTreeMap::new();
-        for &id in TableId::EVENTS {
-            let Some(table) = tables.get(&id) else {
+        for rollup in Rollup::ALL {
+            let Some(source) = tables.get(&rollup.source) else {
                 continue;
             };
-            let covered = id.rollup().and_then(|r| rolled.get(&r)).map(|(_, h)| h);
-            let snapshot = table.snapshot().map_err(delta_error(id))?;
+            let covered = rolled.get(&rollup.table).map(|(_, h)| h);
+            let snapshot = source.snapshot().map_err(delta_error(rollup.source))?;
             let mut hours = BTreeSet::new();
             for file in snapshot.log_data().iter() {
-                if let Some(hour) = hour_of(&file.partition_values_map()) {
+                if let Some(hour) = Hour::from_partition_values(&file.partition_values_map()) {
                     if covered.is_none_or(|c| !c.contains(&hour)) {
                         hours.insert(hour);
                     }
                 }
             }
-            uncovered.insert(id, hours.into_iter().collect());
+            uncovered.insert(rollup.table, hours.into_iter().collect());
         }
         Ok(LakeSnapshot {
             tables: Arc::new(tables),
@@ -113,9 +99,10 @@ impl LakeSnapshot {
         })
     }
 
-    /// The hours of an event table its rollup does not cover (read raw by the views).
-    pub fn uncovered(&self, table: TableId) -> &[HourKey] {
-        self.uncovered.get(&table).map_or(&[], Vec::as_slice)
+    /// The hours of a rollup's source table that the rollup table does not cover
+    /// (every hour when it does not exist yet): the views read them raw.
+    pub fn uncovered(&self, rollup: TableId) -> &[Hour] {
+        self.uncovered.get(&rollup).map_or(&[], Vec::as_slice)
     }
 
     /// The version of each existing table, by SQL name.
@@ -203,12 +190,12 @@ impl LiveLake {
     }
 }
 
-/// The `(event_date, event_hour)` partitions a rollup table holds rows for.
+/// The hours a rollup table holds rows for.
 pub async fn rollup_hours(
     factory: &SessionFactory,
     id: TableId,
     table: &DeltaTable,
-) -> Result<BTreeSet<HourKey>, SqlError> {
+) -> Result<BTreeSet<Hour>, SqlError> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Date32Type, Int32Type};
     let ctx = factory.context()?;
@@ -230,7 +217,10 @@ pub async fn rollup_hours(
             continue;
         };
         for i in 0..b.num_rows() {
-            hours.insert((dates.value(i), hs.value(i)));
+            hours.insert(Hour {
+                date: dates.value(i),
+                hour: hs.value(i),
+            });
         }
     }
     Ok(hours)

@@ -1,6 +1,7 @@
-//! Dashboard views (documented in `docs/queries.md`). Each reads the hourly rollups for
-//! the hours they cover and the raw events (deduplicated) for the rest — the newest,
-//! still-open hours, or hours whose late data the compactor has not rolled up yet — so
+//! Dashboard views (documented in `docs/queries.md`), generated from the rollup
+//! declarations (`hourlake_catalog::rollup`). Each reads the hourly rollup for the
+//! hours it covers and the raw events (deduplicated) for the rest — the newest, still
+//! open hours, or hours whose late data the compactor has not rolled up yet — so
 //! answers are fast and up to the second.
 //!
 //! Which hours are covered is decided per snapshot: the rollup's hours against the hours
@@ -8,127 +9,226 @@
 //! partitions, so Delta reads nothing else.
 
 use datafusion::prelude::SessionContext;
-use hourlake_catalog::TableId;
+use hourlake_catalog::rollup::{self, dimension_value_sql, Rollup, ALL_MEMBER};
+use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
+use hourlake_catalog::{dedup, Hour};
 
 use crate::live::LakeSnapshot;
 use crate::SqlError;
 
-/// A predicate selecting the given `(event_date, event_hour)` partitions.
-fn hours_predicate(hours: &[(i32, i32)]) -> String {
-    if hours.is_empty() {
-        return "false".to_string();
+/// A view with one row per hour (and per value of each of its dimensions) over a
+/// rollup: its rows where the rollup covers the hour, the same measures computed
+/// from the raw events elsewhere. A `source` column says which (`rollup` or `raw`).
+struct HourlyView {
+    /// The view's name.
+    name: &'static str,
+    /// The rollup it reads.
+    rollup: &'static Rollup,
+    /// The dimensions it keeps, one row per value (the others are read at `ALL`).
+    by: &'static [&'static str],
+    /// The columns after the hour and the dimensions: name, and SQL over the rollup's
+    /// measure columns.
+    columns: &'static [(&'static str, &'static str)],
+}
+
+/// `hourly_engagement`: one row per hour.
+const HOURLY_ENGAGEMENT: HourlyView = HourlyView {
+    name: "hourly_engagement",
+    rollup: &rollup::ENGAGEMENT_HOURLY,
+    by: &[],
+    columns: &[
+        ("events", "events"),
+        ("active_users", "hll_estimate(users_sketch)"),
+        ("sessions", "sessions"),
+        (
+            "avg_session_length_ms",
+            "CASE WHEN session_length_count > 0 \
+               THEN CAST(session_length_ms_sum AS DOUBLE) / session_length_count END",
+        ),
+        (
+            "p95_session_length_ms",
+            "quantile_estimate(session_length_sketch, 0.95)",
+        ),
+        ("installs", "installs"),
+        ("notification_views", "notification_views"),
+        ("notification_opens", "notification_opens"),
+        (
+            "notification_open_rate",
+            "CASE WHEN notification_views > 0 \
+               THEN CAST(notification_opens AS DOUBLE) / notification_views END",
+        ),
+        ("purchases", "purchases"),
+        ("revenue", "revenue"),
+        ("users_sketch", "CAST(users_sketch AS BYTEA)"),
+    ],
+};
+
+/// `recommendation_ctr`: one row per hour, model version and surface.
+const RECOMMENDATION_CTR: HourlyView = HourlyView {
+    name: "recommendation_ctr",
+    rollup: &rollup::RECOMMENDATION_HOURLY,
+    by: &["model_version", "surface"],
+    columns: &[
+        ("served", "served"),
+        ("impressions", "impressions"),
+        ("clicks", "clicks"),
+        (
+            "ctr",
+            "CASE WHEN impressions > 0 THEN CAST(clicks AS DOUBLE) / impressions END",
+        ),
+    ],
+};
+
+/// The hourly views, in registration order.
+const HOURLY_VIEWS: &[HourlyView] = &[HOURLY_ENGAGEMENT, RECOMMENDATION_CTR];
+
+/// `daily_active_users`: per day, the hourly user sketches of `hourly_engagement`
+/// merged (rollup and raw hours alike), so a user active in several hours counts once.
+fn daily_active_users() -> String {
+    format!(
+        "SELECT {EVENT_DATE}, hll_estimate({}) AS active_users \
+         FROM {} GROUP BY {EVENT_DATE}",
+        rollup::USERS_SKETCH.merge_sql(),
+        HOURLY_ENGAGEMENT.name
+    )
+}
+
+impl HourlyView {
+    /// The view's SQL: `rolled_up` when the rollup table exists, with `raw_hours` the
+    /// source's hours it does not cover.
+    fn sql(&self, rolled_up: bool, raw_hours: &[Hour]) -> String {
+        let by = self.by.iter().map(|d| format!("{d}, ")).collect::<String>();
+        let columns = self
+            .columns
+            .iter()
+            .map(|(name, sql)| format!("{sql} AS {name}, "))
+            .collect::<String>();
+        let raw = self.raw_sql(rolled_up, raw_hours);
+        let inner = if rolled_up {
+            format!("{} UNION ALL {raw}", self.rollup_sql())
+        } else {
+            raw
+        };
+        format!("SELECT {EVENT_DATE}, {EVENT_HOUR}, {by}{columns}source FROM ({inner})")
     }
-    hours
-        .iter()
-        .map(|(d, h)| format!("(event_date = CAST({d} AS DATE) AND event_hour = {h})"))
-        .collect::<Vec<_>>()
-        .join(" OR ")
-}
 
-/// Without a rollup table every hour is raw: no need to list them.
-fn raw_hours(rolled_up: bool, uncovered: &[(i32, i32)]) -> String {
-    if rolled_up {
-        hours_predicate(uncovered)
-    } else {
-        "true".to_string()
+    /// The rollup's rows at the view's grouping: its dimensions' values, `ALL` for
+    /// every other dimension.
+    fn rollup_sql(&self) -> String {
+        let rollup = self.rollup;
+        let grouping: Vec<String> = rollup
+            .dimensions
+            .iter()
+            .map(|d| {
+                let op = if self.by.contains(d) { "<>" } else { "=" };
+                format!("{d} {op} '{ALL_MEMBER}'")
+            })
+            .collect();
+        let grouping = if grouping.is_empty() {
+            "true".to_string()
+        } else {
+            grouping.join(" AND ")
+        };
+        let by = self
+            .by
+            .iter()
+            .map(|d| format!("CAST({d} AS VARCHAR) AS {d}, "))
+            .collect::<String>();
+        let measures = rollup
+            .measures
+            .iter()
+            .map(|m| format!("{}, ", m.name))
+            .collect::<String>();
+        format!(
+            "SELECT {EVENT_DATE}, {EVENT_HOUR}, {by}{measures}'rollup' AS source \
+             FROM {} WHERE {grouping}",
+            rollup.table
+        )
+    }
+
+    /// The same rows computed from the deduplicated raw events of `raw_hours` (of every
+    /// hour when there is no rollup table).
+    fn raw_sql(&self, rolled_up: bool, raw_hours: &[Hour]) -> String {
+        let filter = if rolled_up {
+            Hour::sql_predicate_any(raw_hours)
+        } else {
+            "true".to_string()
+        };
+        let by = self
+            .by
+            .iter()
+            .map(|d| format!("CAST({} AS VARCHAR) AS {d}, ", dimension_value_sql(d)))
+            .collect::<String>();
+        let group_by = (1..=2 + self.by.len())
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT {EVENT_DATE}, {EVENT_HOUR}, {by}{}, 'raw' AS source \
+             FROM (SELECT * FROM (SELECT *, {} AS _copy FROM {} WHERE {filter}) WHERE _copy = 1) \
+             GROUP BY {group_by}",
+            self.rollup.measures_sql(),
+            dedup::copy_number_sql(None),
+            self.rollup.source,
+        )
     }
 }
 
-fn deduplicated(table: &str, filter: &str) -> String {
-    format!(
-        "(SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY event_id \
-           ORDER BY _ingested_at, _kafka_topic, _kafka_partition, _kafka_offset) AS _copy \
-         FROM {table} WHERE {filter}) WHERE _copy = 1)"
-    )
-}
-
-fn engagement_view(rolled_up: bool, raw_hours: &str) -> String {
-    let raw = format!(
-        "SELECT event_date, event_hour, count(*) AS events, \
-           hll_estimate(hll_sketch(user_id)) AS active_users, \
-           sum(CASE WHEN event_type = 'session_start' THEN 1 ELSE 0 END) AS sessions, \
-           avg(CAST(session_length_ms AS DOUBLE)) AS avg_session_length_ms, \
-           quantile_estimate(quantile_sketch(CAST(session_length_ms AS DOUBLE)), 0.95) AS p95_session_length_ms, \
-           sum(CASE WHEN event_type = 'install' THEN 1 ELSE 0 END) AS installs, \
-           sum(CASE WHEN event_type = 'notification_view' THEN 1 ELSE 0 END) AS notification_views, \
-           sum(CASE WHEN event_type = 'notification_open' THEN 1 ELSE 0 END) AS notification_opens, \
-           sum(CASE WHEN event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases, \
-           coalesce(sum(CASE WHEN event_type = 'purchase' THEN amount END), 0.0) AS revenue, \
-           CAST(hll_sketch(user_id) AS BYTEA) AS users_sketch, 'raw' AS source \
-         FROM {} GROUP BY event_date, event_hour",
-        deduplicated("engagement_events", raw_hours)
-    );
-    let inner = if rolled_up {
-        format!(
-            "SELECT event_date, event_hour, events, hll_estimate(users_sketch) AS active_users, sessions, \
-               CASE WHEN session_length_count > 0 THEN CAST(session_length_ms_sum AS DOUBLE) / session_length_count END AS avg_session_length_ms, \
-               quantile_estimate(session_length_sketch, 0.95) AS p95_session_length_ms, \
-               installs, notification_views, notification_opens, purchases, revenue, \
-               CAST(users_sketch AS BYTEA) AS users_sketch, 'rollup' AS source \
-             FROM engagement_hourly WHERE event_type = 'ALL' AND device_type = 'ALL' \
-               AND app_version = 'ALL' AND country = 'ALL' \
-             UNION ALL {raw}"
-        )
-    } else {
-        raw
-    };
-    format!(
-        "SELECT event_date, event_hour, events, active_users, sessions, avg_session_length_ms, \
-           p95_session_length_ms, installs, notification_views, notification_opens, \
-           CASE WHEN notification_views > 0 THEN CAST(notification_opens AS DOUBLE) / notification_views END AS notification_open_rate, \
-           purchases, revenue, users_sketch, source \
-         FROM ({inner})"
-    )
-}
-
-fn recommendation_view(rolled_up: bool, raw_hours: &str) -> String {
-    let raw = format!(
-        "SELECT event_date, event_hour, CAST(coalesce(model_version, 'unknown') AS VARCHAR) AS model_version, \
-           CAST(coalesce(surface, 'unknown') AS VARCHAR) AS surface, \
-           sum(CASE WHEN event_type = 'rec_served' THEN 1 ELSE 0 END) AS served, \
-           sum(CASE WHEN event_type = 'rec_impression' THEN 1 ELSE 0 END) AS impressions, \
-           sum(CASE WHEN event_type = 'rec_click' THEN 1 ELSE 0 END) AS clicks, 'raw' AS source \
-         FROM {} GROUP BY 1, 2, 3, 4",
-        deduplicated("recommendation_events", raw_hours)
-    );
-    let inner = if rolled_up {
-        format!(
-            "SELECT event_date, event_hour, CAST(model_version AS VARCHAR) AS model_version, \
-               CAST(surface AS VARCHAR) AS surface, served, impressions, clicks, 'rollup' AS source \
-             FROM recommendation_hourly WHERE model_version <> 'ALL' AND surface <> 'ALL' \
-             UNION ALL {raw}"
-        )
-    } else {
-        raw
-    };
-    format!(
-        "SELECT event_date, event_hour, model_version, surface, served, impressions, clicks, \
-           CASE WHEN impressions > 0 THEN CAST(clicks AS DOUBLE) / impressions END AS ctr, source \
-         FROM ({inner})"
-    )
-}
-
-/// Registers the dashboard views over the tables of `snapshot`.
+/// Registers the dashboard views over the tables of `snapshot`: each hourly view whose
+/// rollup's source table exists, and `daily_active_users` over `hourly_engagement`.
 pub async fn register(ctx: &SessionContext, snapshot: &LakeSnapshot) -> Result<(), SqlError> {
-    if snapshot.table(TableId::EngagementEvents).is_some() {
-        let rolled = snapshot.table(TableId::EngagementHourly).is_some();
-        let raw = raw_hours(rolled, snapshot.uncovered(TableId::EngagementEvents));
-        let view = engagement_view(rolled, &raw);
-        ctx.sql(&format!("CREATE VIEW hourly_engagement AS {view}"))
+    let mut registered = Vec::new();
+    for view in HOURLY_VIEWS {
+        let rollup = view.rollup;
+        if snapshot.table(rollup.source).is_none() {
+            continue;
+        }
+        let rolled_up = snapshot.table(rollup.table).is_some();
+        let sql = view.sql(rolled_up, snapshot.uncovered(rollup.table));
+        ctx.sql(&format!("CREATE VIEW {} AS {sql}", view.name))
             .await?;
-        ctx.sql(
-            "CREATE VIEW daily_active_users AS SELECT event_date, \
-               hll_estimate(hll_union(users_sketch)) AS active_users \
-             FROM hourly_engagement GROUP BY event_date",
-        )
+        registered.push(view.name);
+    }
+    if registered.contains(&HOURLY_ENGAGEMENT.name) {
+        ctx.sql(&format!(
+            "CREATE VIEW daily_active_users AS {}",
+            daily_active_users()
+        ))
         .await?;
     }
-    if snapshot.table(TableId::RecommendationEvents).is_some() {
-        let rolled = snapshot.table(TableId::RecommendationHourly).is_some();
-        let raw = raw_hours(rolled, snapshot.uncovered(TableId::RecommendationEvents));
-        let view = recommendation_view(rolled, &raw);
-        ctx.sql(&format!("CREATE VIEW recommendation_ctr AS {view}"))
-            .await?;
-    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_read_raw_only_the_hours_their_rollup_does_not_cover() {
+        let hour = Hour {
+            date: 20_000,
+            hour: 7,
+        };
+        let rolled = RECOMMENDATION_CTR.sql(true, &[hour]);
+        assert!(rolled.contains(
+            "FROM recommendation_hourly WHERE model_version <> 'ALL' AND surface <> 'ALL' UNION ALL"
+        ));
+        assert!(rolled.contains(&format!(
+            "FROM recommendation_events WHERE {}) WHERE _copy = 1",
+            hour.sql_predicate()
+        )));
+        let engagement = HOURLY_ENGAGEMENT.sql(true, &[]);
+        assert!(engagement.contains(
+            "FROM engagement_hourly WHERE event_type = 'ALL' AND device_type = 'ALL' \
+             AND app_version = 'ALL' AND country = 'ALL' UNION ALL"
+        ));
+        assert!(engagement.contains("FROM engagement_events WHERE false)"));
+        // Before the rollup table exists every hour is raw, and nothing reads it.
+        let raw_only = RECOMMENDATION_CTR.sql(false, &[]);
+        assert!(!raw_only.contains("recommendation_hourly"));
+        assert!(raw_only.contains("FROM recommendation_events WHERE true)"));
+        for view in HOURLY_VIEWS {
+            assert!(view.by.iter().all(|d| view.rollup.dimensions.contains(d)));
+        }
+    }
 }
