@@ -478,13 +478,17 @@ fn measure_round(
     }
 }
 
-/// The ingest stages alone, on one thread without Kafka: decoding up to 1 M messages
-/// (held in memory) into Arrow, then writing and committing them as one flush.
+/// Messages per window in the stages and `offline`: ingest's default `max_rows`.
+fn window_messages() -> usize {
+    hourlake_ingest::FlushPolicy::default().max_rows
+}
+
+/// The ingest stages alone, without Kafka: decoding up to 1 M messages (held in
+/// memory) into Arrow through ingest's own window, then writing and committing them as
+/// one flush.
 fn stages(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) {
     use hourlake_catalog::Lake;
-    use hourlake_ingest::offsets::{CommittedOffsets, TopicPartition};
-    use hourlake_ingest::window::Window;
-    use hourlake_ingest::{MessageMeta, Validation};
+    use hourlake_ingest::{IngestConfig, OfflineIngest, TopicPartition};
     use rdkafka::Message;
 
     let wanted: usize = env_or("HOURLAKE_BENCH_STAGE_EVENTS", 1_000_000);
@@ -524,57 +528,48 @@ fn stages(bootstrap: &str, marks: &BTreeMap<(String, i32), i64>) {
         .keys()
         .map(|(t, p)| ((t.clone(), *p), TopicPartition::new(t, *p)))
         .collect();
-    let (committed, validation) = (CommittedOffsets::default(), Validation::default());
-    let now = chrono::Utc::now().timestamp_micros();
-    let tps: Vec<&TopicPartition> = messages
-        .iter()
-        .map(|(topic, partition, _, _)| &partitions[&(topic.clone(), *partition)])
-        .collect();
-    let mut window = Window::default();
-    let start = Instant::now();
-    for ((topic, partition, offset, payload), tp) in messages.iter().zip(tps) {
-        let meta = MessageMeta {
-            topic,
-            partition: *partition,
-            offset: *offset,
-            key: None,
-            timestamp_micros: None,
-            ingested_at_micros: now,
-        };
-        window.add(tp, payload, &meta, &committed, &validation);
-    }
-    let job = window.take().expect("batches");
-    let decode = start.elapsed();
-    let n = messages.len() as f64;
-    println!(
-        "stages, one thread, {} messages in memory: decode into Arrow {:.2} s = {:.2} µs/message",
-        messages.len(),
-        decode.as_secs_f64(),
-        decode.as_secs_f64() * 1e6 / n
-    );
+    let topics: Vec<String> = marks.keys().map(|(t, _)| t.clone()).collect();
+    let config = IngestConfig::new("unused", topics, "bench");
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    rt.block_on(async {
-        let lake = Lake::local(dir.path()).expect("lake");
-        let start = Instant::now();
-        commit_batches(&lake, job.batches).await;
-        let write = start.elapsed();
-        println!(
-            "  write Parquet + commit (all tables): {:.2} s = {:.2} µs/message",
-            write.as_secs_f64(),
-            write.as_secs_f64() * 1e6 / n
-        );
-    });
+    let lake = rt
+        .block_on(async { Lake::local(dir.path()) })
+        .expect("lake");
+    let assigned: Vec<TopicPartition> = partitions.values().cloned().collect();
+    let mut ingest = OfflineIngest::open(rt.handle(), &lake, &config, &assigned).expect("open");
+    let n = messages.len() as f64;
+    let cpu = || cpu_seconds(std::process::id());
+    let (start, cpu_start) = (Instant::now(), cpu());
+    for (topic, partition, offset, payload) in &messages {
+        ingest.add(&partitions[&(topic.clone(), *partition)], *offset, payload);
+    }
+    let decoded = ingest.decode().expect("decode");
+    let (decode, decode_cpu) = (start.elapsed(), cpu() - cpu_start);
+    println!(
+        "stages, {} messages in memory, ingest's window (chunks decoded on {} cores): decode into Arrow {:.2} s = {:.2} µs/message, {:.2} CPU-µs/message",
+        messages.len(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        decode.as_secs_f64(),
+        decode.as_secs_f64() * 1e6 / n,
+        decode_cpu * 1e6 / n
+    );
+    let (start, cpu_start) = (Instant::now(), cpu());
+    ingest.commit(decoded).expect("commit");
+    let (write, write_cpu) = (start.elapsed(), cpu() - cpu_start);
+    println!(
+        "  write Parquet + commit (all tables): {:.2} s = {:.2} µs/message, {:.2} CPU-µs/message",
+        write.as_secs_f64(),
+        write.as_secs_f64() * 1e6 / n,
+        write_cpu * 1e6 / n
+    );
 }
 
-/// Decode and write, as ingest does them (2 048-message chunks, windows of 250 000
-/// rows), over payloads a `stages` run dumped, several times; CPU seconds per stage.
+/// Decode and write through ingest's own window and flusher (2 048-message chunks,
+/// windows of `max_rows` messages) over payloads a `stages` run dumped, several times;
+/// CPU seconds per stage.
 fn offline() {
-    use arrow::compute::concat_batches;
-    use hourlake_catalog::{Lake, TableId};
-    use hourlake_ingest::offsets::{CommittedOffsets, TopicPartition};
-    use hourlake_ingest::window::Window;
-    use hourlake_ingest::{MessageMeta, Validation};
+    use hourlake_catalog::Lake;
+    use hourlake_ingest::{IngestConfig, OfflineIngest, TopicPartition};
 
     let path =
         std::env::var("HOURLAKE_BENCH_DUMP").expect("`offline` reads HOURLAKE_BENCH_DUMP=FILE");
@@ -585,47 +580,29 @@ fn offline() {
         .collect();
     let reps: usize = env_or("HOURLAKE_BENCH_ROUNDS", 5);
     let tp = TopicPartition::new("bench", 0);
-    let (committed, validation) = (CommittedOffsets::default(), Validation::default());
-    let now = chrono::Utc::now().timestamp_micros();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("rt");
+    let config = IngestConfig::new("unused", vec!["bench".into()], "bench");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
     let cpu = || cpu_seconds(std::process::id());
     let n = messages.len() as f64;
+    let per_window = window_messages();
     for rep in 1..=reps {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = rt
             .block_on(async { Lake::local(dir.path()) })
             .expect("lake");
+        let mut ingest =
+            OfflineIngest::open(rt.handle(), &lake, &config, std::slice::from_ref(&tp))
+                .expect("open");
         let (mut decode, mut write) = (0.0, 0.0);
-        for window in messages.chunks(250_000) {
+        for (w, window) in messages.chunks(per_window).enumerate() {
             let start = cpu();
-            let mut parts: BTreeMap<TableId, Vec<_>> = BTreeMap::new();
-            for (i, chunk) in window.chunks(2048).enumerate() {
-                let mut w = Window::default();
-                for (j, payload) in chunk.iter().enumerate() {
-                    let meta = MessageMeta {
-                        topic: "bench",
-                        partition: 0,
-                        offset: (i * 2048 + j) as i64,
-                        key: None,
-                        timestamp_micros: None,
-                        ingested_at_micros: now,
-                    };
-                    w.add(&tp, payload, &meta, &committed, &validation);
-                }
-                for (id, batch) in w.take().expect("take").batches {
-                    parts.entry(id).or_default().push(batch);
-                }
+            for (j, payload) in window.iter().enumerate() {
+                ingest.add(&tp, (w * per_window + j) as i64, payload);
             }
-            let batches: Vec<_> = parts
-                .into_iter()
-                .map(|(id, b)| (id, concat_batches(&b[0].schema(), &b).expect("concat")))
-                .collect();
+            let decoded = ingest.decode().expect("decode");
             decode += cpu() - start;
             let start = cpu();
-            rt.block_on(commit_batches(&lake, batches));
+            ingest.commit(decoded).expect("commit");
             write += cpu() - start;
         }
         let parquet_bytes: u64 = walk_files(dir.path())
@@ -642,25 +619,6 @@ fn offline() {
             write * 1e6 / n,
             parquet_bytes as f64 / 1048576.0
         );
-    }
-}
-
-/// Writes and commits each table's batch, as one ingest flush does (without offsets).
-async fn commit_batches(
-    lake: &hourlake_catalog::Lake,
-    batches: impl IntoIterator<Item = (hourlake_catalog::TableId, arrow::record_batch::RecordBatch)>,
-) {
-    use hourlake_ingest::commit::{commit_table, TableCommit};
-    for (id, batch) in batches {
-        let mut table = lake.open_or_create(id).await.expect("table");
-        let commit = TableCommit {
-            table: id,
-            batch: Some(batch),
-            progress: Vec::new(),
-        };
-        commit_table(&mut table, "bench", commit, 100)
-            .await
-            .expect("commit");
     }
 }
 

@@ -235,9 +235,9 @@ async fn check_fence(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decoded::DecodedRows;
     use crate::message::MessageMeta;
     use crate::offsets::{load_from_table, CommittedOffsets};
-    use crate::window::Window;
     use hourlake_catalog::Lake;
 
     fn one_event_batch(offset: i64) -> RecordBatch {
@@ -253,7 +253,7 @@ mod tests {
         let payload = format!(
             r#"{{"event_id":"e{offset}","event_type":"click","event_time":1795355100000,"user_id":"u"}}"#
         );
-        let mut w = Window::default();
+        let mut w = DecodedRows::default();
         w.add(
             &tp,
             payload.as_bytes(),
