@@ -77,7 +77,7 @@ impl Chunk {
         validation: &Validation,
         metrics: &IngestMetrics,
     ) -> Result<FlushJob, IngestError> {
-        let mut rows = DecodedRows::default();
+        let mut rows = DecodedRows::new(committed, validation);
         for m in &self.messages {
             let tp = &self.partitions[m.partition];
             let meta = MessageMeta {
@@ -89,8 +89,7 @@ impl Chunk {
                 ingested_at_micros: m.ingested_at_micros,
             };
             let payload = &self.arena[m.payload.clone()];
-            if let Routed::AlreadyCommitted(_) = rows.add(tp, payload, &meta, committed, validation)
-            {
+            if let Routed::AlreadyCommitted(_) = rows.add(tp, payload, &meta) {
                 metrics.skipped_committed.inc();
             }
         }

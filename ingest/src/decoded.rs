@@ -31,8 +31,10 @@ pub enum Routed {
 }
 
 /// Rows of every table decoded from a run of messages, and the offsets they came from.
-#[derive(Default)]
-pub struct DecodedRows {
+pub struct DecodedRows<'a> {
+    /// What each table already holds: such messages are skipped for it.
+    committed: &'a CommittedOffsets,
+    validation: &'a Validation,
     engagement: EngagementRows,
     recommendation: RecommendationRows,
     dead_letters: DeadLetterRows,
@@ -48,17 +50,25 @@ pub struct FlushJob {
     pub ranges: BTreeMap<TopicPartition, OffsetRange>,
 }
 
-impl DecodedRows {
+impl<'a> DecodedRows<'a> {
+    /// No rows yet; messages will be checked against `validation`, and skipped for a
+    /// table that already holds them by `committed`.
+    pub fn new(committed: &'a CommittedOffsets, validation: &'a Validation) -> DecodedRows<'a> {
+        DecodedRows {
+            committed,
+            validation,
+            engagement: EngagementRows::default(),
+            recommendation: RecommendationRows::default(),
+            dead_letters: DeadLetterRows::default(),
+            ranges: BTreeMap::new(),
+            touched: BTreeMap::new(),
+        }
+    }
+
     /// Decodes and validates one message and appends it to its table's rows, or to the
     /// dead letters; a message its table already holds is skipped.
-    pub fn add(
-        &mut self,
-        tp: &TopicPartition,
-        payload: &[u8],
-        meta: &MessageMeta<'_>,
-        committed: &CommittedOffsets,
-        validation: &Validation,
-    ) -> Routed {
+    pub fn add(&mut self, tp: &TopicPartition, payload: &[u8], meta: &MessageMeta<'_>) -> Routed {
+        let committed = self.committed;
         match self.ranges.get_mut(tp) {
             Some(range) => range.last = meta.offset,
             None => {
@@ -71,7 +81,7 @@ impl DecodedRows {
                 );
             }
         }
-        let rejection = match decode::event(payload, validation, meta.ingested_at_micros) {
+        let rejection = match decode::event(payload, self.validation, meta.ingested_at_micros) {
             Ok((fields, header)) => {
                 let table = header.event_type.kind().table();
                 if committed.already_in(table, tp, meta.offset) {
@@ -126,6 +136,8 @@ impl DecodedRows {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use arrow::array::AsArray;
+
     use super::*;
 
     const NOW: i64 = 1_795_355_100_000_000;
@@ -148,33 +160,33 @@ pub(crate) mod tests {
         let mut committed = CommittedOffsets::default();
         committed.set(TableId::EngagementEvents, tp.clone(), 0);
         let v = Validation::default();
-        let mut w = DecodedRows::default();
+        let mut w = DecodedRows::new(&committed, &v);
         let good = br#"{"event_id":"e1","event_type":"click","event_time":1795355100000,"user_id":"u","device":{"type":"phone","os":"ios","app_version":"1"}}"#;
         let rec = br#"{"event_id":"e2","event_type":"rec_served","event_time":1795355100000,"user_id":"u","items":[{"item_id":"i","score":0.5,"rank":1}]}"#;
         assert_eq!(
-            w.add(&tp, good, &meta(0), &committed, &v),
+            w.add(&tp, good, &meta(0)),
             Routed::AlreadyCommitted(TableId::EngagementEvents)
         );
         assert_eq!(
-            w.add(&tp, good, &meta(1), &committed, &v),
+            w.add(&tp, good, &meta(1)),
             Routed::Buffered(TableId::EngagementEvents)
         );
         assert_eq!(
-            w.add(&tp, rec, &meta(2), &committed, &v),
+            w.add(&tp, rec, &meta(2)),
             Routed::Buffered(TableId::RecommendationEvents)
         );
         assert_eq!(
-            w.add(&tp, b"{oops", &meta(3), &committed, &v),
+            w.add(&tp, b"{oops", &meta(3)),
             Routed::Buffered(TableId::DeadLetters)
         );
         let wrong = br#"{"event_id":"e3","event_type":"session_end","event_time":1795355100000,"user_id":"u","session_length_ms":"long"}"#;
         assert_eq!(
-            w.add(&tp, wrong, &meta(4), &committed, &v),
+            w.add(&tp, wrong, &meta(4)),
             Routed::Buffered(TableId::DeadLetters)
         );
         let big = vec![b' '; v.max_message_bytes + 1];
         assert_eq!(
-            w.add(&tp, &big, &meta(5), &committed, &v),
+            w.add(&tp, &big, &meta(5)),
             Routed::Buffered(TableId::DeadLetters)
         );
         let job = w.take().unwrap();
@@ -183,12 +195,7 @@ pub(crate) mod tests {
         assert_eq!(job.batches[&TableId::RecommendationEvents].num_rows(), 1);
         let dead = &job.batches[&TableId::DeadLetters];
         assert_eq!(dead.num_rows(), 3);
-        let raw = dead
-            .column_by_name("raw")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow::array::BinaryArray>()
-            .unwrap();
+        let raw = dead.column_by_name("raw").unwrap().as_binary::<i32>();
         assert_eq!(
             raw.value(2).len(),
             crate::dead_letter::OVERSIZED_RAW_KEEP,
@@ -219,15 +226,13 @@ pub(crate) mod tests {
         let event = |time: String| {
             format!(r#"{{"event_id":"e","event_type":"click","event_time":{time},"user_id":"u"}}"#)
         };
-        let mut w = DecodedRows::default();
+        let mut w = DecodedRows::new(&c, &v);
         let stored = [i64::MAX / 1000, i64::MIN / 1000, -1];
         for (offset, millis) in stored.iter().enumerate() {
             let routed = w.add(
                 &tp,
                 event(millis.to_string()).as_bytes(),
                 &meta(offset as i64),
-                &c,
-                &v,
             );
             assert_eq!(
                 routed,
@@ -245,8 +250,6 @@ pub(crate) mod tests {
                 &tp,
                 event(time.clone()).as_bytes(),
                 &meta(10 + offset as i64),
-                &c,
-                &v,
             );
             assert_eq!(routed, Routed::Buffered(TableId::DeadLetters), "{time}");
         }

@@ -195,6 +195,8 @@ fn merge(parts: Vec<FlushJob>) -> Result<FlushJob, IngestError> {
 mod tests {
     use std::time::Duration;
 
+    use arrow::array::AsArray;
+
     use super::*;
     use hourlake_catalog::TableId;
 
@@ -251,12 +253,8 @@ mod tests {
         // Offsets 0, 2, 4, 6, 8 of partition 0 are already in the table.
         assert_eq!(rows.num_rows(), n as usize - 5 - 1);
         assert_eq!(metrics.skipped_committed.get(), 5);
-        let offsets = rows
-            .column_by_name("_kafka_offset")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow::array::Int64Array>()
-            .unwrap();
+        let offsets = rows.column_by_name("_kafka_offset").unwrap();
+        let offsets = offsets.as_primitive::<arrow::datatypes::Int64Type>();
         assert!(
             offsets.values().windows(2).all(|w| w[0] < w[1]),
             "rows stay in message order across chunks"
