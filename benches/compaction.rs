@@ -13,9 +13,6 @@
 //!
 //! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS.
 
-#[path = "common/events.rs"]
-mod events;
-
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -24,21 +21,12 @@ use hourlake_catalog::{Hour, Lake, TableId};
 use hourlake_compactor::{Compactor, CompactorConfig};
 use hourlake_sql::SessionFactory;
 
-use events::env_or;
+use hourlake_testkit::knobs::env_or;
+use hourlake_testkit::{events, resources};
 
+/// This process's peak memory so far, in MiB.
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    resources::peak_rss_mib(std::process::id()).unwrap_or(f64::NAN)
 }
 
 /// Median and minimum of `runs` timed executions (after one warm-up).
@@ -130,7 +118,7 @@ async fn main() {
         ..CompactorConfig::default()
     };
     let compactor = Compactor::new(lake.clone(), config, "bench");
-    reset_peak_rss();
+    resources::reset_own_peak_rss();
     let rss_before = peak_rss_mib();
     let started = Instant::now();
     let report = compactor.run_pass().await.expect("compaction pass");

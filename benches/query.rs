@@ -16,9 +16,6 @@
 //! Knobs: HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_REC_EVENTS, HOURLAKE_BENCH_DAYS,
 //! HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS, HOURLAKE_BENCH_LAKE.
 
-#[path = "common/events.rs"]
-mod events;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,12 +25,9 @@ use hourlake_compactor::{Compactor, CompactorConfig};
 use hourlake_query::{QueryExecutor, QueryServer, ServerConfig};
 use hourlake_sql::{LiveLake, SessionFactory};
 
-use events::env_or;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
+use hourlake_testkit::events;
+use hourlake_testkit::knobs::env_or;
+use hourlake_testkit::stats::percentile;
 
 #[tokio::main]
 async fn main() {

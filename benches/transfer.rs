@@ -10,9 +10,6 @@
 //! Knobs: HOURLAKE_BENCH_ROWS (default 10 000 000), HOURLAKE_BENCH_RUNS (default 3),
 //! HOURLAKE_BENCH_LAKE (reuse a lake, e.g. the one `cargo bench --bench query` kept).
 
-#[path = "common/events.rs"]
-mod events;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +23,8 @@ use hourlake_catalog::{Lake, TableId};
 use hourlake_query::{FlightSqlServer, QueryExecutor, QueryServer, ServerConfig};
 use hourlake_sql::{LiveLake, SessionFactory};
 
-use events::env_or;
+use hourlake_testkit::events;
+use hourlake_testkit::knobs::env_or;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

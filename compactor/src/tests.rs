@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, Int64Type, UInt64Type};
-use deltalake::protocol::SaveMode;
 use hourlake_catalog::rollup::{Merge, ALL_MEMBER};
 use hourlake_catalog::{Hour, Lake, Rollup, TableId};
 use hourlake_sql::SessionFactory;
+use hourlake_testkit::events::mix;
+use hourlake_testkit::lake::{append_rows, query, scalar as scalar_i64};
 use serde_json::json;
 
 use crate::{Compactor, CompactorConfig, CompactorError};
@@ -25,16 +26,6 @@ const TYPES: &[&str] = &[
     "notification_view",
     "notification_open",
 ];
-
-/// A deterministic pseudo-random number from a seed and an index.
-fn mix(seed: u64, i: u64) -> u64 {
-    let mut x = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
 
 /// One engagement event row as ingest writes it (JSON in the table's column names).
 fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> serde_json::Value {
@@ -70,25 +61,8 @@ fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> serde_json::
     })
 }
 
-fn batch(rows: &[serde_json::Value]) -> RecordBatch {
-    let schema = TableId::EngagementEvents.schema();
-    let mut decoder = arrow_json::ReaderBuilder::new(schema)
-        .build_decoder()
-        .unwrap();
-    decoder.serialize(rows).unwrap();
-    decoder.flush().unwrap().unwrap()
-}
-
 async fn append(lake: &Lake, rows: &[serde_json::Value]) {
-    let table = lake
-        .open_or_create(TableId::EngagementEvents)
-        .await
-        .unwrap();
-    table
-        .write(vec![batch(rows)])
-        .with_save_mode(SaveMode::Append)
-        .await
-        .unwrap();
+    append_rows(lake, TableId::EngagementEvents, rows).await;
 }
 
 fn config() -> CompactorConfig {
@@ -99,16 +73,6 @@ fn config() -> CompactorConfig {
         memory_limit: 256 * 1024 * 1024,
         ..CompactorConfig::default()
     }
-}
-
-async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
-    let ctx = SessionFactory::new(lake.clone()).session().await.unwrap();
-    ctx.sql(sql).await.unwrap().collect().await.unwrap()
-}
-
-async fn scalar_i64(lake: &Lake, sql: &str) -> i64 {
-    let b = query(lake, sql).await;
-    b[0].column(0).as_primitive::<Int64Type>().value(0)
 }
 
 async fn event_ids(lake: &Lake) -> BTreeSet<String> {
@@ -748,18 +712,7 @@ fn rec_event(i: u64, hour: Hour, offset: i64) -> serde_json::Value {
 }
 
 async fn append_recs(lake: &Lake, rows: &[serde_json::Value]) {
-    let mut decoder = arrow_json::ReaderBuilder::new(TableId::RecommendationEvents.schema())
-        .build_decoder()
-        .unwrap();
-    decoder.serialize(rows).unwrap();
-    let batch = decoder.flush().unwrap().unwrap();
-    lake.open_or_create(TableId::RecommendationEvents)
-        .await
-        .unwrap()
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .await
-        .unwrap();
+    append_rows(lake, TableId::RecommendationEvents, rows).await;
 }
 
 #[tokio::test]

@@ -235,31 +235,21 @@ async fn check_fence(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::MessageMeta;
+    use crate::decoded::DecodedRows;
     use crate::offsets::{load_from_table, CommittedOffsets};
-    use crate::window::Window;
     use hourlake_catalog::Lake;
 
     fn one_event_batch(offset: i64) -> RecordBatch {
         let tp = TopicPartition::new("t", 0);
-        let meta = MessageMeta {
-            topic: "t",
-            partition: 0,
-            offset,
-            key: None,
-            timestamp_micros: None,
-            ingested_at_micros: 1_795_355_100_000_000,
-        };
         let payload = format!(
             r#"{{"event_id":"e{offset}","event_type":"click","event_time":1795355100000,"user_id":"u"}}"#
         );
-        let mut w = Window::default();
+        let (committed, validation) = (CommittedOffsets::default(), Default::default());
+        let mut w = DecodedRows::new(&committed, &validation);
         w.add(
             &tp,
             payload.as_bytes(),
-            &meta,
-            &CommittedOffsets::default(),
-            &Default::default(),
+            &crate::decoded::tests::meta(offset),
         );
         let mut job = w.take().unwrap();
         job.batches.remove(&TableId::EngagementEvents).unwrap()

@@ -10,37 +10,8 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use hourlake_catalog::{partition, TableId};
 
-use crate::decode::Rejection;
 use crate::message::MessageMeta;
-
-/// Machine-readable reason a message was rejected (the `reason_code` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReasonCode {
-    BadJson,
-    MissingField,
-    WrongType,
-    InvalidValue,
-    UnknownEventType,
-    FutureEventTime,
-    ExpiredEventTime,
-    Oversized,
-}
-
-impl ReasonCode {
-    /// The code as stored, e.g. `missing_field`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReasonCode::BadJson => "bad_json",
-            ReasonCode::MissingField => "missing_field",
-            ReasonCode::WrongType => "wrong_type",
-            ReasonCode::InvalidValue => "invalid_value",
-            ReasonCode::UnknownEventType => "unknown_event_type",
-            ReasonCode::FutureEventTime => "future_event_time",
-            ReasonCode::ExpiredEventTime => "expired_event_time",
-            ReasonCode::Oversized => "oversized",
-        }
-    }
-}
+use crate::rejection::{ReasonCode, Rejection};
 
 /// How many bytes of an oversized message are kept in `raw`.
 pub const OVERSIZED_RAW_KEEP: usize = 64 * 1024;

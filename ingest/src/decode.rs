@@ -15,29 +15,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::dead_letter::ReasonCode;
-
-/// Why a message was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub code: ReasonCode,
-    pub reason: String,
-}
-
-impl Rejection {
-    pub fn new(code: ReasonCode, reason: impl Into<String>) -> Rejection {
-        Rejection {
-            code,
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code.as_str(), self.reason)
-    }
-}
+use crate::rejection::{ReasonCode, Rejection};
 
 /// Limits applied while validating events.
 #[derive(Debug, Clone, Copy)]
@@ -187,6 +165,7 @@ impl FieldSet {
     }
 
     /// Whether `field` is in the set.
+    #[cfg(test)]
     pub const fn contains(self, field: Field) -> bool {
         self.0 & field.bit() != 0
     }
@@ -426,6 +405,28 @@ impl<'a> Header<'a> {
             user_id,
         })
     }
+}
+
+/// A message checked up to its header: within the size limit, a JSON object, valid
+/// common fields. The table's own fields are checked as its row is appended (`rows`).
+pub fn event<'a>(
+    payload: &'a [u8],
+    validation: &Validation,
+    now_micros: i64,
+) -> Result<(RawFields<'a>, Header<'a>), Rejection> {
+    if payload.len() > validation.max_message_bytes {
+        return Err(Rejection::new(
+            ReasonCode::Oversized,
+            format!(
+                "message is {} bytes, the limit is {}",
+                payload.len(),
+                validation.max_message_bytes
+            ),
+        ));
+    }
+    let fields = RawFields::parse(payload)?;
+    let header = Header::parse(&fields, validation, now_micros)?;
+    Ok((fields, header))
 }
 
 /// `event_time` as RFC 3339 text or integer epoch milliseconds → microseconds UTC.

@@ -16,6 +16,13 @@ pub enum IngestError {
         #[source]
         source: Box<deltalake::DeltaTableError>,
     },
+    /// Another writer committed offsets of a partition this one reads (offline ingest,
+    /// which cannot re-read, stops here; the pipeline re-reads instead).
+    #[error("delta table {table}: another writer holds offsets of {partition}")]
+    Fenced {
+        table: &'static str,
+        partition: String,
+    },
     /// Building an Arrow batch failed (a bug: builders and schema disagree).
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),

@@ -9,12 +9,19 @@
 //! crash anywhere loses nothing and duplicates nothing. Bad messages become rows of
 //! `dead_letters` with their reason; they never stop the pipeline.
 //!
-//! - [`Ingestor`] runs the loop ([`pipeline`]); [`IngestConfig`] holds its settings.
-//! - [`decode`]: bytes → validated fields, or a [`Rejection`].
-//! - [`rows`] / [`dead_letter`]: Arrow builders per table; [`window`]: the flush window,
-//!   filled in chunks that are decoded off the poll thread (`chunk`).
-//! - [`commit`]: one table's atomic commit; [`offsets`]: `txn` bookkeeping.
-//! - [`IngestMetrics`]: counters and histograms in Prometheus format.
+//! A message's way through the crate:
+//!
+//! - `pipeline`: [`Ingestor`] — the consumer and its rebalances, the poll thread, and
+//!   the flusher task that owns the tables; [`IngestConfig`] holds its settings.
+//! - `window`: the flush window, filled in `chunk`s (messages copied off the consumer)
+//!   that are decoded on the blocking pool and merged in order at a flush.
+//! - `decoded`: one chunk's messages as rows of each table, with their offset ranges.
+//! - `decode`: bytes → validated fields, or a `rejection` ([`ReasonCode`] and reason).
+//! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`.
+//! - `commit`: one table's atomic commit with its `txn` offsets and fence check;
+//!   `offsets`: which offsets each table holds, and where a partition starts.
+//! - `message` (Kafka metadata), `clock` (one clock read per message), [`IngestMetrics`].
+//! - [`OfflineIngest`]: the same window and flusher over messages held in memory (benches).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,22 +35,26 @@
 
 mod chunk;
 mod clock;
-pub mod commit;
+mod commit;
 mod config;
-pub mod dead_letter;
-pub mod decode;
+mod dead_letter;
+mod decode;
+mod decoded;
 mod error;
 mod message;
 mod metrics;
-pub mod offsets;
-pub mod pipeline;
-pub mod rows;
-pub mod window;
+mod offline;
+mod offsets;
+mod pipeline;
+mod rejection;
+mod rows;
+mod window;
 
 pub use config::{FlushPolicy, IngestConfig};
-pub use dead_letter::ReasonCode;
-pub use decode::{Rejection, Validation};
+pub use decode::Validation;
 pub use error::IngestError;
-pub use message::MessageMeta;
 pub use metrics::IngestMetrics;
+pub use offline::{DecodedWindow, OfflineIngest};
+pub use offsets::TopicPartition;
 pub use pipeline::Ingestor;
+pub use rejection::ReasonCode;

@@ -71,6 +71,17 @@ impl CommittedOffsets {
         }
     }
 
+    /// Takes what `loaded` holds of `partitions` (read from the tables), in place of
+    /// what was known of them before.
+    pub fn replace(&mut self, partitions: &[TopicPartition], mut loaded: CommittedOffsets) {
+        for tp in partitions {
+            match loaded.last.remove(tp) {
+                Some(by_table) => self.last.insert(tp.clone(), by_table),
+                None => self.last.remove(tp),
+            };
+        }
+    }
+
     /// Forgets a partition (it was revoked).
     pub fn forget(&mut self, tp: &TopicPartition) {
         self.last.remove(tp);
@@ -141,5 +152,38 @@ mod tests {
         assert_eq!(app_id("g", &tp), "g-app-events-3");
         c.forget(&tp);
         assert_eq!(c.get(TableId::EngagementEvents, &tp), None);
+    }
+
+    #[test]
+    fn replace_takes_what_was_loaded_of_those_partitions_only() {
+        let (a, b, c) = (
+            TopicPartition::new("t", 0),
+            TopicPartition::new("t", 1),
+            TopicPartition::new("t", 2),
+        );
+        let mut known = CommittedOffsets::default();
+        known.set(TableId::EngagementEvents, a.clone(), 5);
+        known.set(TableId::DeadLetters, a.clone(), 3);
+        known.set(TableId::EngagementEvents, b.clone(), 7);
+        known.set(TableId::EngagementEvents, c.clone(), 9);
+        let mut loaded = CommittedOffsets::default();
+        loaded.set(TableId::EngagementEvents, a.clone(), 8);
+        known.replace(&[a.clone(), b.clone()], loaded);
+        assert_eq!(known.get(TableId::EngagementEvents, &a), Some(8));
+        assert_eq!(
+            known.get(TableId::DeadLetters, &a),
+            None,
+            "a table that holds nothing of it"
+        );
+        assert_eq!(
+            known.get(TableId::EngagementEvents, &b),
+            None,
+            "nothing loaded"
+        );
+        assert_eq!(
+            known.get(TableId::EngagementEvents, &c),
+            Some(9),
+            "not reloaded"
+        );
     }
 }

@@ -15,11 +15,11 @@ use arrow::record_batch::RecordBatch;
 use hourlake_catalog::{partition, schema, TableId};
 use serde::Deserialize;
 
-use crate::dead_letter::ReasonCode;
 use crate::decode::{
-    opt, opt_number, opt_str, properties_text, Field, FieldSet, Header, RawFields, Rejection,
+    opt, opt_number, opt_str, properties_text, Field, FieldSet, Header, RawFields,
 };
 use crate::message::MessageMeta;
+use crate::rejection::{ReasonCode, Rejection};
 
 /// Columns every event table shares, in schema order at the front and back.
 struct Common {

@@ -1,386 +1,358 @@
-//! The flush window: decoded rows of every table, and the offsets they came from,
-//! buffered until the flush policy says to commit.
+//! The flush window: the messages read since the last flush. The poll thread copies
+//! them into chunks; each full chunk is decoded on tokio's blocking pool while polling
+//! goes on, and a flush waits for its chunks and merges them, in order, into one
+//! [`FlushJob`].
+//!
+//! Decoding is most of the per-message work; with it on other threads the consumer
+//! keeps fetching, and on a multi-core machine chunks decode in parallel.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::OnceLock;
 use std::time::Instant;
 
-use arrow::record_batch::RecordBatch;
-use hourlake_catalog::{EventKind, TableId};
+use arrow::compute::concat_batches;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
 
+use crate::chunk::Chunk;
 use crate::config::FlushPolicy;
-use crate::dead_letter::{DeadLetterRows, ReasonCode};
-use crate::decode::{Header, RawFields, Rejection, Validation};
+use crate::decode::Validation;
+use crate::decoded::{FlushJob, OffsetRange};
 use crate::message::MessageMeta;
+use crate::metrics::IngestMetrics;
 use crate::offsets::{CommittedOffsets, TopicPartition};
-use crate::rows::{EngagementRows, RecommendationRows};
 use crate::IngestError;
 
-/// First and last offset of a partition read into a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffsetRange {
-    pub first: i64,
-    pub last: i64,
-}
-
-/// What happened to one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Routed {
-    /// Buffered for this table.
-    Buffered(TableId),
-    /// Already in its table (a re-read after a restart): skipped.
-    AlreadyCommitted(TableId),
-}
-
-/// Rows and offsets buffered since the last flush.
-#[derive(Default)]
+/// The open flush window: chunks being decoded, the chunk being filled, and the totals
+/// the flush policy looks at. Its methods block on chunks being decoded: call them off
+/// the runtime's threads.
 pub struct Window {
-    engagement: EngagementRows,
-    recommendation: RecommendationRows,
-    dead_letters: DeadLetterRows,
-    ranges: BTreeMap<TopicPartition, OffsetRange>,
-    touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
+    /// Runs the decoding of full chunks (on its blocking pool).
+    runtime: Handle,
+    validation: Validation,
+    metrics: IngestMetrics,
+    /// Chunks handed over and not yet awaited, oldest first.
+    decoding: VecDeque<JoinHandle<Result<FlushJob, IngestError>>>,
+    /// Chunks already decoded, in order (all older than those in `decoding`).
+    decoded: Vec<Result<FlushJob, IngestError>>,
+    filling: Chunk,
+    messages: usize,
     bytes: usize,
     opened_at: Option<Instant>,
 }
 
-/// A window ready to be written: one batch per table that has rows, and the offsets.
-pub struct FlushJob {
-    pub batches: BTreeMap<TableId, RecordBatch>,
-    /// Partitions each table has rows from.
-    pub touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
-    pub ranges: BTreeMap<TopicPartition, OffsetRange>,
-}
-
 impl Window {
-    /// Decodes, validates and buffers one message, or buffers it as a dead letter.
+    /// An empty window whose chunks decode on `runtime` against `validation`.
+    pub fn new(runtime: Handle, validation: Validation, metrics: IngestMetrics) -> Window {
+        Window {
+            runtime,
+            validation,
+            metrics,
+            decoding: VecDeque::new(),
+            decoded: Vec::new(),
+            filling: Chunk::default(),
+            messages: 0,
+            bytes: 0,
+            opened_at: None,
+        }
+    }
+
+    /// Copies one message in; hands the chunk to the blocking pool once it is full, to
+    /// be decoded against `committed` (messages a table already holds are skipped).
     pub fn add(
         &mut self,
         tp: &TopicPartition,
         payload: &[u8],
         meta: &MessageMeta<'_>,
         committed: &CommittedOffsets,
-        validation: &Validation,
-    ) -> Routed {
+    ) {
         self.opened_at.get_or_insert_with(Instant::now);
-        match self.ranges.get_mut(tp) {
-            Some(range) => range.last = meta.offset,
-            None => {
-                self.ranges.insert(
-                    tp.clone(),
-                    OffsetRange {
-                        first: meta.offset,
-                        last: meta.offset,
-                    },
-                );
-            }
-        }
-
-        let decoded = if payload.len() > validation.max_message_bytes {
-            Err(Rejection::new(
-                ReasonCode::Oversized,
-                format!(
-                    "message is {} bytes, the limit is {}",
-                    payload.len(),
-                    validation.max_message_bytes
-                ),
-            ))
-        } else {
-            self.try_route(tp, payload, meta, committed, validation)
-        };
-        match decoded {
-            Ok(routed) => routed,
-            Err(rejection) => {
-                let table = TableId::DeadLetters;
-                if committed.already_in(table, tp, meta.offset) {
-                    return Routed::AlreadyCommitted(table);
-                }
-                self.dead_letters.append(meta, payload, &rejection);
-                self.bytes += payload.len().min(crate::dead_letter::OVERSIZED_RAW_KEEP)
-                    + rejection.reason.len();
-                self.touch(table, tp);
-                Routed::Buffered(table)
-            }
+        self.filling.push(tp, payload, meta);
+        self.messages += 1;
+        self.bytes += payload.len().min(self.validation.max_message_bytes);
+        if self.filling.is_full() {
+            self.dispatch(committed);
         }
     }
 
-    fn try_route(
-        &mut self,
-        tp: &TopicPartition,
-        payload: &[u8],
-        meta: &MessageMeta<'_>,
-        committed: &CommittedOffsets,
-        validation: &Validation,
-    ) -> Result<Routed, Rejection> {
-        let fields = RawFields::parse(payload)?;
-        let header = Header::parse(&fields, validation, meta.ingested_at_micros)?;
-        let table = header.event_type.kind().table();
-        if committed.already_in(table, tp, meta.offset) {
-            return Ok(Routed::AlreadyCommitted(table));
+    fn dispatch(&mut self, committed: &CommittedOffsets) {
+        if self.filling.is_empty() {
+            return;
         }
-        match header.event_type.kind() {
-            EventKind::Engagement => self.engagement.append(&fields, &header, meta)?,
-            EventKind::Recommendation => self.recommendation.append(&fields, &header, meta)?,
+        let chunk = std::mem::take(&mut self.filling);
+        let committed = committed.clone();
+        let validation = self.validation;
+        let metrics = self.metrics.clone();
+        self.decoding.push_back(
+            self.runtime
+                .spawn_blocking(move || chunk.decode(&committed, &validation, &metrics)),
+        );
+        // At most one chunk per core decodes at a time: when the decoders fall behind, the
+        // poll thread waits here instead of copying ever more messages.
+        while self.decoding.front().is_some_and(JoinHandle::is_finished)
+            || self.decoding.len() > decode_threads()
+        {
+            let Some(oldest) = self.decoding.pop_front() else {
+                break;
+            };
+            self.decoded.push(await_chunk(&self.runtime, oldest));
         }
-        self.bytes += payload.len();
-        self.touch(table, tp);
-        Ok(Routed::Buffered(table))
-    }
-
-    fn touch(&mut self, table: TableId, tp: &TopicPartition) {
-        let partitions = self.touched.entry(table).or_default();
-        if !partitions.contains(tp) {
-            partitions.insert(tp.clone());
-        }
-    }
-
-    /// Rows buffered across all tables.
-    pub fn rows(&self) -> usize {
-        self.engagement.len() + self.recommendation.len() + self.dead_letters.len()
     }
 
     /// Whether any message was read into the window.
     pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.messages == 0
     }
 
-    /// Whether the policy says it is time to commit, `now` being the current time.
+    /// Whether the policy says it is time to commit, `now` being the current time:
+    /// `max_rows` messages, `max_bytes` payload bytes, or `max_latency` since the first.
     pub fn is_due(&self, policy: &FlushPolicy, now: Instant) -> bool {
-        !self.is_empty() && is_due(policy, self.rows(), self.bytes, self.opened_at, now)
+        !self.is_empty()
+            && (self.messages >= policy.max_rows
+                || self.bytes >= policy.max_bytes
+                || self
+                    .opened_at
+                    .is_some_and(|t| now.saturating_duration_since(t) >= policy.max_latency))
     }
 
     /// Whether the window holds twice what the policy allows: time to stop reading
     /// until the previous window is written.
     pub fn is_over(&self, policy: &FlushPolicy) -> bool {
-        is_over(policy, self.rows(), self.bytes)
+        self.messages >= 2 * policy.max_rows || self.bytes >= 2 * policy.max_bytes
     }
 
-    /// Takes everything buffered, leaving an empty window.
-    pub fn take(&mut self) -> Result<FlushJob, IngestError> {
-        let mut batches = BTreeMap::new();
-        if !self.engagement.is_empty() {
-            batches.insert(TableId::EngagementEvents, self.engagement.finish()?);
-        }
-        if !self.recommendation.is_empty() {
-            batches.insert(TableId::RecommendationEvents, self.recommendation.finish()?);
-        }
-        if !self.dead_letters.is_empty() {
-            batches.insert(TableId::DeadLetters, self.dead_letters.finish()?);
-        }
-        let job = FlushJob {
-            batches,
-            touched: std::mem::take(&mut self.touched),
-            ranges: std::mem::take(&mut self.ranges),
-        };
+    /// Decodes what is left against `committed`, waits for every chunk, and merges them
+    /// into one job; leaves an empty window.
+    pub fn take(&mut self, committed: &CommittedOffsets) -> Result<FlushJob, IngestError> {
+        self.dispatch(committed);
+        let running = std::mem::take(&mut self.decoding);
+        let mut decoded = std::mem::take(&mut self.decoded);
+        self.discard();
+        decoded.extend(running.into_iter().map(|h| await_chunk(&self.runtime, h)));
+        merge(decoded.into_iter().collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Drops everything read (the partitions will be re-read). Chunks still decoding
+    /// finish on their own; their results are dropped.
+    pub fn discard(&mut self) {
+        self.decoding.clear();
+        self.decoded.clear();
+        self.filling = Chunk::default();
+        self.messages = 0;
         self.bytes = 0;
         self.opened_at = None;
-        Ok(job)
-    }
-
-    /// Drops everything buffered (the partitions will be re-read).
-    pub fn discard(&mut self) {
-        *self = Window::default();
     }
 }
 
-/// The flush policy's "commit now" test for a window of `rows` and `bytes` opened at
-/// `opened_at`.
-pub(crate) fn is_due(
-    policy: &FlushPolicy,
-    rows: usize,
-    bytes: usize,
-    opened_at: Option<Instant>,
-    now: Instant,
-) -> bool {
-    rows >= policy.max_rows
-        || bytes >= policy.max_bytes
-        || opened_at.is_some_and(|t| now.saturating_duration_since(t) >= policy.max_latency)
+fn await_chunk(
+    runtime: &Handle,
+    handle: JoinHandle<Result<FlushJob, IngestError>>,
+) -> Result<FlushJob, IngestError> {
+    runtime
+        .block_on(handle)
+        .map_err(|e| IngestError::Thread(format!("decoding a chunk failed: {e}")))?
 }
 
-/// Twice what the policy allows: stop reading until the previous window is written.
-pub(crate) fn is_over(policy: &FlushPolicy, rows: usize, bytes: usize) -> bool {
-    rows >= 2 * policy.max_rows || bytes >= 2 * policy.max_bytes
+/// How many chunks may decode at once: one per core.
+fn decode_threads() -> usize {
+    static THREADS: OnceLock<usize> = OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}
+
+/// Merges the jobs of consecutive chunks, in order, into one.
+fn merge(parts: Vec<FlushJob>) -> Result<FlushJob, IngestError> {
+    let mut batches: BTreeMap<_, Vec<_>> = BTreeMap::new();
+    let mut job = FlushJob {
+        batches: BTreeMap::new(),
+        touched: BTreeMap::new(),
+        ranges: BTreeMap::new(),
+    };
+    for part in parts {
+        for (table, batch) in part.batches {
+            batches.entry(table).or_default().push(batch);
+        }
+        for (table, partitions) in part.touched {
+            job.touched.entry(table).or_default().extend(partitions);
+        }
+        for (tp, range) in part.ranges {
+            job.ranges
+                .entry(tp)
+                .and_modify(|r: &mut OffsetRange| r.last = range.last)
+                .or_insert(range);
+        }
+    }
+    for (table, parts) in batches {
+        let batch = match parts.as_slice() {
+            [one] => one.clone(),
+            _ => concat_batches(&table.schema(), &parts)?,
+        };
+        job.batches.insert(table, batch);
+    }
+    Ok(job)
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
+    use std::time::Duration;
+
+    use arrow::array::AsArray;
+
     use super::*;
+    use hourlake_catalog::TableId;
 
-    const NOW: i64 = 1_795_355_100_000_000;
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap()
+    }
 
-    /// A message of partition `t-0` at `offset`, read at `NOW`.
-    pub(crate) fn meta(offset: i64) -> MessageMeta<'static> {
+    /// A message with a key (the chunk copies keys too).
+    fn meta(offset: i64) -> MessageMeta<'static> {
         MessageMeta {
-            topic: "t",
-            partition: 0,
-            offset,
-            key: None,
-            timestamp_micros: None,
-            ingested_at_micros: NOW,
+            key: Some(b"k"),
+            ..crate::decoded::tests::meta(offset)
         }
     }
 
     #[test]
-    fn routes_good_bad_and_already_committed_messages() {
-        let tp = TopicPartition::new("t", 0);
+    fn chunks_decode_apart_and_merge_in_order() {
+        let runtime = runtime();
+        let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
         let mut committed = CommittedOffsets::default();
-        committed.set(TableId::EngagementEvents, tp.clone(), 0);
-        let v = Validation::default();
-        let mut w = Window::default();
-        let good = br#"{"event_id":"e1","event_type":"click","event_time":1795355100000,"user_id":"u","device":{"type":"phone","os":"ios","app_version":"1"}}"#;
-        let rec = br#"{"event_id":"e2","event_type":"rec_served","event_time":1795355100000,"user_id":"u","items":[{"item_id":"i","score":0.5,"rank":1}]}"#;
+        committed.set(TableId::EngagementEvents, a.clone(), 9);
+        let metrics = IngestMetrics::default();
+        let mut window = Window::new(
+            runtime.handle().clone(),
+            Validation::default(),
+            metrics.clone(),
+        );
+        let n = crate::chunk::CHUNK_MESSAGES as i64 * 2 + 10;
+        for offset in 0..n {
+            let tp = if offset % 2 == 0 { &a } else { &b };
+            let json = format!(
+                r#"{{"event_id":"e{offset}","event_type":"click","event_time":1795355100000,"user_id":"u"}}"#
+            );
+            let payload = if offset == 7 {
+                "{bad".to_string()
+            } else {
+                json
+            };
+            window.add(tp, payload.as_bytes(), &meta(offset), &committed);
+        }
+        assert_eq!(window.messages, n as usize);
         assert_eq!(
-            w.add(&tp, good, &meta(0), &committed, &v),
-            Routed::AlreadyCommitted(TableId::EngagementEvents)
+            window.decoding.len() + window.decoded.len(),
+            2,
+            "two full chunks handed over"
+        );
+        assert!(window.decoding.len() <= decode_threads());
+        let job = window.take(&committed).unwrap();
+        assert!(window.is_empty());
+        let rows = &job.batches[&TableId::EngagementEvents];
+        // Offsets 0, 2, 4, 6, 8 of partition 0 are already in the table.
+        assert_eq!(rows.num_rows(), n as usize - 5 - 1);
+        assert_eq!(metrics.skipped_committed.get(), 5);
+        let offsets = rows.column_by_name("_kafka_offset").unwrap();
+        let offsets = offsets.as_primitive::<arrow::datatypes::Int64Type>();
+        assert!(
+            offsets.values().windows(2).all(|w| w[0] < w[1]),
+            "rows stay in message order across chunks"
+        );
+        assert_eq!(job.batches[&TableId::DeadLetters].num_rows(), 1);
+        assert_eq!(
+            job.ranges[&a],
+            OffsetRange {
+                first: 0,
+                last: n - 2
+            }
         );
         assert_eq!(
-            w.add(&tp, good, &meta(1), &committed, &v),
-            Routed::Buffered(TableId::EngagementEvents)
+            job.ranges[&b],
+            OffsetRange {
+                first: 1,
+                last: n - 1
+            }
         );
-        assert_eq!(
-            w.add(&tp, rec, &meta(2), &committed, &v),
-            Routed::Buffered(TableId::RecommendationEvents)
-        );
-        assert_eq!(
-            w.add(&tp, b"{oops", &meta(3), &committed, &v),
-            Routed::Buffered(TableId::DeadLetters)
-        );
-        let wrong = br#"{"event_id":"e3","event_type":"session_end","event_time":1795355100000,"user_id":"u","session_length_ms":"long"}"#;
-        assert_eq!(
-            w.add(&tp, wrong, &meta(4), &committed, &v),
-            Routed::Buffered(TableId::DeadLetters)
-        );
-        let big = vec![b' '; v.max_message_bytes + 1];
-        assert_eq!(
-            w.add(&tp, &big, &meta(5), &committed, &v),
-            Routed::Buffered(TableId::DeadLetters)
-        );
-        assert_eq!(w.rows(), 5);
-        let job = w.take().unwrap();
-        assert_eq!(job.ranges[&tp], OffsetRange { first: 0, last: 5 });
-        assert_eq!(job.batches[&TableId::EngagementEvents].num_rows(), 1);
-        assert_eq!(job.batches[&TableId::RecommendationEvents].num_rows(), 1);
-        let dead = &job.batches[&TableId::DeadLetters];
-        assert_eq!(dead.num_rows(), 3);
-        let raw = dead
-            .column_by_name("raw")
-            .unwrap()
-            .as_any()
-            .downcast_ref::<arrow::array::BinaryArray>()
-            .unwrap();
-        assert_eq!(
-            raw.value(2).len(),
-            crate::dead_letter::OVERSIZED_RAW_KEEP,
-            "oversized raw is cut"
-        );
-        assert!(w.is_empty() && w.rows() == 0);
+        assert_eq!(job.touched[&TableId::DeadLetters].len(), 1);
+        assert_eq!(job.touched[&TableId::EngagementEvents].len(), 2);
     }
 
     #[test]
     fn flush_policy_due_then_over() {
+        let runtime = runtime();
+        let committed = CommittedOffsets::default();
+        let validation = Validation {
+            max_message_bytes: 100,
+            ..Validation::default()
+        };
+        let new_window = || {
+            Window::new(
+                runtime.handle().clone(),
+                validation,
+                IngestMetrics::default(),
+            )
+        };
         let tp = TopicPartition::new("t", 0);
-        let policy = FlushPolicy {
+        let hour = Duration::from_secs(3600);
+        let by_rows = FlushPolicy {
             max_rows: 2,
             max_bytes: usize::MAX / 4,
-            max_latency: std::time::Duration::from_secs(3600),
+            max_latency: hour,
         };
-        let (c, v) = (CommittedOffsets::default(), Validation::default());
-        let mut w = Window::default();
+        let mut window = new_window();
         assert!(
-            !w.is_due(&policy, Instant::now()),
+            !window.is_due(&by_rows, Instant::now() + 2 * hour),
             "an empty window is never due"
         );
         for offset in 0..4 {
-            assert!(!w.is_over(&policy));
-            w.add(&tp, b"not json", &meta(offset), &c, &v);
+            assert!(!window.is_over(&by_rows));
+            window.add(&tp, b"not json", &meta(offset), &committed);
             assert_eq!(
-                w.is_due(&policy, Instant::now()),
+                window.is_due(&by_rows, Instant::now()),
                 offset >= 1,
-                "due at max_rows"
+                "due at max_rows messages"
             );
         }
-        assert!(w.is_over(&policy), "over at twice max_rows");
+        assert!(window.is_over(&by_rows), "over at twice max_rows");
+
+        let by_bytes = FlushPolicy {
+            max_rows: 100,
+            max_bytes: 150,
+            max_latency: hour,
+        };
+        let mut window = new_window();
+        window.add(&tp, &[b' '; 70], &meta(0), &committed);
+        assert!(!window.is_due(&by_bytes, Instant::now()));
+        // A message over the size limit counts as the limit (it is kept cut short).
+        window.add(&tp, &[b' '; 1000], &meta(1), &committed);
+        assert!(window.is_due(&by_bytes, Instant::now()), "due at max_bytes");
+        assert!(!window.is_over(&by_bytes), "170 bytes counted, not 1070");
+        window.add(&tp, &[b' '; 100], &meta(2), &committed);
+        assert!(!window.is_over(&by_bytes));
+        window.add(&tp, &[b' '; 100], &meta(3), &committed);
+        assert!(window.is_over(&by_bytes), "over at twice max_bytes");
+
         let by_time = FlushPolicy {
             max_rows: 100,
             max_bytes: usize::MAX / 4,
-            max_latency: std::time::Duration::ZERO,
+            max_latency: hour,
         };
-        let mut w = Window::default();
-        w.add(&tp, b"{}", &meta(0), &c, &v);
+        let mut window = new_window();
+        window.add(&tp, b"{}", &meta(0), &committed);
+        assert!(!window.is_due(&by_time, Instant::now()));
         assert!(
-            w.is_due(&by_time, Instant::now()),
+            window.is_due(&by_time, Instant::now() + 2 * hour),
             "due once max_latency has passed"
         );
-    }
-
-    #[test]
-    fn extreme_event_times_are_partitioned_or_dead_lettered() {
-        use arrow::array::{Date32Array, Int32Array, StringArray};
-        let tp = TopicPartition::new("t", 0);
-        let c = CommittedOffsets::default();
-        // No window limits and a clock at 1970, so the extremes reach the partition columns.
-        let meta = |offset: i64| MessageMeta {
-            ingested_at_micros: 0,
-            ..meta(offset)
-        };
-        let v = Validation {
-            max_future_micros: i64::MAX,
-            retention_micros: i64::MAX,
-            ..Validation::default()
-        };
-        let event = |time: String| {
-            format!(r#"{{"event_id":"e","event_type":"click","event_time":{time},"user_id":"u"}}"#)
-        };
-        let mut w = Window::default();
-        let stored = [i64::MAX / 1000, i64::MIN / 1000, -1];
-        for (offset, millis) in stored.iter().enumerate() {
-            let routed = w.add(
-                &tp,
-                event(millis.to_string()).as_bytes(),
-                &meta(offset as i64),
-                &c,
-                &v,
-            );
-            assert_eq!(
-                routed,
-                Routed::Buffered(TableId::EngagementEvents),
-                "{millis}"
-            );
-        }
-        let rejected = [
-            i64::MAX.to_string(),
-            i64::MIN.to_string(),
-            "1e400".to_string(),
-        ];
-        for (offset, time) in rejected.iter().enumerate() {
-            let routed = w.add(
-                &tp,
-                event(time.clone()).as_bytes(),
-                &meta(10 + offset as i64),
-                &c,
-                &v,
-            );
-            assert_eq!(routed, Routed::Buffered(TableId::DeadLetters), "{time}");
-        }
-        let job = w.take().unwrap();
-        let rows = &job.batches[&TableId::EngagementEvents];
-        let dates = rows.column_by_name("event_date").unwrap();
-        let dates = dates.as_any().downcast_ref::<Date32Array>().unwrap();
-        let hours = rows.column_by_name("event_hour").unwrap();
-        let hours = hours.as_any().downcast_ref::<Int32Array>().unwrap();
-        for (i, millis) in stored.iter().enumerate() {
-            let (date, hour) = hourlake_catalog::partition::date_and_hour(millis * 1000);
-            assert_eq!((dates.value(i), hours.value(i)), (date, hour));
-            assert!((0..24).contains(&hour));
-        }
-        assert_eq!(
-            (dates.value(2), hours.value(2)),
-            (-1, 23),
-            "just before 1970"
+        let job = window.take(&committed).unwrap();
+        assert_eq!(job.batches[&TableId::DeadLetters].num_rows(), 1);
+        assert!(
+            !window.is_due(&by_time, Instant::now() + 2 * hour),
+            "a flushed window starts empty"
         );
-        let dead = &job.batches[&TableId::DeadLetters];
-        let codes = dead.column_by_name("reason_code").unwrap();
-        let codes = codes.as_any().downcast_ref::<StringArray>().unwrap();
-        let codes: Vec<&str> = codes.iter().flatten().collect();
-        assert_eq!(codes, ["invalid_value", "invalid_value", "wrong_type"]);
+        window.add(&tp, b"{}", &meta(1), &committed);
+        window.discard();
+        assert!(window.is_empty(), "a discarded window is empty");
     }
 }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use deltalake::protocol::SaveMode;
 use hourlake_catalog::{Lake, TableId};
 use hourlake_sql::{LiveLake, SessionFactory};
+use hourlake_testkit::lake::append_rows;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -40,19 +40,7 @@ pub(crate) fn rows(hour: i64, n: usize, first_offset: i64) -> Vec<Value> {
 }
 
 pub(crate) async fn append(lake: &Lake, rows: &[Value]) {
-    let schema = TableId::EngagementEvents.schema();
-    let mut decoder = arrow_json::ReaderBuilder::new(schema)
-        .build_decoder()
-        .unwrap();
-    decoder.serialize(rows).unwrap();
-    let batch = decoder.flush().unwrap().unwrap();
-    lake.open_or_create(TableId::EngagementEvents)
-        .await
-        .unwrap()
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .await
-        .unwrap();
+    append_rows(lake, TableId::EngagementEvents, rows).await;
 }
 
 struct Running {
@@ -596,19 +584,7 @@ fn rec_row(
 }
 
 async fn append_recs(lake: &Lake, rows: &[Value]) {
-    let schema = TableId::RecommendationEvents.schema();
-    let mut decoder = arrow_json::ReaderBuilder::new(schema)
-        .build_decoder()
-        .unwrap();
-    decoder.serialize(rows).unwrap();
-    let batch = decoder.flush().unwrap().unwrap();
-    lake.open_or_create(TableId::RecommendationEvents)
-        .await
-        .unwrap()
-        .write(vec![batch])
-        .with_save_mode(SaveMode::Append)
-        .await
-        .unwrap();
+    append_rows(lake, TableId::RecommendationEvents, rows).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

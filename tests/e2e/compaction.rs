@@ -4,86 +4,44 @@
 
 use std::time::{Duration, Instant};
 
-use hourlake_catalog::{Lake, TableId};
+use hourlake_catalog::TableId;
 use hourlake_compactor::plan::files_by_hour;
+use hourlake_testkit::binary::num;
+use hourlake_testkit::http::{http_get, metric};
+use hourlake_testkit::kafka::{self, end_offsets, wait_committed};
+use hourlake_testkit::lake::scalar;
+use hourlake_testkit::setup::Setup;
 
-use crate::support::kafka::{self, committed_offsets, create_topic, high_watermarks};
-use crate::support::lake::scalar;
-use crate::support::process::{
-    hourlake, http_get, metric, num, spawn_produce, wait_report, Daemon, IngestProcess,
-};
-use crate::support::unique;
-
-/// Waits until `group` has committed every message of `topics` (ingest commits to
-/// Kafka only after the Delta commit holding those messages).
-async fn wait_ingested(bootstrap: &str, group: &str, topics: &[&str], timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let done = topics.iter().all(|t| {
-            let highs = high_watermarks(bootstrap, t);
-            let committed = committed_offsets(bootstrap, group, t);
-            highs
-                .iter()
-                .zip(&committed)
-                .all(|((_, high), (_, c))| *high == 0 || c == high)
-        });
-        if done {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "ingest did not catch up in {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
+use crate::hourlake;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() {
     let broker = kafka::shared();
-    let (app, rec, group) = (unique("app"), unique("rec"), unique("g"));
-    create_topic(&broker.bootstrap, &app, 4).await;
-    create_topic(&broker.bootstrap, &rec, 4).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake_path = dir.path().join("lake");
-    let lake = Lake::local(&lake_path).expect("lake");
-    let lake_arg = lake_path.to_str().expect("utf-8 path");
+    let s = Setup::new(&broker.bootstrap, 4).await;
+    let (lake, lake_arg) = (&s.lake, s.lake_arg());
 
     // Event times start three hours ago, so every hour this test writes is closed
     // (closed-after 0 s) and must end up deduplicated, in one file, and rolled up.
     let start = (chrono::Utc::now() - chrono::Duration::hours(3)).to_rfc3339();
-    let producer = spawn_produce(
-        &broker.bootstrap,
-        &[
-            "--topic",
-            &app,
-            "--rec-topic",
-            &rec,
-            "--count",
-            "240000",
-            "--rate",
-            "2000",
-            "--duplicate-fraction",
-            "0.03",
-            "--late-fraction",
-            "0.05",
-            "--bad-fraction",
-            "0.005",
-            "--seed",
-            "21",
-            "--start-time",
-            &start,
-        ],
-    );
-    let ingest = IngestProcess::start(&broker.bootstrap, &[&app, &rec], &group, &lake_path, &[]);
-    let compactor = Daemon::spawn(
+    let producer = s
+        .produce(&hourlake())
+        .with("count", 240_000)
+        .with("rate", 2000)
+        .with("duplicate-fraction", "0.03")
+        .with("late-fraction", "0.05")
+        .with("bad-fraction", "0.005")
+        .with("seed", 21)
+        .with("start-time", &start)
+        .spawn();
+    let ingest = s.ingest(&hourlake(), &[]);
+    let compactor = hourlake().daemon(
         "compactor",
-        &lake_path,
+        &s.lake_path(),
         &[
             "compact",
             "--watch",
             "--lake",
-            lake_arg,
+            &lake_arg,
             "--closed-after-secs",
             "0",
             "--compact-interval-secs",
@@ -99,10 +57,11 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
     // A second compactor, started while the first works, must not act.
     tokio::time::sleep(Duration::from_secs(20)).await;
     let second = hourlake()
+        .command()
         .args([
             "compact",
             "--lake",
-            lake_arg,
+            &lake_arg,
             "--closed-after-secs",
             "0",
             "--compactor-id",
@@ -121,16 +80,15 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
         "{second_out}"
     );
 
-    let report = tokio::task::spawn_blocking(move || wait_report(producer))
-        .await
-        .expect("producer");
-    wait_ingested(
-        &broker.bootstrap,
-        &group,
-        &[&app, &rec],
-        Duration::from_secs(120),
-    )
-    .await;
+    let report = producer.wait_async().await;
+    // Ingest commits to Kafka only after the Delta commit holding those messages.
+    let ends = end_offsets(&broker.bootstrap, &s.topics());
+    let (bootstrap, group) = (broker.bootstrap.clone(), s.group.clone());
+    tokio::task::spawn_blocking(move || {
+        wait_committed(&bootstrap, &group, &ends, Duration::from_secs(120))
+    })
+    .await
+    .expect("ingest caught up");
     // Let the compactor see the last commits (a pass every 3 s): two more passes
     // after ingest caught up leave nothing for it to do. Then stop it cleanly.
     let distinct = num(&report, "/sent") - num(&report, "/malformed") - num(&report, "/duplicates");
@@ -155,13 +113,13 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
 
     // Every event exactly once: the resends are gone, nothing else is.
     let ids = scalar(
-        &lake,
+        lake,
         "SELECT count(DISTINCT event_id) FROM (SELECT event_id FROM engagement_events \
          UNION ALL SELECT event_id FROM recommendation_events)",
     )
     .await as u64;
     let rows = scalar(
-        &lake,
+        lake,
         "SELECT (SELECT count(*) FROM engagement_events) + (SELECT count(*) FROM recommendation_events)",
     )
     .await as u64;
@@ -202,7 +160,7 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
 
     // Rollups hold exactly the raw counts, hour by hour.
     let mismatched = scalar(
-        &lake,
+        lake,
         "SELECT count(*) FROM (SELECT event_date, event_hour, count(*) AS n FROM engagement_events GROUP BY 1, 2) raw \
          FULL OUTER JOIN (SELECT event_date, event_hour, events FROM engagement_hourly WHERE event_type = 'ALL' \
            AND device_type = 'ALL' AND app_version = 'ALL' AND country = 'ALL') r \
@@ -211,7 +169,7 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
     .await;
     assert_eq!(mismatched, 0);
     let rec_mismatched = scalar(
-        &lake,
+        lake,
         "SELECT count(*) FROM (SELECT event_date, event_hour, coalesce(model_version, 'unknown') AS model_version, \
            coalesce(surface, 'unknown') AS surface, \
            sum(CASE WHEN event_type = 'rec_click' THEN 1 ELSE 0 END) AS clicks, \

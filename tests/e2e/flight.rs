@@ -7,17 +7,19 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use hourlake_catalog::Lake;
+use hourlake_testkit::binary::Daemon;
+use hourlake_testkit::kafka;
+use hourlake_testkit::lake::{query, scalar, wait_exactly_once};
+use hourlake_testkit::setup::Setup;
+use hourlake_testkit::unique;
 use serde_json::Value;
 
-use crate::support::kafka::{self, create_topic};
-use crate::support::lake::{query, scalar, wait_exactly_once};
-use crate::support::process::{hourlake, produce, Daemon, IngestProcess};
-use crate::support::unique;
+use crate::hourlake;
 
 const TOKEN: &str = "bi-t0ken";
 
@@ -32,7 +34,7 @@ struct Expected {
 
 /// A lake filled by `hourlake ingest` from the real broker, then left still.
 struct FilledLake {
-    _dir: tempfile::TempDir,
+    _setup: Setup,
     path: PathBuf,
     lake: Lake,
     expected: Expected,
@@ -40,40 +42,19 @@ struct FilledLake {
 
 async fn filled_lake() -> FilledLake {
     let broker = kafka::shared();
-    let (app, rec, group) = (unique("app"), unique("rec"), unique("g"));
-    create_topic(&broker.bootstrap, &app, 2).await;
-    create_topic(&broker.bootstrap, &rec, 2).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("lake");
-    let mut ingest = IngestProcess::start(&broker.bootstrap, &[&app, &rec], &group, &path, &[]);
-    tokio::task::spawn_blocking({
-        let bootstrap = broker.bootstrap.clone();
-        let (app, rec) = (app.clone(), rec.clone());
-        move || {
-            produce(
-                &bootstrap,
-                &[
-                    "--topic",
-                    &app,
-                    "--rec-topic",
-                    &rec,
-                    "--count",
-                    "20000",
-                    "--users",
-                    "2000",
-                    "--seed",
-                    "17",
-                ],
-            )
-        }
-    })
-    .await
-    .expect("producer");
-    let lake = Lake::local(&path).expect("lake");
+    let s = Setup::new(&broker.bootstrap, 2).await;
+    let mut ingest = s.ingest(&hourlake(), &[]);
+    s.produce(&hourlake())
+        .with("count", 20_000)
+        .with("users", 2000)
+        .with("seed", 17)
+        .run_async()
+        .await;
+    let (path, lake) = (s.lake_path(), s.lake.clone());
     wait_exactly_once(
         &lake,
         &broker.bootstrap,
-        &[&app, &rec],
+        &s.topics(),
         Duration::from_secs(60),
     )
     .await;
@@ -111,7 +92,7 @@ async fn filled_lake() -> FilledLake {
         "too little data: {count} engagement, {rec_count} recommendation events, top user {user_count}"
     );
     FilledLake {
-        _dir: dir,
+        _setup: s,
         path,
         lake,
         expected: Expected {
@@ -126,7 +107,7 @@ async fn filled_lake() -> FilledLake {
 
 /// `hourlake serve --flight` over the lake, with a token; returns the Flight address.
 fn serve(lake: &Path) -> (Daemon, String) {
-    let server = Daemon::spawn(
+    let server = hourlake().daemon(
         "flight",
         lake,
         &[
@@ -141,23 +122,8 @@ fn serve(lake: &Path) -> (Daemon, String) {
             TOKEN,
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = server.log_text();
-        if let Some(rest) = log.split("serving Flight SQL on grpc://").nth(1) {
-            let addr = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            return (server, addr);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Flight SQL never listened:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let addr = server.logged_addr("serving Flight SQL on grpc://");
+    (server, addr)
 }
 
 fn script(name: &str) -> String {
@@ -427,6 +393,7 @@ async fn the_repl_over_a_lake_folder_and_as_a_script() {
 
     // -c: runs and exits; a failing statement makes the exit code non-zero.
     let out = hourlake()
+        .command()
         .args(["sql", "--lake", lake, "--format", "csv", "-c"])
         .arg("SELECT count(*) AS n FROM engagement_events; SELECT 'a;b' AS s")
         .output()
@@ -441,6 +408,7 @@ async fn the_repl_over_a_lake_folder_and_as_a_script() {
         format!("n\n{}\ns\na;b\n", e.count)
     );
     let out = hourlake()
+        .command()
         .args(["sql", "--lake", lake, "-c", "SELEC 1"])
         .output()
         .expect("hourlake sql -c");
@@ -449,6 +417,7 @@ async fn the_repl_over_a_lake_folder_and_as_a_script() {
 
     // SQL on stdin, with a backslash command.
     let mut child = hourlake()
+        .command()
         .args(["sql", "--lake", lake])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -483,7 +452,7 @@ fn repl_session(args: &[&str], e: &Expected, lake: &Path) {
     std::fs::create_dir_all(&home).expect("home");
     let history = home.join(".hourlake_history");
     let start = || {
-        let mut command = hourlake();
+        let mut command = hourlake().command();
         command
             .args(args)
             .env("HOME", &home)

@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use hourlake_catalog::{Lake, TableId};
+use hourlake_testkit::lake::append_rows;
+use hourlake_testkit::resources::peak_rss_mib;
+
+use crate::hourlake;
 use crate::serve::served_addr;
-use crate::support::process::Daemon;
 
 /// The server's memory pool in this test.
 const MEMORY_LIMIT_MB: u64 = 512;
@@ -29,7 +33,6 @@ const EVENT_TYPES: [&str; 3] = ["click", "purchase", "screen_view"];
 
 /// A lake with 200 000 engagement events over 4 hours.
 async fn sample_lake(dir: &std::path::Path) -> std::path::PathBuf {
-    use hourlake_catalog::{Lake, TableId};
     let path = dir.join("lake");
     let lake = Lake::local(&path).expect("lake");
     let start = 1_795_132_800_000_000i64; // 2026-11-20T00:00Z
@@ -55,30 +58,9 @@ async fn sample_lake(dir: &std::path::Path) -> std::path::PathBuf {
                 })
             })
             .collect();
-        let mut decoder = arrow::json::ReaderBuilder::new(TableId::EngagementEvents.schema())
-            .build_decoder()
-            .expect("decoder");
-        decoder.serialize(&rows).expect("rows");
-        let batch = decoder.flush().expect("flush").expect("a batch");
-        lake.open_or_create(TableId::EngagementEvents)
-            .await
-            .expect("table")
-            .write(vec![batch])
-            .with_save_mode(deltalake::protocol::SaveMode::Append)
-            .await
-            .expect("append");
+        append_rows(&lake, TableId::EngagementEvents, &rows).await;
     }
     path
-}
-
-/// Peak resident memory of a process (Linux `VmHWM`), in MiB.
-fn peak_rss_mb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
 }
 
 fn chain(item: &str, separator: &str, n: usize) -> String {
@@ -200,7 +182,7 @@ async fn the_server_survives_a_storm_of_hostile_requests() {
     )
     .expect("config");
     let lake_arg = lake.to_str().expect("utf-8 path").to_string();
-    let mut server = Daemon::spawn(
+    let mut server = hourlake().daemon(
         "hostile",
         &lake,
         &[
@@ -355,7 +337,7 @@ async fn the_server_survives_a_storm_of_hostile_requests() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["rows"], json!([[200000]]), "still the right answer");
-    let peak = peak_rss_mb(server.child.id());
+    let peak = peak_rss_mib(server.child.id()).map_or(0, |mib| mib as u64);
     let t = tally.lock().expect("tally");
     let mut health = t.health_ms.clone();
     health.sort_unstable();

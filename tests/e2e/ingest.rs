@@ -5,88 +5,34 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use arrow::array::AsArray;
-use hourlake_catalog::Lake;
+use hourlake_testkit::binary::num;
+use hourlake_testkit::http::{http_get, metric};
+use hourlake_testkit::kafka::{self, end_offsets, send};
+use hourlake_testkit::lake::{partition_stats, query, scalar, wait_exactly_once};
+use hourlake_testkit::setup::Setup;
 use rand::{Rng, SeedableRng};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 
-use crate::support::kafka::{self, create_topic};
-use crate::support::lake::{partition_stats, query, scalar, wait_exactly_once};
-use crate::support::process::{http_get, metric, num, spawn_produce, wait_report, IngestProcess};
-use crate::support::unique;
-
-struct Setup {
-    app: String,
-    rec: String,
-    group: String,
-    dir: tempfile::TempDir,
-    lake: Lake,
-}
-
-async fn setup(bootstrap: &str, partitions: i32) -> Setup {
-    let (app, rec) = (unique("app"), unique("rec"));
-    create_topic(bootstrap, &app, partitions).await;
-    create_topic(bootstrap, &rec, partitions).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = Lake::local(dir.path().join("lake")).expect("lake");
-    Setup {
-        app,
-        rec,
-        group: unique("g"),
-        dir,
-        lake,
-    }
-}
-
-impl Setup {
-    fn topics(&self) -> [&str; 2] {
-        [&self.app, &self.rec]
-    }
-    fn lake_path(&self) -> std::path::PathBuf {
-        self.dir.path().join("lake")
-    }
-    fn ingest(&self, bootstrap: &str, extra: &[&str]) -> IngestProcess {
-        IngestProcess::start(
-            bootstrap,
-            &self.topics(),
-            &self.group,
-            &self.lake_path(),
-            extra,
-        )
-    }
-}
+use crate::hourlake;
 
 const SETTLE: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_anywhere_loses_nothing_and_duplicates_nothing() {
     let broker = kafka::shared();
-    let s = setup(&broker.bootstrap, 4).await;
-    let producer = spawn_produce(
-        &broker.bootstrap,
-        &[
-            "--topic",
-            &s.app,
-            "--rec-topic",
-            &s.rec,
-            "--count",
-            "200000",
-            "--rate",
-            "12000",
-            "--duplicate-fraction",
-            "0.02",
-            "--late-fraction",
-            "0.02",
-            "--bad-fraction",
-            "0.01",
-            "--seed",
-            "3",
-        ],
-    );
+    let s = Setup::new(&broker.bootstrap, 4).await;
+    let producer = s
+        .produce(&hourlake())
+        .with("count", 200_000)
+        .with("rate", 12_000)
+        .with("duplicate-fraction", "0.02")
+        .with("late-fraction", "0.02")
+        .with("bad-fraction", "0.01")
+        .with("seed", 3)
+        .spawn();
     // Static membership: a restarted member takes its partitions back at once.
     let member = ["--instance-id", "crash-test-member"];
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(99);
-    let mut ingest = s.ingest(&broker.bootstrap, &member);
+    let mut ingest = s.ingest(&hourlake(), &member);
     let mut kills = 0;
     let mut rows_mid_crashes: i64 = 0;
     while kills < 12 {
@@ -107,11 +53,9 @@ async fn crash_anywhere_loses_nothing_and_duplicates_nothing() {
                 .map(|p| p.rows)
                 .sum();
         }
-        ingest = s.ingest(&broker.bootstrap, &member);
+        ingest = s.ingest(&hourlake(), &member);
     }
-    let report = tokio::task::spawn_blocking(move || wait_report(producer))
-        .await
-        .expect("producer");
+    let report = producer.wait_async().await;
     assert_eq!(num(&report, "/sent"), 200_000);
     let rows_after_crashes: i64 = partition_stats(&s.lake)
         .await
@@ -155,24 +99,15 @@ async fn crash_anywhere_loses_nothing_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn survivor_takes_over_when_a_group_member_dies() {
     let broker = kafka::shared();
-    let s = setup(&broker.bootstrap, 4).await;
-    let producer = spawn_produce(
-        &broker.bootstrap,
-        &[
-            "--topic",
-            &s.app,
-            "--rec-topic",
-            &s.rec,
-            "--count",
-            "60000",
-            "--rate",
-            "3000",
-            "--seed",
-            "4",
-        ],
-    );
-    let mut a = s.ingest(&broker.bootstrap, &[]);
-    let mut b = s.ingest(&broker.bootstrap, &[]);
+    let s = Setup::new(&broker.bootstrap, 4).await;
+    let producer = s
+        .produce(&hourlake())
+        .with("count", 60_000)
+        .with("rate", 3000)
+        .with("seed", 4)
+        .spawn();
+    let mut a = s.ingest(&hourlake(), &[]);
+    let mut b = s.ingest(&hourlake(), &[]);
     // Let both join and commit, then kill one mid-stream.
     let start = Instant::now();
     while !(a.log_text().contains("assigned") && b.log_text().contains("assigned")) {
@@ -187,9 +122,7 @@ async fn survivor_takes_over_when_a_group_member_dies() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let survivor_log_before = b.log_text().len();
     a.kill9();
-    let report = tokio::task::spawn_blocking(move || wait_report(producer))
-        .await
-        .expect("producer");
+    let report = producer.wait_async().await;
     assert_eq!(num(&report, "/sent"), 60_000);
     wait_exactly_once(&s.lake, &broker.bootstrap, &s.topics(), SETTLE).await;
     let survivor_log = b.log_text();
@@ -206,30 +139,19 @@ async fn survivor_takes_over_when_a_group_member_dies() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ingest_recovers_by_itself_when_the_broker_restarts() {
     let broker = kafka::dedicated("restart");
-    let s = setup(&broker.bootstrap, 4).await;
-    let producer = spawn_produce(
-        &broker.bootstrap,
-        &[
-            "--topic",
-            &s.app,
-            "--rec-topic",
-            &s.rec,
-            "--count",
-            "60000",
-            "--rate",
-            "3000",
-            "--seed",
-            "5",
-        ],
-    );
-    let mut ingest = s.ingest(&broker.bootstrap, &[]);
+    let s = Setup::new(&broker.bootstrap, 4).await;
+    let producer = s
+        .produce(&hourlake())
+        .with("count", 60_000)
+        .with("rate", 3000)
+        .with("seed", 5)
+        .spawn();
+    let mut ingest = s.ingest(&hourlake(), &[]);
     tokio::time::sleep(Duration::from_secs(6)).await;
     broker.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.restart_stopped();
-    let report = tokio::task::spawn_blocking(move || wait_report(producer))
-        .await
-        .expect("producer");
+    let report = producer.wait_async().await;
     assert_eq!(num(&report, "/sent"), 60_000);
     wait_exactly_once(&s.lake, &broker.bootstrap, &s.topics(), SETTLE).await;
     assert!(
@@ -239,30 +161,10 @@ async fn ingest_recovers_by_itself_when_the_broker_restarts() {
     );
 }
 
-/// Sends raw payloads (key = "k") to partition 0 of a topic, in order, waiting for each.
-async fn send_raw(bootstrap: &str, topic: &str, payloads: &[Option<Vec<u8>>]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("message.max.bytes", "8388608")
-        .create()
-        .expect("producer");
-    for p in payloads {
-        let mut record = FutureRecord::<str, [u8]>::to(topic).key("k").partition(0);
-        if let Some(bytes) = p {
-            record = record.payload(bytes.as_slice());
-        }
-        producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("send");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn every_kind_of_bad_input_becomes_a_dead_letter_with_its_reason() {
     let broker = kafka::shared();
-    let s = setup(&broker.bootstrap, 2).await;
+    let s = Setup::new(&broker.bootstrap, 2).await;
     let now_ms = chrono::Utc::now().timestamp_millis();
     let ok = |id: &str| {
         format!(
@@ -293,31 +195,16 @@ async fn every_kind_of_bad_input_becomes_a_dead_letter_with_its_reason() {
         (Some(ok("good-2").into_bytes()), None),
     ];
     let payloads: Vec<Option<Vec<u8>>> = corpus.iter().map(|(p, _)| p.clone()).collect();
-    send_raw(&broker.bootstrap, &s.app, &payloads).await;
+    send(&broker.bootstrap, &s.app, &payloads).await;
     // And generated bad input of every kind, beside valid events, on both topics.
-    let report = tokio::task::spawn_blocking({
-        let (bootstrap, app, rec) = (broker.bootstrap.clone(), s.app.clone(), s.rec.clone());
-        move || {
-            crate::support::process::produce(
-                &bootstrap,
-                &[
-                    "--topic",
-                    &app,
-                    "--rec-topic",
-                    &rec,
-                    "--count",
-                    "6000",
-                    "--bad-fraction",
-                    "0.25",
-                    "--seed",
-                    "8",
-                ],
-            )
-        }
-    })
-    .await
-    .expect("produce");
-    let mut ingest = s.ingest(&broker.bootstrap, &["--metrics-addr", "127.0.0.1:0"]);
+    let report = s
+        .produce(&hourlake())
+        .with("count", 6000)
+        .with("bad-fraction", "0.25")
+        .with("seed", 8)
+        .run_async()
+        .await;
+    let mut ingest = s.ingest(&hourlake(), &["--metrics-addr", "127.0.0.1:0"]);
     wait_exactly_once(&s.lake, &broker.bootstrap, &s.topics(), SETTLE).await;
     assert!(
         ingest.is_running(),
@@ -332,7 +219,7 @@ async fn every_kind_of_bad_input_becomes_a_dead_letter_with_its_reason() {
         metric(&metrics, "hourlake_ingest_dead_letter_messages_total"),
         dead_in_lake
     );
-    let total: f64 = crate::support::lake::messages_in(&broker.bootstrap, &s.topics())
+    let total: f64 = end_offsets(&broker.bootstrap, &s.topics())
         .values()
         .sum::<i64>() as f64;
     assert_eq!(
@@ -430,34 +317,18 @@ async fn every_kind_of_bad_input_becomes_a_dead_letter_with_its_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn late_events_land_in_their_own_hour_partitions() {
     let broker = kafka::shared();
-    let s = setup(&broker.bootstrap, 2).await;
+    let s = Setup::new(&broker.bootstrap, 2).await;
     // Ingest runs while events arrive, so it commits many times (and checkpoints).
-    let ingest = s.ingest(&broker.bootstrap, &["--checkpoint-interval", "5"]);
+    let ingest = s.ingest(&hourlake(), &["--checkpoint-interval", "5"]);
     ingest.wait_assigned();
-    let report = tokio::task::spawn_blocking({
-        let (bootstrap, app, rec) = (broker.bootstrap.clone(), s.app.clone(), s.rec.clone());
-        move || {
-            crate::support::process::produce(
-                &bootstrap,
-                &[
-                    "--topic",
-                    &app,
-                    "--rec-topic",
-                    &rec,
-                    "--count",
-                    "8000",
-                    "--rate",
-                    "2000",
-                    "--late-fraction",
-                    "0.3",
-                    "--seed",
-                    "9",
-                ],
-            )
-        }
-    })
-    .await
-    .expect("produce");
+    let report = s
+        .produce(&hourlake())
+        .with("count", 8000)
+        .with("rate", 2000)
+        .with("late-fraction", "0.3")
+        .with("seed", 9)
+        .run_async()
+        .await;
     wait_exactly_once(&s.lake, &broker.bootstrap, &s.topics(), SETTLE).await;
 
     for table in ["engagement_events", "recommendation_events"] {

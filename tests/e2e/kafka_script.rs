@@ -1,7 +1,7 @@
 //! `scripts/kafka` starts, stops and starts again, reusing its cached jars.
 
-use crate::support::kafka::run_script;
-use crate::support::unique;
+use hourlake_testkit::kafka::run_script;
+use hourlake_testkit::unique;
 
 #[test]
 fn kafka_script_survives_start_stop_start_with_cached_jars() {

@@ -1,8 +1,7 @@
 //! End-to-end tests: one test binary (it links the whole stack once) against a real
 //! Kafka broker the repo starts itself, real Delta tables on disk, and the real
-//! `hourlake` binary as a child process.
-
-mod support;
+//! `hourlake` binary as a child process. The harness (broker, processes, lake readers)
+//! is the `hourlake-testkit` crate.
 
 mod compaction;
 mod flight;
@@ -11,3 +10,8 @@ mod ingest;
 mod kafka_script;
 mod produce;
 mod serve;
+
+/// The `hourlake` binary this build made.
+fn hourlake() -> hourlake_testkit::binary::Hourlake {
+    hourlake_testkit::binary::Hourlake::at(env!("CARGO_BIN_EXE_hourlake"))
+}

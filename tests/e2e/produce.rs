@@ -3,29 +3,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use hourlake_testkit::binary::num;
+use hourlake_testkit::kafka::{self, consumer_from_start, high_watermarks};
+use hourlake_testkit::unique;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::support::kafka::{self, high_watermarks};
-use crate::support::process::{num, produce};
-use crate::support::unique;
+use crate::hourlake;
 
 /// Reads every message of a topic from the beginning to its high watermark.
 fn read_all(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
     let marks = high_watermarks(bootstrap, topic);
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for (p, _) in &marks {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
+    let consumer = consumer_from_start(bootstrap, marks.iter().map(|(p, _)| (topic, *p)));
     let total: i64 = marks.iter().map(|(_, h)| h).sum();
     let mut out = Vec::with_capacity(total as usize);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -42,25 +30,14 @@ fn read_all(bootstrap: &str, topic: &str) -> Vec<Vec<u8>> {
 async fn produced_events_are_consumed_back_with_matching_counts() {
     let broker = kafka::shared();
     let (app, rec) = (unique("app"), unique("rec"));
-    let report = produce(
-        &broker.bootstrap,
-        &[
-            "--topic",
-            &app,
-            "--rec-topic",
-            &rec,
-            "--count",
-            "100000",
-            "--users",
-            "5000",
-            "--late-fraction",
-            "0.02",
-            "--duplicate-fraction",
-            "0.01",
-            "--seed",
-            "11",
-        ],
-    );
+    let report = hourlake()
+        .produce(&broker.bootstrap, &app, &rec)
+        .with("count", 100_000)
+        .with("users", 5000)
+        .with("late-fraction", "0.02")
+        .with("duplicate-fraction", "0.01")
+        .with("seed", 11)
+        .run();
     assert_eq!(num(&report, "/sent"), 100_000);
     assert_eq!(num(&report, "/failed"), 0);
     assert!(num(&report, "/late") > 1000, "{report}");
@@ -108,27 +85,15 @@ async fn same_seed_and_start_time_reproduce_the_same_messages() {
     let mut runs = Vec::new();
     for _ in 0..2 {
         let (app, rec) = (unique("app"), unique("rec"));
-        produce(
-            &broker.bootstrap,
-            &[
-                "--topic",
-                &app,
-                "--rec-topic",
-                &rec,
-                "--count",
-                "3000",
-                "--partitions",
-                "1",
-                "--bad-fraction",
-                "0.05",
-                "--duplicate-fraction",
-                "0.05",
-                "--seed",
-                "5",
-                "--start-time",
-                "2026-11-20T10:00:00Z",
-            ],
-        );
+        hourlake()
+            .produce(&broker.bootstrap, &app, &rec)
+            .with("count", 3000)
+            .with("partitions", 1)
+            .with("bad-fraction", "0.05")
+            .with("duplicate-fraction", "0.05")
+            .with("seed", 5)
+            .with("start-time", "2026-11-20T10:00:00Z")
+            .run();
         runs.push((
             read_all(&broker.bootstrap, &app),
             read_all(&broker.bootstrap, &rec),

@@ -4,58 +4,32 @@
 
 use std::time::{Duration, Instant};
 
+use hourlake_testkit::binary::{num, Daemon};
+use hourlake_testkit::kafka::{self, send};
+use hourlake_testkit::setup::Setup;
+use hourlake_testkit::unique;
 use serde_json::{json, Value};
 
-use crate::support::kafka::{self, create_topic};
-use crate::support::process::{num, produce, Daemon, IngestProcess};
-use crate::support::unique;
-
-async fn send(bootstrap: &str, topic: &str, payload: &str) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .expect("producer");
-    producer
-        .send(
-            FutureRecord::<str, str>::to(topic).payload(payload),
-            Duration::from_secs(30),
-        )
-        .await
-        .map_err(|(e, _)| e)
-        .expect("send");
-}
+use crate::hourlake;
 
 /// The address `hourlake serve` logged it listens on.
 pub(crate) fn served_addr(server: &Daemon) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let log = server.log_text();
-        if let Some(rest) = log.split("serving SQL over HTTP on http://").nth(1) {
-            return rest.split('/').next().unwrap_or_default().to_string();
-        }
-        assert!(Instant::now() < deadline, "server never listened:\n{log}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.logged_addr("serving SQL over HTTP on http://")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn served_sql_sees_ingested_events_within_seconds() {
     let broker = kafka::shared();
-    let (app, rec, group) = (unique("app"), unique("rec"), unique("g"));
-    create_topic(&broker.bootstrap, &app, 2).await;
-    create_topic(&broker.bootstrap, &rec, 2).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
-    let lake_arg = lake.to_str().expect("utf-8 path");
-    let _ingest = IngestProcess::start(&broker.bootstrap, &[&app, &rec], &group, &lake, &[]);
-    let server = Daemon::spawn(
+    let s = Setup::new(&broker.bootstrap, 2).await;
+    let lake_arg = s.lake_arg();
+    let _ingest = s.ingest(&hourlake(), &[]);
+    let server = hourlake().daemon(
         "serve",
-        &lake,
+        &s.lake_path(),
         &[
             "serve",
             "--lake",
-            lake_arg,
+            &lake_arg,
             "--http",
             "127.0.0.1:0",
             "--token",
@@ -65,27 +39,12 @@ async fn served_sql_sees_ingested_events_within_seconds() {
     let base = format!("http://{}", served_addr(&server));
     let client = reqwest::Client::new();
 
-    let report = tokio::task::spawn_blocking({
-        let bootstrap = broker.bootstrap.clone();
-        let (app, rec) = (app.clone(), rec.clone());
-        move || {
-            produce(
-                &bootstrap,
-                &[
-                    "--topic",
-                    &app,
-                    "--rec-topic",
-                    &rec,
-                    "--count",
-                    "3000",
-                    "--seed",
-                    "5",
-                ],
-            )
-        }
-    })
-    .await
-    .expect("producer");
+    let report = s
+        .produce(&hourlake())
+        .with("count", 3000)
+        .with("seed", 5)
+        .run_async()
+        .await;
     let sent = num(&report, "/sent");
     let produced_at = Instant::now();
     let count_sql = json!({"sql": "SELECT (SELECT count(*) FROM engagement_events) + (SELECT count(*) FROM recommendation_events) AS n"});
@@ -121,7 +80,12 @@ async fn served_sql_sees_ingested_events_within_seconds() {
         "request_id": "req-e2e", "model_version": "ranker-v9", "surface": "home",
         "items": [{"item_id": "i-1", "score": 0.9, "rank": 1}, {"item_id": "i-2", "score": 0.4, "rank": 2}],
     });
-    send(&broker.bootstrap, &rec, &served.to_string()).await;
+    send(
+        &broker.bootstrap,
+        &s.rec,
+        &[Some(served.to_string().into_bytes())],
+    )
+    .await;
     let sent_at = Instant::now();
     loop {
         let r = client

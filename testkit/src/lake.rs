@@ -1,12 +1,41 @@
-//! Reading the lake back through DataFusion, and the exactly-once checks.
+//! The lake in tests: JSON rows appended to a table, queries over its newest versions,
+//! and the exactly-once check of a lake against the topics it was ingested from.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{Int32Type, Int64Type};
-use hourlake_catalog::Lake;
+use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use deltalake::protocol::SaveMode;
+use hourlake_catalog::{Lake, TableId};
 use hourlake_sql::SessionFactory;
+use serde_json::Value;
+
+/// Rows given as JSON objects with the table's column names, as a batch of its schema
+/// (absent fields are null; timestamps in microseconds, dates in days).
+pub fn json_batch(table: TableId, rows: &[Value]) -> RecordBatch {
+    let mut decoder = arrow::json::ReaderBuilder::new(table.schema())
+        .build_decoder()
+        .expect("decoder");
+    decoder
+        .serialize(rows)
+        .unwrap_or_else(|e| panic!("rows of {table}: {e}"));
+    decoder
+        .flush()
+        .expect("flush")
+        .unwrap_or_else(|| RecordBatch::new_empty(table.schema()))
+}
+
+/// Appends JSON rows (see [`json_batch`]) to `table` as one commit, creating it if needed.
+pub async fn append_rows(lake: &Lake, table: TableId, rows: &[Value]) {
+    lake.open_or_create(table)
+        .await
+        .expect("table")
+        .write(vec![json_batch(table, rows)])
+        .with_save_mode(SaveMode::Append)
+        .await
+        .expect("append");
+}
 
 /// Runs a query over the lake's newest versions.
 pub async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
@@ -29,7 +58,7 @@ pub async fn scalar(lake: &Lake, sql: &str) -> i64 {
         .iter()
         .find(|b| b.num_rows() > 0)
         .unwrap_or_else(|| panic!("{sql}: no rows"));
-    let col = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).expect("cast");
+    let col = arrow::compute::cast(b.column(0), &DataType::Int64).expect("cast");
     col.as_primitive::<Int64Type>().value(0)
 }
 
@@ -43,6 +72,7 @@ pub struct PartitionStats {
     pub max: i64,
 }
 
+/// [`PartitionStats`] of every partition in the lake.
 pub async fn partition_stats(lake: &Lake) -> BTreeMap<(String, i32), PartitionStats> {
     try_partition_stats(lake)
         .await
@@ -71,8 +101,7 @@ pub async fn try_partition_stats(
         .map_err(|e| e.to_string())?;
     let mut out = BTreeMap::new();
     for b in batches {
-        let topic =
-            arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).expect("cast");
+        let topic = arrow::compute::cast(b.column(0), &DataType::Utf8).expect("cast");
         let topic = topic.as_string::<i32>();
         let part = b.column(1).as_primitive::<Int32Type>();
         let n = |i: usize| b.column(i).as_primitive::<Int64Type>().clone();
@@ -92,23 +121,13 @@ pub async fn try_partition_stats(
     Ok(out)
 }
 
-/// Total messages in the topics (sum of high watermarks; the topics start at 0).
-pub fn messages_in(bootstrap: &str, topics: &[&str]) -> BTreeMap<(String, i32), i64> {
-    let mut out = BTreeMap::new();
-    for t in topics {
-        for (p, high) in super::kafka::high_watermarks(bootstrap, t) {
-            if high > 0 {
-                out.insert((t.to_string(), p), high);
-            }
-        }
-    }
-    out
-}
-
 /// Waits until the lake holds as many rows as the topics hold messages, then checks
 /// exactly-once: every offset of every partition exactly once, contiguous from 0.
 pub async fn wait_exactly_once(lake: &Lake, bootstrap: &str, topics: &[&str], timeout: Duration) {
-    let expected = messages_in(bootstrap, topics);
+    let expected: BTreeMap<(String, i32), i64> = crate::kafka::end_offsets(bootstrap, topics)
+        .into_iter()
+        .filter(|(_, high)| *high > 0)
+        .collect();
     let want: i64 = expected.values().sum();
     assert!(want > 0, "the topics are empty");
     let start = Instant::now();

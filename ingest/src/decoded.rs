@@ -1,0 +1,278 @@
+//! Messages decoded into rows: each table's rows (or dead letters), the offsets they
+//! came from, and the partitions each table has rows from. A chunk of the flush window
+//! decodes into one [`DecodedRows`]; its [`FlushJob`] is what a flush writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use arrow::record_batch::RecordBatch;
+use hourlake_catalog::{EventKind, TableId};
+
+use crate::dead_letter::DeadLetterRows;
+use crate::decode::{self, Validation};
+use crate::message::MessageMeta;
+use crate::offsets::{CommittedOffsets, TopicPartition};
+use crate::rows::{EngagementRows, RecommendationRows};
+use crate::IngestError;
+
+/// First and last offset of a partition read into a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetRange {
+    pub first: i64,
+    pub last: i64,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Buffered for this table.
+    Buffered(TableId),
+    /// Already in its table (a re-read after a restart): skipped.
+    AlreadyCommitted(TableId),
+}
+
+/// Rows of every table decoded from a run of messages, and the offsets they came from.
+pub struct DecodedRows<'a> {
+    /// What each table already holds: such messages are skipped for it.
+    committed: &'a CommittedOffsets,
+    validation: &'a Validation,
+    engagement: EngagementRows,
+    recommendation: RecommendationRows,
+    dead_letters: DeadLetterRows,
+    ranges: BTreeMap<TopicPartition, OffsetRange>,
+    touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
+}
+
+/// Rows ready to be written: one batch per table that has rows, and the offsets.
+pub struct FlushJob {
+    pub batches: BTreeMap<TableId, RecordBatch>,
+    /// Partitions each table has rows from.
+    pub touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
+    pub ranges: BTreeMap<TopicPartition, OffsetRange>,
+}
+
+impl<'a> DecodedRows<'a> {
+    /// No rows yet; messages will be checked against `validation`, and skipped for a
+    /// table that already holds them by `committed`.
+    pub fn new(committed: &'a CommittedOffsets, validation: &'a Validation) -> DecodedRows<'a> {
+        DecodedRows {
+            committed,
+            validation,
+            engagement: EngagementRows::default(),
+            recommendation: RecommendationRows::default(),
+            dead_letters: DeadLetterRows::default(),
+            ranges: BTreeMap::new(),
+            touched: BTreeMap::new(),
+        }
+    }
+
+    /// Decodes and validates one message and appends it to its table's rows, or to the
+    /// dead letters; a message its table already holds is skipped.
+    pub fn add(&mut self, tp: &TopicPartition, payload: &[u8], meta: &MessageMeta<'_>) -> Routed {
+        let committed = self.committed;
+        match self.ranges.get_mut(tp) {
+            Some(range) => range.last = meta.offset,
+            None => {
+                self.ranges.insert(
+                    tp.clone(),
+                    OffsetRange {
+                        first: meta.offset,
+                        last: meta.offset,
+                    },
+                );
+            }
+        }
+        let rejection = match decode::event(payload, self.validation, meta.ingested_at_micros) {
+            Ok((fields, header)) => {
+                let table = header.event_type.kind().table();
+                if committed.already_in(table, tp, meta.offset) {
+                    return Routed::AlreadyCommitted(table);
+                }
+                let appended = match header.event_type.kind() {
+                    EventKind::Engagement => self.engagement.append(&fields, &header, meta),
+                    EventKind::Recommendation => self.recommendation.append(&fields, &header, meta),
+                };
+                match appended {
+                    Ok(()) => return self.buffered(table, tp),
+                    Err(rejection) => rejection,
+                }
+            }
+            Err(rejection) => rejection,
+        };
+        let table = TableId::DeadLetters;
+        if committed.already_in(table, tp, meta.offset) {
+            return Routed::AlreadyCommitted(table);
+        }
+        self.dead_letters.append(meta, payload, &rejection);
+        self.buffered(table, tp)
+    }
+
+    fn buffered(&mut self, table: TableId, tp: &TopicPartition) -> Routed {
+        let partitions = self.touched.entry(table).or_default();
+        if !partitions.contains(tp) {
+            partitions.insert(tp.clone());
+        }
+        Routed::Buffered(table)
+    }
+
+    /// Takes everything decoded, leaving no rows behind.
+    pub fn take(&mut self) -> Result<FlushJob, IngestError> {
+        let mut batches = BTreeMap::new();
+        if !self.engagement.is_empty() {
+            batches.insert(TableId::EngagementEvents, self.engagement.finish()?);
+        }
+        if !self.recommendation.is_empty() {
+            batches.insert(TableId::RecommendationEvents, self.recommendation.finish()?);
+        }
+        if !self.dead_letters.is_empty() {
+            batches.insert(TableId::DeadLetters, self.dead_letters.finish()?);
+        }
+        Ok(FlushJob {
+            batches,
+            touched: std::mem::take(&mut self.touched),
+            ranges: std::mem::take(&mut self.ranges),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use arrow::array::AsArray;
+
+    use super::*;
+
+    const NOW: i64 = 1_795_355_100_000_000;
+
+    /// A message of partition `t-0` at `offset`, read at `NOW`.
+    pub(crate) fn meta(offset: i64) -> MessageMeta<'static> {
+        MessageMeta {
+            topic: "t",
+            partition: 0,
+            offset,
+            key: None,
+            timestamp_micros: None,
+            ingested_at_micros: NOW,
+        }
+    }
+
+    #[test]
+    fn routes_good_bad_and_already_committed_messages() {
+        let tp = TopicPartition::new("t", 0);
+        let mut committed = CommittedOffsets::default();
+        committed.set(TableId::EngagementEvents, tp.clone(), 0);
+        let v = Validation::default();
+        let mut w = DecodedRows::new(&committed, &v);
+        let good = br#"{"event_id":"e1","event_type":"click","event_time":1795355100000,"user_id":"u","device":{"type":"phone","os":"ios","app_version":"1"}}"#;
+        let rec = br#"{"event_id":"e2","event_type":"rec_served","event_time":1795355100000,"user_id":"u","items":[{"item_id":"i","score":0.5,"rank":1}]}"#;
+        assert_eq!(
+            w.add(&tp, good, &meta(0)),
+            Routed::AlreadyCommitted(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&tp, good, &meta(1)),
+            Routed::Buffered(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&tp, rec, &meta(2)),
+            Routed::Buffered(TableId::RecommendationEvents)
+        );
+        assert_eq!(
+            w.add(&tp, b"{oops", &meta(3)),
+            Routed::Buffered(TableId::DeadLetters)
+        );
+        let wrong = br#"{"event_id":"e3","event_type":"session_end","event_time":1795355100000,"user_id":"u","session_length_ms":"long"}"#;
+        assert_eq!(
+            w.add(&tp, wrong, &meta(4)),
+            Routed::Buffered(TableId::DeadLetters)
+        );
+        let big = vec![b' '; v.max_message_bytes + 1];
+        assert_eq!(
+            w.add(&tp, &big, &meta(5)),
+            Routed::Buffered(TableId::DeadLetters)
+        );
+        let job = w.take().unwrap();
+        assert_eq!(job.ranges[&tp], OffsetRange { first: 0, last: 5 });
+        assert_eq!(job.batches[&TableId::EngagementEvents].num_rows(), 1);
+        assert_eq!(job.batches[&TableId::RecommendationEvents].num_rows(), 1);
+        let dead = &job.batches[&TableId::DeadLetters];
+        assert_eq!(dead.num_rows(), 3);
+        let raw = dead.column_by_name("raw").unwrap().as_binary::<i32>();
+        assert_eq!(
+            raw.value(2).len(),
+            crate::dead_letter::OVERSIZED_RAW_KEEP,
+            "oversized raw is cut"
+        );
+        let again = w.take().unwrap();
+        assert!(
+            again.batches.is_empty() && again.ranges.is_empty() && again.touched.is_empty(),
+            "take leaves nothing behind"
+        );
+    }
+
+    #[test]
+    fn extreme_event_times_are_partitioned_or_dead_lettered() {
+        use arrow::array::{Date32Array, Int32Array, StringArray};
+        let tp = TopicPartition::new("t", 0);
+        let c = CommittedOffsets::default();
+        // No window limits and a clock at 1970, so the extremes reach the partition columns.
+        let meta = |offset: i64| MessageMeta {
+            ingested_at_micros: 0,
+            ..meta(offset)
+        };
+        let v = Validation {
+            max_future_micros: i64::MAX,
+            retention_micros: i64::MAX,
+            ..Validation::default()
+        };
+        let event = |time: String| {
+            format!(r#"{{"event_id":"e","event_type":"click","event_time":{time},"user_id":"u"}}"#)
+        };
+        let mut w = DecodedRows::new(&c, &v);
+        let stored = [i64::MAX / 1000, i64::MIN / 1000, -1];
+        for (offset, millis) in stored.iter().enumerate() {
+            let routed = w.add(
+                &tp,
+                event(millis.to_string()).as_bytes(),
+                &meta(offset as i64),
+            );
+            assert_eq!(
+                routed,
+                Routed::Buffered(TableId::EngagementEvents),
+                "{millis}"
+            );
+        }
+        let rejected = [
+            i64::MAX.to_string(),
+            i64::MIN.to_string(),
+            "1e400".to_string(),
+        ];
+        for (offset, time) in rejected.iter().enumerate() {
+            let routed = w.add(
+                &tp,
+                event(time.clone()).as_bytes(),
+                &meta(10 + offset as i64),
+            );
+            assert_eq!(routed, Routed::Buffered(TableId::DeadLetters), "{time}");
+        }
+        let job = w.take().unwrap();
+        let rows = &job.batches[&TableId::EngagementEvents];
+        let dates = rows.column_by_name("event_date").unwrap();
+        let dates = dates.as_any().downcast_ref::<Date32Array>().unwrap();
+        let hours = rows.column_by_name("event_hour").unwrap();
+        let hours = hours.as_any().downcast_ref::<Int32Array>().unwrap();
+        for (i, millis) in stored.iter().enumerate() {
+            let (date, hour) = hourlake_catalog::partition::date_and_hour(millis * 1000);
+            assert_eq!((dates.value(i), hours.value(i)), (date, hour));
+            assert!((0..24).contains(&hour));
+        }
+        assert_eq!(
+            (dates.value(2), hours.value(2)),
+            (-1, 23),
+            "just before 1970"
+        );
+        let dead = &job.batches[&TableId::DeadLetters];
+        let codes = dead.column_by_name("reason_code").unwrap();
+        let codes = codes.as_any().downcast_ref::<StringArray>().unwrap();
+        let codes: Vec<&str> = codes.iter().flatten().collect();
+        assert_eq!(codes, ["invalid_value", "invalid_value", "wrong_type"]);
+    }
+}

@@ -1,0 +1,93 @@
+//! The Kafka consumer: its settings, and the context that routes rebalances into the
+//! pipeline.
+
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientConfig, ClientContext};
+
+use super::lock;
+use super::poll::Pipeline;
+use crate::config::IngestConfig;
+use crate::IngestError;
+
+/// The consumer context: runs rebalances on the pipeline.
+pub(super) struct IngestContext {
+    pipeline: Arc<Mutex<Pipeline>>,
+    /// What a rebalance could not do: the callback cannot return it, so the poll loop
+    /// takes it after each poll and stops.
+    failure: Mutex<Option<IngestError>>,
+}
+
+impl IngestContext {
+    /// The failure of a rebalance since the last call, if any.
+    pub(super) fn take_failure(&self) -> Option<IngestError> {
+        lock(&self.failure).take()
+    }
+}
+
+impl ClientContext for IngestContext {}
+
+impl ConsumerContext for IngestContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let mut pipeline = lock(&self.pipeline);
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                pipeline.on_assign(consumer, tpl)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => pipeline.on_revoke(consumer),
+            other => {
+                tracing::error!(?other, "rebalance error; dropping the assignment");
+                pipeline.on_revoke(consumer)
+            }
+        };
+        drop(pipeline);
+        if let Err(e) = result {
+            *lock(&self.failure) = Some(e);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "kafka offset commit failed");
+        }
+    }
+}
+
+/// A consumer-group member for `config` whose rebalances run on `pipeline`. Offsets
+/// are never committed automatically: ingest commits them after the Delta commits.
+pub(super) fn consumer(
+    config: &IngestConfig,
+    pipeline: Arc<Mutex<Pipeline>>,
+) -> Result<BaseConsumer<IngestContext>, IngestError> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("partition.assignment.strategy", "range,roundrobin")
+        .set("enable.partition.eof", "false")
+        // librdkafka pauses a partition's fetcher for this long once its prefetch
+        // queue is full (default 1 s): decoding drains the queue in milliseconds, so a
+        // long pause starves the pipeline (it cut throughput to a third here).
+        .set("fetch.queue.backoff.ms", "10");
+    for (k, v) in &config.kafka_overrides {
+        cfg.set(k, v);
+    }
+    let context = IngestContext {
+        pipeline,
+        failure: Mutex::new(None),
+    };
+    Ok(cfg.create_with_context(context)?)
+}

@@ -1,0 +1,372 @@
+//! The flusher: a task on the runtime that owns the Delta tables. It writes and commits
+//! each window it is handed (one commit per table, the tables concurrently) and reports
+//! how that ended over a channel; asked, it reads the offsets the tables hold. The poll
+//! thread keeps one flush in flight while it fills the next window.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::record_batch::RecordBatch;
+use deltalake::DeltaTable;
+use hourlake_catalog::{Lake, TableId};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::commit::{commit_table, CommitOutcome, TableCommit};
+use crate::config::IngestConfig;
+use crate::decoded::{FlushJob, OffsetRange};
+use crate::metrics::IngestMetrics;
+use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
+use crate::IngestError;
+
+/// The ingested tables, by id.
+pub type Tables = BTreeMap<TableId, DeltaTable>;
+
+/// Opens (or creates) every table ingest writes.
+pub async fn open_tables(lake: &Lake) -> Result<Tables, IngestError> {
+    let mut tables = Tables::new();
+    for &id in TableId::INGESTED {
+        tables.insert(id, lake.open_or_create(id).await?);
+    }
+    Ok(tables)
+}
+
+/// One table's part of a flush: its rows and the progress it tried to record, and how
+/// its commit ended.
+pub struct TableOutcome {
+    pub table: TableId,
+    pub rows: usize,
+    pub progress: Vec<(TopicPartition, i64)>,
+    pub result: Result<CommitOutcome, IngestError>,
+}
+
+/// How one flush ended: each table's outcome, and the offsets the window read.
+pub struct Flushed {
+    pub tables: Vec<TableOutcome>,
+    pub ranges: BTreeMap<TopicPartition, OffsetRange>,
+}
+
+impl Flushed {
+    /// Records what committed (the offsets each table now holds, the metrics) and logs
+    /// what did not. Returns whether every table committed; if not, the window's
+    /// partitions must be re-read from the tables' state.
+    pub fn record(&self, committed: &mut CommittedOffsets, metrics: &IngestMetrics) -> bool {
+        let mut clean = true;
+        for outcome in &self.tables {
+            let table = outcome.table;
+            match &outcome.result {
+                Ok(CommitOutcome::Committed { version }) => {
+                    for (tp, last) in &outcome.progress {
+                        committed.set(table, tp.clone(), *last);
+                    }
+                    let rows = outcome.rows as u64;
+                    metrics
+                        .rows_committed
+                        .get_or_create(&IngestMetrics::table(table.name()))
+                        .inc_by(rows);
+                    metrics
+                        .commits
+                        .get_or_create(&IngestMetrics::table(table.name()))
+                        .inc();
+                    if table == TableId::DeadLetters {
+                        metrics.dead_letters.inc_by(rows);
+                    }
+                    tracing::debug!(%table, version, rows, "committed");
+                }
+                Ok(CommitOutcome::Fenced {
+                    partition,
+                    expected,
+                    found,
+                }) => {
+                    clean = false;
+                    metrics.fenced.inc();
+                    tracing::warn!(%table, %partition, ?expected, ?found, "another consumer wrote this partition; re-reading from the table's offsets");
+                }
+                Err(e) => {
+                    clean = false;
+                    metrics.commit_errors.inc();
+                    tracing::error!(%table, error = %e, "commit failed; re-reading the window from Kafka");
+                }
+            }
+        }
+        clean
+    }
+}
+
+/// What the flusher task is asked to do, in order.
+enum Request {
+    /// Write and commit a window; the outcome goes to the outcome channel.
+    Flush {
+        commits: Vec<TableCommit>,
+        ranges: BTreeMap<TopicPartition, OffsetRange>,
+    },
+    /// Read the offsets the tables hold of these partitions, at their newest versions.
+    LoadOffsets {
+        partitions: Vec<TopicPartition>,
+        reply: oneshot::Sender<Result<CommittedOffsets, IngestError>>,
+    },
+}
+
+/// The poll thread's end of the flusher: hands windows over one at a time, collects
+/// their outcomes, and decides what each table's commit holds. Its methods that wait
+/// block the calling thread: call them off the runtime's threads.
+pub struct Flusher {
+    requests: mpsc::UnboundedSender<Request>,
+    outcomes: mpsc::UnboundedReceiver<Flushed>,
+    in_flight: bool,
+    progress_interval: Duration,
+    /// When each table last recorded progress for every partition read.
+    last_progress: HashMap<TableId, Instant>,
+}
+
+fn stopped() -> IngestError {
+    IngestError::Thread("the flusher stopped".into())
+}
+
+impl Flusher {
+    /// Starts the flusher task on `runtime`; it owns `tables` from now on, and ends when
+    /// this end is dropped.
+    pub fn start(
+        runtime: &Handle,
+        tables: Tables,
+        config: &IngestConfig,
+        metrics: IngestMetrics,
+    ) -> Flusher {
+        let (requests, requested) = mpsc::unbounded_channel();
+        let (report, outcomes) = mpsc::unbounded_channel();
+        let task = FlushTask {
+            tables,
+            group: config.group.clone(),
+            checkpoint_interval: config.checkpoint_interval,
+            metrics,
+        };
+        runtime.spawn(task.serve(requested, report));
+        Flusher {
+            requests,
+            outcomes,
+            in_flight: false,
+            progress_interval: config.progress_interval,
+            last_progress: HashMap::new(),
+        }
+    }
+
+    /// Whether a flush is being written.
+    pub fn is_busy(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Hands a window over to be written, `committed` being the offsets the tables are
+    /// believed to hold. One flush at a time: collect the previous one's outcome first
+    /// ([`Flusher::finished`], [`Flusher::wait`]).
+    pub fn flush(
+        &mut self,
+        job: FlushJob,
+        committed: &CommittedOffsets,
+    ) -> Result<(), IngestError> {
+        if self.in_flight {
+            return Err(IngestError::Thread(
+                "a flush started while another was in flight".into(),
+            ));
+        }
+        let commits = self.plan(job.batches, &job.touched, &job.ranges, committed);
+        self.requests
+            .send(Request::Flush {
+                commits,
+                ranges: job.ranges,
+            })
+            .map_err(|_| stopped())?;
+        self.in_flight = true;
+        Ok(())
+    }
+
+    /// The outcome of the flush in flight, if it has finished.
+    pub fn finished(&mut self) -> Result<Option<Flushed>, IngestError> {
+        if !self.in_flight {
+            return Ok(None);
+        }
+        match self.outcomes.try_recv() {
+            Ok(flushed) => {
+                self.in_flight = false;
+                Ok(Some(flushed))
+            }
+            Err(TryRecvError::Empty) => Ok(None),
+            Err(TryRecvError::Disconnected) => Err(stopped()),
+        }
+    }
+
+    /// Waits for the flush in flight, if there is one, and returns its outcome.
+    pub fn wait(&mut self) -> Result<Option<Flushed>, IngestError> {
+        if !self.in_flight {
+            return Ok(None);
+        }
+        self.in_flight = false;
+        self.outcomes.blocking_recv().map(Some).ok_or_else(stopped)
+    }
+
+    /// Reads the offsets the tables hold of `partitions`, at their newest versions
+    /// (after any flush handed over before).
+    pub fn load_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<CommittedOffsets, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request::LoadOffsets {
+                partitions: partitions.to_vec(),
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+
+    /// Decides what each table's commit holds: its rows, and `txn` progress for the
+    /// partitions it has rows from — or for every partition read, when its progress is due.
+    fn plan(
+        &mut self,
+        mut batches: BTreeMap<TableId, RecordBatch>,
+        touched: &BTreeMap<TableId, BTreeSet<TopicPartition>>,
+        ranges: &BTreeMap<TopicPartition, OffsetRange>,
+        committed: &CommittedOffsets,
+    ) -> Vec<TableCommit> {
+        let mut commits = Vec::new();
+        for &table in TableId::INGESTED {
+            let due = self
+                .last_progress
+                .get(&table)
+                .is_none_or(|t| t.elapsed() >= self.progress_interval);
+            let rows_from = touched.get(&table);
+            let progress: Vec<(TopicPartition, i64, Option<i64>)> = ranges
+                .iter()
+                .filter(|(tp, _)| due || rows_from.is_some_and(|s| s.contains(*tp)))
+                .filter_map(|(tp, range)| {
+                    let believed = committed.get(table, tp);
+                    (believed.is_none_or(|b| range.last > b))
+                        .then(|| (tp.clone(), range.last, believed))
+                })
+                .collect();
+            let batch = batches.remove(&table);
+            if batch.is_none() && progress.is_empty() {
+                continue;
+            }
+            if due {
+                self.last_progress.insert(table, Instant::now());
+            }
+            commits.push(TableCommit {
+                table,
+                batch,
+                progress,
+            });
+        }
+        commits
+    }
+}
+
+/// The task's side: the tables and what committing needs.
+struct FlushTask {
+    tables: Tables,
+    group: String,
+    checkpoint_interval: u64,
+    metrics: IngestMetrics,
+}
+
+impl FlushTask {
+    /// Serves requests in order until the poll thread's end is dropped.
+    async fn serve(
+        mut self,
+        mut requests: mpsc::UnboundedReceiver<Request>,
+        report: mpsc::UnboundedSender<Flushed>,
+    ) {
+        while let Some(request) = requests.recv().await {
+            match request {
+                Request::Flush { commits, ranges } => {
+                    let tables = self.commit(commits).await;
+                    if report.send(Flushed { tables, ranges }).is_err() {
+                        return;
+                    }
+                }
+                Request::LoadOffsets { partitions, reply } => {
+                    let _ = reply.send(self.load_offsets(&partitions).await);
+                }
+            }
+        }
+    }
+
+    /// Commits every table's part of a flush at once.
+    async fn commit(&mut self, commits: Vec<TableCommit>) -> Vec<TableOutcome> {
+        let started = Instant::now();
+        let mut commits: BTreeMap<TableId, TableCommit> =
+            commits.into_iter().map(|c| (c.table, c)).collect();
+        let (group, checkpoint_interval, metrics) =
+            (&self.group, self.checkpoint_interval, &self.metrics);
+        let work = self.tables.iter_mut().filter_map(|(id, table)| {
+            let job = commits.remove(id)?;
+            Some(commit_one(table, group, job, checkpoint_interval, metrics))
+        });
+        let outcomes = futures::future::join_all(work).await;
+        metrics
+            .commit_latency
+            .observe(started.elapsed().as_secs_f64());
+        outcomes
+    }
+
+    async fn load_offsets(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<CommittedOffsets, IngestError> {
+        let mut loaded = CommittedOffsets::default();
+        for (id, table) in self.tables.iter_mut() {
+            table.update_state().await.map_err(|e| IngestError::Delta {
+                table: id.name(),
+                source: Box::new(e),
+            })?;
+            load_from_table(table, *id, &self.group, partitions, &mut loaded).await?;
+        }
+        Ok(loaded)
+    }
+}
+
+/// Commits one table's part of a flush; observes the event-time lag of what committed.
+async fn commit_one(
+    table: &mut DeltaTable,
+    group: &str,
+    job: TableCommit,
+    checkpoint_interval: u64,
+    metrics: &IngestMetrics,
+) -> TableOutcome {
+    let id = job.table;
+    let rows = job.batch.as_ref().map_or(0, |b| b.num_rows());
+    let progress: Vec<(TopicPartition, i64)> = job
+        .progress
+        .iter()
+        .map(|(tp, last, _)| (tp.clone(), *last))
+        .collect();
+    let times = job.batch.as_ref().and_then(event_times);
+    let result = commit_table(table, group, job, checkpoint_interval).await;
+    if let (Ok(CommitOutcome::Committed { .. }), Some(times)) = (&result, times) {
+        let now = chrono::Utc::now().timestamp_micros();
+        for t in times.iter().flatten() {
+            metrics
+                .event_time_lag
+                .observe(now.saturating_sub(*t) as f64 / 1e6);
+        }
+    }
+    TableOutcome {
+        table: id,
+        rows,
+        progress,
+        result,
+    }
+}
+
+/// The event times of a batch, for the lag histogram.
+fn event_times(batch: &RecordBatch) -> Option<Vec<Option<i64>>> {
+    let col = batch.column_by_name("event_time")?;
+    let times = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
+    Some(
+        (0..times.len())
+            .map(|i| times.is_valid(i).then(|| times.value(i)))
+            .collect(),
+    )
+}

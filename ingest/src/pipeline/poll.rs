@@ -1,0 +1,216 @@
+//! The poll thread: it owns the consumer, copies each message into the flush window,
+//! hands the window to the flusher when the policy says so, and applies each flush's
+//! outcome (offsets committed to Kafka, or a re-read).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hourlake_catalog::TableId;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+
+use super::consumer::IngestContext;
+use super::flush::{Flushed, Flusher, Tables};
+use super::lock;
+use crate::clock::Clock;
+use crate::config::IngestConfig;
+use crate::message::{kafka_timestamp_micros, MessageMeta};
+use crate::metrics::IngestMetrics;
+use crate::offsets::{CommittedOffsets, TopicPartition};
+use crate::window::Window;
+use crate::IngestError;
+
+/// Everything the poll loop and the rebalance callback share.
+pub(super) struct Pipeline {
+    pub(super) config: IngestConfig,
+    pub(super) metrics: IngestMetrics,
+    pub(super) flusher: Flusher,
+    /// The offsets each table is believed to hold (what the flusher last reported).
+    pub(super) committed: CommittedOffsets,
+    pub(super) assigned: BTreeSet<TopicPartition>,
+    pub(super) window: Window,
+    pub(super) clock: Clock,
+    /// The partition of the last message (messages come in runs per partition).
+    pub(super) current: Option<TopicPartition>,
+}
+
+impl Pipeline {
+    /// A pipeline whose flusher owns `tables`; decoding and commits run on `runtime`.
+    pub(super) fn new(
+        config: IngestConfig,
+        metrics: IngestMetrics,
+        runtime: Handle,
+        tables: Tables,
+    ) -> Pipeline {
+        let flusher = Flusher::start(&runtime, tables, &config, metrics.clone());
+        let window = Window::new(runtime, config.validation, metrics.clone());
+        Pipeline {
+            config,
+            metrics,
+            flusher,
+            committed: CommittedOffsets::default(),
+            assigned: BTreeSet::new(),
+            window,
+            clock: Clock::default(),
+            current: None,
+        }
+    }
+
+    fn handle_message(&mut self, m: &BorrowedMessage<'_>) {
+        let is_current =
+            |tp: &TopicPartition| tp.partition == m.partition() && &*tp.topic == m.topic();
+        if !self.current.as_ref().is_some_and(is_current) {
+            self.current = self.assigned.iter().find(|tp| is_current(tp)).cloned();
+        }
+        let Some(tp) = self.current.as_ref() else {
+            // A message of a partition we no longer own: its new owner reads it.
+            return;
+        };
+        self.clock.tick();
+        self.metrics.consumed.inc();
+        let meta = MessageMeta {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            timestamp_micros: kafka_timestamp_micros(m.timestamp(), &self.metrics),
+            ingested_at_micros: self.clock.micros(),
+        };
+        let payload = m.payload().unwrap_or_default();
+        self.window.add(tp, payload, &meta, &self.committed);
+    }
+
+    /// Starts writing the window if it is due and nothing else is being written;
+    /// applies a finished flush. Blocks only when the window grew far past its limits.
+    fn step(&mut self, consumer: &BaseConsumer<IngestContext>) -> Result<(), IngestError> {
+        if let Some(flushed) = self.flusher.finished()? {
+            self.apply(flushed, consumer)?;
+        }
+        if !self.window.is_due(&self.config.flush, self.clock.instant()) {
+            return Ok(());
+        }
+        if self.flusher.is_busy() {
+            if !self.window.is_over(&self.config.flush) {
+                return Ok(());
+            }
+            // Backpressure: wait for the write in flight before buffering more.
+            self.finish_in_flight(consumer)?;
+            if !self.window.is_due(&self.config.flush, self.clock.instant()) {
+                return Ok(()); // a failed commit re-reads, and dropped this window
+            }
+        }
+        self.start_flush()
+    }
+
+    /// Hands the window to the flusher (after waiting for its chunks to decode).
+    fn start_flush(&mut self) -> Result<(), IngestError> {
+        let job = self.window.take(&self.committed)?;
+        self.flusher.flush(job, &self.committed)
+    }
+
+    /// Waits for the flush in flight, if any, and applies its outcome.
+    pub(super) fn finish_in_flight(
+        &mut self,
+        consumer: &BaseConsumer<IngestContext>,
+    ) -> Result<(), IngestError> {
+        match self.flusher.wait()? {
+            Some(flushed) => self.apply(flushed, consumer),
+            None => Ok(()),
+        }
+    }
+
+    /// Records what a flush committed and commits its offsets to Kafka; re-reads from
+    /// the tables' state if anything did not commit.
+    fn apply(
+        &mut self,
+        flushed: Flushed,
+        consumer: &BaseConsumer<IngestContext>,
+    ) -> Result<(), IngestError> {
+        if !flushed.record(&mut self.committed, &self.metrics) {
+            return self.reread(consumer);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (tp, range) in &flushed.ranges {
+            if self.assigned.contains(tp) {
+                let _ = tpl.add_partition_offset(
+                    &tp.topic,
+                    tp.partition,
+                    Offset::Offset(range.last + 1),
+                );
+            }
+        }
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(error = %e, "committing offsets to Kafka failed (the lake holds them; lag tools may lag)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Shutdown: waits for the flush in flight, then writes what is buffered.
+    fn flush_rest(&mut self, consumer: &BaseConsumer<IngestContext>) -> Result<(), IngestError> {
+        self.finish_in_flight(consumer)?;
+        if !self.window.is_empty() {
+            self.start_flush()?;
+            self.finish_in_flight(consumer)?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls until `stop` is set, then writes what is buffered and leaves the group.
+pub(super) fn poll_loop(
+    consumer: BaseConsumer<IngestContext>,
+    pipeline: Arc<Mutex<Pipeline>>,
+    stop: Arc<AtomicBool>,
+    metrics: IngestMetrics,
+) -> Result<(), IngestError> {
+    let mut last_summary = Instant::now();
+    let mut last_error_log = Instant::now()
+        .checked_sub(Duration::from_secs(60))
+        .unwrap_or_else(Instant::now);
+    while !stop.load(Ordering::SeqCst) {
+        // Never poll while holding the pipeline: the rebalance callback runs inside
+        // poll and takes it. A message returned by a poll that also ran the callback
+        // already belongs to the new assignment.
+        let polled = consumer.poll(Duration::from_millis(50));
+        if let Some(e) = consumer.context().take_failure() {
+            return Err(e);
+        }
+        let mut p = lock(&pipeline);
+        match polled {
+            Some(Ok(m)) => p.handle_message(&m),
+            Some(Err(e)) => {
+                p.clock.tick();
+                if p.clock.instant() >= last_error_log + Duration::from_secs(5) {
+                    last_error_log = p.clock.instant();
+                    tracing::warn!(error = %e, "kafka consumer error (retrying)");
+                }
+            }
+            None => p.clock.tick(),
+        }
+        p.step(&consumer)?;
+        let now = p.clock.instant();
+        drop(p);
+        if now >= last_summary + Duration::from_secs(5) {
+            last_summary = now;
+            tracing::info!(
+                consumed = metrics.consumed.get(),
+                engagement_rows = metrics.rows_of(TableId::EngagementEvents.name()),
+                recommendation_rows = metrics.rows_of(TableId::RecommendationEvents.name()),
+                dead_letters = metrics.dead_letters.get(),
+                skipped = metrics.skipped_committed.get(),
+                commit_errors = metrics.commit_errors.get(),
+                "ingest progress"
+            );
+        }
+    }
+    let flushed = lock(&pipeline).flush_rest(&consumer);
+    consumer.unsubscribe();
+    tracing::info!(consumed = metrics.consumed.get(), "ingest stopped");
+    flushed
+}
