@@ -11,6 +11,17 @@ use hourlake_catalog::{Lake, APP_EVENTS_TOPIC, REC_EVENTS_TOPIC};
 use hourlake_ingest::{FlushPolicy, IngestConfig, Validation};
 use serde::Deserialize;
 
+/// Where the lake is when no flag, env or file names it.
+pub const DEFAULT_LAKE: &str = "./lake";
+/// The Kafka bootstrap servers when none are named.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+/// The consumer group (and txn app-id prefix) when none is named.
+pub const DEFAULT_GROUP: &str = "hourlake";
+/// The query server's HTTP address when none is named.
+pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
+/// Memory all queries together may hold, when not configured.
+pub const DEFAULT_MEMORY_LIMIT_MB: usize = 2048;
+
 /// The file format (`hourlake.toml`); every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,7 +158,7 @@ impl CommonArgs {
             .lake
             .clone()
             .or_else(|| file.lake.location.clone())
-            .unwrap_or_else(|| "./lake".into());
+            .unwrap_or_else(|| DEFAULT_LAKE.into());
         let mut options = file.lake.storage_options.clone();
         options.extend(self.storage_options.iter().cloned());
         Lake::from_location(&location, options).with_context(|| format!("opening lake {location}"))
@@ -193,7 +204,7 @@ impl IngestArgs {
             .brokers
             .clone()
             .or_else(|| k.brokers.clone())
-            .unwrap_or_else(|| "127.0.0.1:9092".into());
+            .unwrap_or_else(|| DEFAULT_BROKERS.into());
         let topics = self
             .topics
             .clone()
@@ -203,7 +214,7 @@ impl IngestArgs {
             .group
             .clone()
             .or_else(|| k.group.clone())
-            .unwrap_or_else(|| "hourlake".into());
+            .unwrap_or_else(|| DEFAULT_GROUP.into());
         let mut cfg = IngestConfig::new(brokers, topics, group);
         let flush = FlushPolicy::default();
         cfg.flush = FlushPolicy {
@@ -357,7 +368,7 @@ impl ServeArgs {
         self.http
             .clone()
             .or_else(|| file.server.http.clone())
-            .unwrap_or_else(|| "127.0.0.1:8080".into())
+            .unwrap_or_else(|| DEFAULT_HTTP_ADDR.into())
     }
 
     /// The Flight SQL address, if Flight SQL is on.
@@ -367,12 +378,22 @@ impl ServeArgs {
 
     /// How stale a query's view of the tables may be.
     pub fn max_staleness(&self, file: &FileConfig) -> Duration {
-        Duration::from_millis(file.server.max_staleness_ms.unwrap_or(500))
+        file.server
+            .max_staleness_ms
+            .map_or(hourlake_sql::DEFAULT_MAX_STALENESS, Duration::from_millis)
     }
 
     /// Memory all queries together may hold before they spill or fail.
-    pub fn memory_limit(&self, file: &FileConfig) -> usize {
-        file.server.memory_limit_mb.unwrap_or(2048) * 1024 * 1024
+    pub fn memory_limit(&self, file: &FileConfig) -> anyhow::Result<usize> {
+        let mb = file
+            .server
+            .memory_limit_mb
+            .unwrap_or(DEFAULT_MEMORY_LIMIT_MB);
+        mb.checked_mul(1024 * 1024)
+            .filter(|bytes| *bytes > 0)
+            .with_context(|| {
+                format!("server.memory_limit_mb = {mb}: must be 1 or more and fit in memory")
+            })
     }
 
     /// Merges flags/env over the file over defaults, and refuses settings that cannot

@@ -222,7 +222,7 @@ async fn start_server(
     let addr = args.http_addr(file);
     let config = args.resolve(file)?;
     let factory =
-        hourlake_sql::SessionFactory::new(lake.clone()).with_memory_limit(args.memory_limit(file));
+        hourlake_sql::SessionFactory::new(lake.clone()).with_memory_limit(args.memory_limit(file)?);
     let live = Arc::new(hourlake_sql::LiveLake::new(
         factory,
         args.max_staleness(file),

@@ -14,10 +14,28 @@ pub enum CatalogError {
         source: deltalake::arrow::error::ArrowError,
     },
     /// The Delta layer failed.
-    #[error("delta table {table}: {source}")]
-    Delta {
-        table: &'static str,
-        #[source]
-        source: Box<deltalake::DeltaTableError>,
-    },
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
+}
+
+/// A Delta operation on one named table failed: the one error every crate reports for
+/// "Delta error on table X" (`.map_err(id.delta_error())`).
+#[derive(Debug, Error)]
+#[error("delta table {table}: {source}")]
+pub struct DeltaError {
+    /// The table's name.
+    pub table: String,
+    /// What deltalake said.
+    #[source]
+    pub source: Box<deltalake::DeltaTableError>,
+}
+
+impl DeltaError {
+    /// `source`, raised on `table`.
+    pub fn new(table: impl Into<String>, source: deltalake::DeltaTableError) -> DeltaError {
+        DeltaError {
+            table: table.into(),
+            source: Box::new(source),
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::StructType;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableError};
+use deltalake::DeltaTable;
 use url::Url;
 
 use crate::{CatalogError, TableId};
@@ -117,7 +117,7 @@ impl Lake {
                     tracing::debug!(%table, %err, "table was created concurrently");
                     Ok(reopened)
                 } else {
-                    Err(delta_error(table, err))
+                    Err(table.delta_error()(err).into())
                 }
             }
         }
@@ -135,25 +135,18 @@ impl Lake {
         }
         let mut handle = deltalake::DeltaTableBuilder::from_url(url)
             .and_then(|b| b.with_storage_options(self.storage_options.clone()).build())
-            .map_err(|e| delta_error(table, e))?;
+            .map_err(table.delta_error())?;
         // Not a table yet: the unloaded handle creates it (loading it would fail, and
         // the kernel would log that failure as an error).
         let exists = handle
             .log_store()
             .is_delta_table_location()
             .await
-            .map_err(|e| delta_error(table, e))?;
+            .map_err(table.delta_error())?;
         if exists {
-            handle.load().await.map_err(|e| delta_error(table, e))?;
+            handle.load().await.map_err(table.delta_error())?;
         }
         Ok(handle)
-    }
-}
-
-fn delta_error(table: TableId, source: DeltaTableError) -> CatalogError {
-    CatalogError::Delta {
-        table: table.name(),
-        source: Box::new(source),
     }
 }
 

@@ -32,7 +32,7 @@ pub mod rollup;
 pub mod schema;
 mod table;
 
-pub use error::CatalogError;
+pub use error::{CatalogError, DeltaError};
 pub use event_type::{EventKind, EventType};
 pub use lake::Lake;
 pub use partition::Hour;

@@ -54,6 +54,11 @@ impl TableId {
         }
     }
 
+    /// Names this table in a Delta error: `.map_err(id.delta_error())?`.
+    pub fn delta_error(self) -> impl Fn(deltalake::DeltaTableError) -> crate::DeltaError {
+        move |source| crate::DeltaError::new(self.name(), source)
+    }
+
     /// Looks a table up by its SQL name.
     pub fn from_name(name: &str) -> Option<TableId> {
         TableId::ALL.iter().copied().find(|t| t.name() == name)

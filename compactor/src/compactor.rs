@@ -9,7 +9,6 @@ use hourlake_catalog::{Lake, Rollup, TableId};
 use hourlake_sql::SessionFactory;
 use tokio::sync::Mutex;
 
-use crate::error::delta;
 use crate::plan::{files_by_hour, is_closed, rewrite_reason};
 use crate::report::{PassReport, TableReport};
 use crate::rollup::RollupPass;
@@ -226,7 +225,7 @@ impl Compactor {
         // Hours that were rolled up but whose files are all gone cannot exist: rows
         // are never deleted. Hours still open are left to raw reads.
         if !dirty.is_empty() {
-            table.update_state().await.map_err(delta(id))?;
+            table.update_state().await.map_err(id.delta_error())?;
             lease.renew().await?;
             for rollup in &rollups {
                 report.rollup_rows += rollup

@@ -10,12 +10,8 @@ pub enum CompactorError {
     #[error(transparent)]
     Sql(#[from] hourlake_sql::SqlError),
     /// A Delta operation failed.
-    #[error("delta table {table}: {source}")]
-    Delta {
-        table: &'static str,
-        #[source]
-        source: Box<deltalake::DeltaTableError>,
-    },
+    #[error(transparent)]
+    Delta(#[from] hourlake_catalog::DeltaError),
     /// A query over the tables failed.
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -46,13 +42,4 @@ pub enum CompactorError {
     /// A file or log entry of the table does not look like hourlake wrote it.
     #[error("{table}: {reason}")]
     Unexpected { table: &'static str, reason: String },
-}
-
-pub(crate) fn delta(
-    table: hourlake_catalog::TableId,
-) -> impl Fn(deltalake::DeltaTableError) -> CompactorError {
-    move |e| CompactorError::Delta {
-        table: table.name(),
-        source: Box::new(e),
-    }
 }

@@ -4,7 +4,6 @@ use deltalake::operations::vacuum::VacuumMode;
 use deltalake::DeltaTable;
 use hourlake_catalog::TableId;
 
-use crate::error::delta;
 use crate::{CompactorConfig, CompactorError};
 
 /// What one maintenance run did to one table.
@@ -26,15 +25,15 @@ pub async fn maintain(
     table: &mut DeltaTable,
     config: &CompactorConfig,
 ) -> Result<Maintenance, CompactorError> {
-    table.update_state().await.map_err(delta(id))?;
+    table.update_state().await.map_err(id.delta_error())?;
     let mut done = Maintenance::default();
     deltalake::checkpoints::create_checkpoint(table, None)
         .await
-        .map_err(delta(id))?;
+        .map_err(id.delta_error())?;
     done.checkpoint_version = table.version();
     done.log_entries_removed = deltalake::checkpoints::cleanup_metadata(table, None)
         .await
-        .map_err(delta(id))?;
+        .map_err(id.delta_error())?;
     let retention =
         chrono::Duration::from_std(config.vacuum_retention).unwrap_or(chrono::Duration::days(7));
     let (vacuumed, metrics) = table
@@ -44,7 +43,7 @@ pub async fn maintain(
         .with_enforce_retention_duration(false)
         .with_mode(VacuumMode::Full)
         .await
-        .map_err(delta(id))?;
+        .map_err(id.delta_error())?;
     done.files_vacuumed = metrics.files_deleted.len();
     *table = vacuumed;
     Ok(done)

@@ -7,7 +7,6 @@ use deltalake::kernel::{Action, Remove};
 use deltalake::DeltaTable;
 use hourlake_catalog::{Hour, TableId};
 
-use crate::error::delta;
 use crate::{CompactorConfig, CompactorError};
 
 /// One data file of a table, as the snapshot lists it.
@@ -28,7 +27,7 @@ pub fn files_by_hour(
     id: TableId,
     table: &DeltaTable,
 ) -> Result<BTreeMap<Hour, Vec<DataFile>>, CompactorError> {
-    let snapshot = table.snapshot().map_err(delta(id))?;
+    let snapshot = table.snapshot().map_err(id.delta_error())?;
     let mut hours: BTreeMap<Hour, Vec<DataFile>> = BTreeMap::new();
     for view in snapshot.log_data().iter() {
         let values = view.partition_values_map();
@@ -102,11 +101,12 @@ pub async fn hours_changed_between(
         let Some(bytes) = log_store
             .read_commit_entry(version)
             .await
-            .map_err(delta(id))?
+            .map_err(id.delta_error())?
         else {
             return Ok(None);
         };
-        let actions = deltalake::logstore::get_actions(version, &bytes).map_err(delta(id))?;
+        let actions =
+            deltalake::logstore::get_actions(version, &bytes).map_err(id.delta_error())?;
         for action in actions {
             if let Action::Add(add) = action {
                 if add.data_change {

@@ -18,7 +18,6 @@ use hourlake_sql::SessionFactory;
 
 use crate::batch::conform;
 use crate::dedup::{duplicate_positions, without_duplicates};
-use crate::error::delta;
 use crate::plan::{DataFile, RewriteReason};
 use crate::{CompactorConfig, CompactorError, Lease};
 
@@ -93,7 +92,7 @@ pub async fn rewrite_hour(
     let ctx = factory.context()?;
     table
         .update_datafusion_session(&ctx.state())
-        .map_err(delta(id))?;
+        .map_err(id.delta_error())?;
     let options = ParquetReadOptions::default();
     let source = ctx.read_parquet(rewrite_urls, options.clone()).await?;
     ctx.register_table("rewrite_source", source.into_view())?;
@@ -136,7 +135,7 @@ pub async fn rewrite_hour(
         .unwrap_or(0) as u64;
 
     let mut writer = RecordBatchWriter::for_table(table)
-        .map_err(delta(id))?
+        .map_err(id.delta_error())?
         .with_writer_properties(writer_properties());
     let mut adds = Vec::new();
     let mut rows_out = 0u64;
@@ -144,12 +143,12 @@ pub async fn rewrite_hour(
     while let Some(batch) = stream.next().await {
         let batch = without_duplicates(&conform(&batch?, &schema)?, &duplicates)?;
         rows_out += batch.num_rows() as u64;
-        writer.write(batch).await.map_err(delta(id))?;
+        writer.write(batch).await.map_err(id.delta_error())?;
         if writer.buffer_len() as u64 >= config.target_file_size {
-            adds.extend(writer.flush().await.map_err(delta(id))?);
+            adds.extend(writer.flush().await.map_err(id.delta_error())?);
         }
     }
-    adds.extend(writer.flush().await.map_err(delta(id))?);
+    adds.extend(writer.flush().await.map_err(id.delta_error())?);
 
     let bytes_out = adds
         .iter()
@@ -168,7 +167,7 @@ pub async fn rewrite_hour(
     // Never commit on a lease we no longer hold: another compactor may be rewriting
     // the same files, and two rewrites of one file would double its rows.
     lease.renew().await?;
-    let snapshot = table.snapshot().map_err(delta(id))?;
+    let snapshot = table.snapshot().map_err(id.delta_error())?;
     let committed = CommitBuilder::from(CommitProperties::default().with_create_checkpoint(false))
         .with_actions(actions)
         .build(
@@ -180,9 +179,9 @@ pub async fn rewrite_hour(
             },
         )
         .await
-        .map_err(delta(id))?;
+        .map_err(id.delta_error())?;
     let version = committed.version();
-    table.update_state().await.map_err(delta(id))?;
+    table.update_state().await.map_err(id.delta_error())?;
 
     Ok(HourRewrite {
         hour,

@@ -18,7 +18,6 @@ use hourlake_sql::{register_table, SessionFactory};
 
 use crate::batch::conform;
 use crate::dedup::{not_a_duplicate, register_duplicates};
-use crate::error::delta;
 use crate::plan::hours_changed_between;
 use crate::CompactorError;
 
@@ -135,17 +134,17 @@ pub async fn recompute_hours(
         .with_replace_where(Hour::sql_predicate_any(hours))
         .with_commit_properties(props)
         .await
-        .map_err(delta(rollup.table))?;
+        .map_err(rollup.table.delta_error())?;
     Ok((written.version().unwrap_or(0), rows))
 }
 
 /// The source version `table` (the table of `rollup`) covers, if it was ever computed.
 pub async fn watermark(rollup: &Rollup, table: &DeltaTable) -> Result<Option<u64>, CompactorError> {
-    let snapshot = table.snapshot().map_err(delta(rollup.table))?;
+    let snapshot = table.snapshot().map_err(rollup.table.delta_error())?;
     let v = snapshot
         .transaction_version(table.log_store().as_ref(), watermark_app_id(rollup.source))
         .await
-        .map_err(delta(rollup.table))?;
+        .map_err(rollup.table.delta_error())?;
     Ok(v.and_then(|v| u64::try_from(v).ok()))
 }
 

@@ -44,13 +44,6 @@ pub enum CommitOutcome {
 
 const ATTEMPTS: u32 = 5;
 
-fn delta(table: TableId, e: DeltaTableError) -> IngestError {
-    IngestError::Delta {
-        table: table.name(),
-        source: Box::new(e),
-    }
-}
-
 fn is_concurrent_txn(e: &DeltaTableError) -> bool {
     matches!(
         e,
@@ -117,23 +110,23 @@ pub async fn commit_table(
     checkpoint_interval: u64,
 ) -> Result<CommitOutcome, IngestError> {
     let id = job.table;
-    table.update_state().await.map_err(|e| delta(id, e))?;
+    table.update_state().await.map_err(id.delta_error())?;
     if let Some(fenced) = check_fence(table, group, &job.progress)
         .await
-        .map_err(|e| delta(id, e))?
+        .map_err(id.delta_error())?
     {
         return Ok(fenced);
     }
     let mut adds: Vec<Action> = Vec::new();
     if let Some(batch) = job.batch {
         let mut writer = RecordBatchWriter::for_table(table)
-            .map_err(|e| delta(id, e))?
+            .map_err(id.delta_error())?
             .with_writer_properties(writer_properties());
-        writer.write(batch).await.map_err(|e| delta(id, e))?;
+        writer.write(batch).await.map_err(id.delta_error())?;
         adds = writer
             .flush()
             .await
-            .map_err(|e| delta(id, e))?
+            .map_err(id.delta_error())?
             .into_iter()
             .map(Action::Add)
             .collect();
@@ -153,7 +146,7 @@ pub async fn commit_table(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let snapshot = table.snapshot().map_err(|e| delta(id, e))?;
+        let snapshot = table.snapshot().map_err(id.delta_error())?;
         let props = CommitProperties::default()
             .with_application_transactions(txns.clone())
             .with_create_checkpoint(false);
@@ -172,7 +165,7 @@ pub async fn commit_table(
         match result {
             Ok(done) => {
                 let version = done.version();
-                table.update_state().await.map_err(|e| delta(id, e))?;
+                table.update_state().await.map_err(id.delta_error())?;
                 if checkpoint_interval > 0 && version > 0 && version % checkpoint_interval == 0 {
                     if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
                         tracing::warn!(table = id.name(), version, error = %e, "checkpoint failed; will retry at the next interval");
@@ -182,29 +175,29 @@ pub async fn commit_table(
             }
             Err(e) if is_concurrent_txn(&e) => {
                 // Another consumer committed offsets of one of our partitions meanwhile.
-                table.update_state().await.map_err(|e| delta(id, e))?;
+                table.update_state().await.map_err(id.delta_error())?;
                 if let Some(fenced) = check_fence(table, group, &job.progress)
                     .await
-                    .map_err(|e| delta(id, e))?
+                    .map_err(id.delta_error())?
                 {
                     return Ok(fenced);
                 }
                 if attempt >= ATTEMPTS {
-                    return Err(delta(id, e));
+                    return Err(id.delta_error()(e).into());
                 }
             }
             Err(e) if attempt < ATTEMPTS => {
                 tracing::warn!(table = id.name(), attempt, error = %e, "commit failed, retrying");
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                table.update_state().await.map_err(|e| delta(id, e))?;
+                table.update_state().await.map_err(id.delta_error())?;
                 if let Some(fenced) = check_fence(table, group, &job.progress)
                     .await
-                    .map_err(|e| delta(id, e))?
+                    .map_err(id.delta_error())?
                 {
                     return Ok(fenced);
                 }
             }
-            Err(e) => return Err(delta(id, e)),
+            Err(e) => return Err(id.delta_error()(e).into()),
         }
     }
 }

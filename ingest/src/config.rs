@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use crate::decode::Validation;
 
+/// A table's Delta checkpoint is written every this many of its commits by default.
+pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 100;
+/// How often a table records progress for partitions that send it no rows, by default.
+pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
 /// When a buffered window of messages is written and committed.
 #[derive(Debug, Clone, Copy)]
 pub struct FlushPolicy {
@@ -62,8 +67,8 @@ impl IngestConfig {
             group: group.into(),
             flush: FlushPolicy::default(),
             validation: Validation::default(),
-            checkpoint_interval: 100,
-            progress_interval: Duration::from_secs(10),
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            progress_interval: DEFAULT_PROGRESS_INTERVAL,
             kafka_overrides: BTreeMap::new(),
         }
     }

@@ -10,12 +10,8 @@ pub enum IngestError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// A Delta operation failed in a way retries did not fix.
-    #[error("delta table {table}: {source}")]
-    Delta {
-        table: &'static str,
-        #[source]
-        source: Box<deltalake::DeltaTableError>,
-    },
+    #[error(transparent)]
+    Delta(#[from] hourlake_catalog::DeltaError),
     /// Another writer committed offsets of a partition this one reads (offline ingest,
     /// which cannot re-read, stops here; the pipeline re-reads instead).
     #[error("delta table {table}: another writer holds offsets of {partition}")]

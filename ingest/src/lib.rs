@@ -50,7 +50,9 @@ mod rejection;
 mod rows;
 mod window;
 
-pub use config::{FlushPolicy, IngestConfig};
+pub use config::{
+    FlushPolicy, IngestConfig, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_PROGRESS_INTERVAL,
+};
 pub use decode::Validation;
 pub use error::IngestError;
 pub use metrics::IngestMetrics;

@@ -111,19 +111,13 @@ pub async fn load_from_table(
     partitions: &[TopicPartition],
     into: &mut CommittedOffsets,
 ) -> Result<(), IngestError> {
-    let snapshot = table.snapshot().map_err(|e| IngestError::Delta {
-        table: id.name(),
-        source: Box::new(e),
-    })?;
+    let snapshot = table.snapshot().map_err(id.delta_error())?;
     let log_store = table.log_store();
     for tp in partitions {
         let stored = snapshot
             .transaction_version(log_store.as_ref(), app_id(group, tp))
             .await
-            .map_err(|e| IngestError::Delta {
-                table: id.name(),
-                source: Box::new(e),
-            })?;
+            .map_err(id.delta_error())?;
         match stored {
             Some(v) => into.set(id, tp.clone(), v),
             None => into.clear(id, tp),

@@ -36,7 +36,7 @@ pub enum Backend {
 impl Backend {
     /// Reads the lake of `factory` in this process.
     pub fn lake(factory: SessionFactory) -> Result<Backend, ReplError> {
-        let live = Arc::new(LiveLake::new(factory, Duration::from_millis(500)));
+        let live = Arc::new(LiveLake::new(factory, hourlake_sql::DEFAULT_MAX_STALENESS));
         let config = ServerConfig {
             max_concurrent_queries: 4,
             query_timeout: Duration::from_secs(365 * 86_400),

@@ -7,12 +7,8 @@ pub enum SqlError {
     #[error(transparent)]
     Catalog(#[from] hourlake_catalog::CatalogError),
     /// A Delta table could not be exposed to DataFusion.
-    #[error("delta table {table}: {source}")]
-    Delta {
-        table: String,
-        #[source]
-        source: Box<deltalake::DeltaTableError>,
-    },
+    #[error(transparent)]
+    Delta(#[from] hourlake_catalog::DeltaError),
     /// The statement is not a read (DDL, DML, COPY, SET, ...).
     #[error("only read queries are allowed here: {0}")]
     NotReadOnly(String),

@@ -54,5 +54,9 @@ pub mod views;
 
 pub use datafusion::prelude::SessionContext;
 pub use error::SqlError;
+/// How stale a reader's view of the tables may be by default: a new commit is visible
+/// to queries within this time.
+pub const DEFAULT_MAX_STALENESS: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub use live::{rollup_hours, LakeSnapshot, LiveLake};
 pub use session::{register_table, SessionFactory};

@@ -24,13 +24,6 @@ pub struct LakeSnapshot {
     uncovered: Arc<BTreeMap<TableId, Vec<Hour>>>,
 }
 
-fn delta_error(id: TableId) -> impl Fn(deltalake::DeltaTableError) -> SqlError {
-    move |e| SqlError::Delta {
-        table: id.name().to_string(),
-        source: Box::new(e),
-    }
-}
-
 impl LakeSnapshot {
     /// No tables yet.
     fn empty() -> LakeSnapshot {
@@ -51,7 +44,7 @@ impl LakeSnapshot {
         let mut tables = previous.map(|p| (*p.tables).clone()).unwrap_or_default();
         for &id in TableId::ALL {
             match tables.get_mut(&id) {
-                Some(table) => table.update_state().await.map_err(delta_error(id))?,
+                Some(table) => table.update_state().await.map_err(id.delta_error())?,
                 None => {
                     if let Some(table) = factory.lake().open(id).await? {
                         tables.insert(id, table);
@@ -81,7 +74,7 @@ impl LakeSnapshot {
                 continue;
             };
             let covered = rolled.get(&rollup.table).map(|(_, h)| h);
-            let snapshot = source.snapshot().map_err(delta_error(rollup.source))?;
+            let snapshot = source.snapshot().map_err(rollup.source.delta_error())?;
             let mut hours = BTreeSet::new();
             for file in snapshot.log_data().iter() {
                 if let Some(hour) = Hour::from_partition_values(&file.partition_values_map()) {
@@ -127,13 +120,9 @@ impl LakeSnapshot {
     pub async fn session(&self, factory: &SessionFactory) -> Result<SessionContext, SqlError> {
         let ctx = factory.context()?;
         for (id, table) in self.tables.iter() {
-            let delta = |e| SqlError::Delta {
-                table: id.name().to_string(),
-                source: Box::new(e),
-            };
             table
                 .update_datafusion_session(&ctx.state())
-                .map_err(delta)?;
+                .map_err(id.delta_error())?;
             let provider = table.table_provider().await?;
             if TableId::EVENTS.contains(id) {
                 ctx.register_table(id.name(), Arc::new(HiddenPartitioning::new(provider)))?;

@@ -101,13 +101,9 @@ pub async fn register_table(
     name: &str,
     table: &DeltaTable,
 ) -> Result<(), SqlError> {
-    let delta = |e| SqlError::Delta {
-        table: name.to_string(),
-        source: Box::new(e),
-    };
     table
         .update_datafusion_session(&ctx.state())
-        .map_err(delta)?;
+        .map_err(|e| hourlake_catalog::DeltaError::new(name, e))?;
     let provider = table.table_provider().await?;
     ctx.register_table(name, provider)?;
     Ok(())

@@ -24,7 +24,7 @@ use world::{What, World, WorldConfig};
 #[derive(Debug, Clone, Args)]
 pub struct ProduceArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "HOURLAKE_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(long, env = "HOURLAKE_BROKERS", default_value = crate::config::DEFAULT_BROKERS)]
     pub brokers: String,
     /// Topic for app-engagement events.
     #[arg(long, alias = "app-topic", default_value = APP_EVENTS_TOPIC)]
@@ -92,8 +92,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<Report> {
         late_fraction: args.late_fraction,
         duplicate_fraction: args.duplicate_fraction,
         bad_fraction: args.bad_fraction,
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
 
     ensure_topics(
         &args.brokers,

@@ -242,19 +242,20 @@ fn weighted<T>(rng: &mut ChaCha8Rng, choices: &[T], weight: impl Fn(&T) -> u32) 
 
 impl World {
     /// A world seeded from `cfg.seed`: the same config yields the same messages.
-    pub fn new(cfg: WorldConfig) -> Result<World, String> {
+    pub fn new(cfg: WorldConfig) -> anyhow::Result<World> {
         let users = cfg.users.max(1) as f64;
         let items = cfg.items.max(1) as f64;
-        let user_dist = Zipf::new(users, 1.1).map_err(|e| format!("users: {e}"))?;
-        let item_dist = Zipf::new(items, 1.2).map_err(|e| format!("items: {e}"))?;
-        let session_length = LogNormal::new(0.0, 0.8).map_err(|e| format!("lognormal: {e}"))?;
+        let user_dist = Zipf::new(users, 1.1).map_err(|e| anyhow::anyhow!("users: {e}"))?;
+        let item_dist = Zipf::new(items, 1.2).map_err(|e| anyhow::anyhow!("items: {e}"))?;
+        let session_length =
+            LogNormal::new(0.0, 0.8).map_err(|e| anyhow::anyhow!("lognormal: {e}"))?;
         for (name, f) in [
             ("late-fraction", cfg.late_fraction),
             ("duplicate-fraction", cfg.duplicate_fraction),
             ("bad-fraction", cfg.bad_fraction),
         ] {
             if !(0.0..=1.0).contains(&f) {
-                return Err(format!("{name} must be between 0 and 1, got {f}"));
+                anyhow::bail!("{name} must be between 0 and 1, got {f}");
             }
         }
         Ok(World {

@@ -60,11 +60,24 @@ impl Hourlake {
     /// Starts `hourlake ARGS` in the background; its stderr goes to a log file beside
     /// `lake`, named after `name`.
     pub fn daemon(&self, name: &str, lake: &Path, args: &[&str]) -> Daemon {
+        self.daemon_with_env(name, lake, args, &[])
+    }
+
+    /// [`Hourlake::daemon`] with `env` added to its environment (e.g. the settings of an
+    /// S3 server); the log goes beside `log_beside`.
+    pub fn daemon_with_env(
+        &self,
+        name: &str,
+        log_beside: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Daemon {
         let mut command = self.command();
         command
             .args(args)
-            .env("RUST_LOG", "info,deltalake=warn,buoyant_kernel=warn");
-        Daemon::start(command, name, lake)
+            .env("RUST_LOG", "info,deltalake=warn,buoyant_kernel=warn")
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Daemon::start(command, name, log_beside)
     }
 
     /// Starts `hourlake ingest` in the background (see [`Hourlake::ingest`]), flushing

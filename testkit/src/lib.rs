@@ -13,6 +13,8 @@
 //! - [`events`]: generated engagement and recommendation batches, shaped like
 //!   `hourlake produce`'s events.
 //! - [`http`]: a plain HTTP GET, and metric samples in Prometheus text.
+//! - [`s3`]: a real S3-compatible server started by `scripts/s3` (versitygw), and lakes
+//!   in it.
 //! - [`resources`]: a process's CPU time and peak memory (Linux `/proc`).
 //! - [`knobs`]: settings from the environment; [`stats`]: percentiles.
 
@@ -23,6 +25,7 @@ pub mod kafka;
 pub mod knobs;
 pub mod lake;
 pub mod resources;
+pub mod s3;
 pub mod setup;
 pub mod stats;
 

@@ -9,6 +9,7 @@ mod hostile;
 mod ingest;
 mod kafka_script;
 mod produce;
+mod s3;
 mod serve;
 
 /// The `hourlake` binary this build made.

@@ -317,10 +317,7 @@ impl FlushTask {
     ) -> Result<CommittedOffsets, IngestError> {
         let mut loaded = CommittedOffsets::default();
         for (id, table) in self.tables.iter_mut() {
-            table.update_state().await.map_err(|e| IngestError::Delta {
-                table: id.name(),
-                source: Box::new(e),
-            })?;
+            table.update_state().await.map_err(id.delta_error())?;
             load_from_table(table, *id, &self.group, partitions, &mut loaded).await?;
         }
         Ok(loaded)
