@@ -44,7 +44,11 @@ pub struct Broker {
 
 impl Broker {
     fn start(state_dir: Option<PathBuf>) -> Broker {
-        let (ok, stdout, stderr) = run_script(&["start"], state_dir.as_deref());
+        Broker::start_with(state_dir, &["start"])
+    }
+
+    fn start_with(state_dir: Option<PathBuf>, args: &[&str]) -> Broker {
+        let (ok, stdout, stderr) = run_script(args, state_dir.as_deref());
         assert!(ok, "scripts/kafka start failed:\n{stderr}");
         let bootstrap = stdout.lines().last().unwrap_or_default().trim().to_string();
         assert!(
@@ -72,6 +76,19 @@ impl Broker {
             self.bootstrap,
             "address changed"
         );
+    }
+
+    /// `kill -9` of node `n` (1–3) of a cluster; the others keep serving.
+    pub fn kill_node(&self, n: u32) {
+        let (ok, _, stderr) = run_script(&["stop-node", &n.to_string()], self.state_dir.as_deref());
+        assert!(ok, "scripts/kafka stop-node {n} failed:\n{stderr}");
+    }
+
+    /// Starts node `n` of a cluster again and waits until it is up.
+    pub fn start_node(&self, n: u32) {
+        let (ok, _, stderr) =
+            run_script(&["start-node", &n.to_string()], self.state_dir.as_deref());
+        assert!(ok, "scripts/kafka start-node {n} failed:\n{stderr}");
     }
 
     /// The broker's process id (from `scripts/kafka`'s state dir), if found.
@@ -118,7 +135,16 @@ pub fn dedicated(name: &str) -> Broker {
     Broker::start(Some(dir))
 }
 
-/// Creates a topic with `partitions` partitions.
+/// A replicated three-node cluster of its own (`scripts/kafka start --brokers 3`: every
+/// new topic has 3 replicas, 2 in sync required), for tests that crash a node; removed
+/// on drop.
+pub fn dedicated_cluster(name: &str) -> Broker {
+    let dir = std::env::temp_dir().join(crate::unique(&format!("hourlake-kafka-{name}")));
+    Broker::start_with(Some(dir), &["start", "--brokers", "3"])
+}
+
+/// Creates a topic with `partitions` partitions, replicated as the cluster's default
+/// says (1 on a single broker, 3 on a cluster).
 pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -126,7 +152,12 @@ pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         .expect("admin client");
     let results = admin
         .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            // -1: the broker's default.replication.factor (KIP-464).
+            &[NewTopic::new(
+                topic,
+                partitions,
+                TopicReplication::Fixed(-1),
+            )],
             &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
         )
         .await
