@@ -11,6 +11,31 @@ use hourlake_catalog::{Lake, APP_EVENTS_TOPIC, REC_EVENTS_TOPIC};
 use hourlake_ingest::{FlushPolicy, IngestConfig, Validation};
 use serde::Deserialize;
 
+/// `value` (in `unit`s of the setting `name`) times `unit`, or a configuration error when
+/// that overflows: an absurd size is refused, never wrapped around.
+fn scaled(name: &str, value: u64, unit: u64) -> anyhow::Result<u64> {
+    value
+        .checked_mul(unit)
+        .with_context(|| format!("{name} = {value} is too large"))
+}
+
+/// [`scaled`] for sizes held in memory.
+fn scaled_size(name: &str, value: usize, unit: usize) -> anyhow::Result<usize> {
+    value
+        .checked_mul(unit)
+        .with_context(|| format!("{name} = {value} is too large"))
+}
+
+/// An optional setting scaled by `unit`, or `default` when unset.
+fn scaled_or(
+    name: &str,
+    value: Option<usize>,
+    unit: usize,
+    default: usize,
+) -> anyhow::Result<usize> {
+    value.map_or(Ok(default), |v| scaled_size(name, v, unit))
+}
+
 /// Where the lake is when no flag, env or file names it.
 pub const DEFAULT_LAKE: &str = "./lake";
 /// The Kafka bootstrap servers when none are named.
@@ -290,35 +315,44 @@ pub struct CompactArgs {
 
 impl CompactArgs {
     /// Merges flags/env over the file over defaults.
-    pub fn resolve(&self, file: &FileConfig) -> hourlake_compactor::CompactorConfig {
+    pub fn resolve(
+        &self,
+        file: &FileConfig,
+    ) -> anyhow::Result<hourlake_compactor::CompactorConfig> {
         let c = &file.compactor;
         let d = hourlake_compactor::CompactorConfig::default();
         let mib = 1024 * 1024;
-        hourlake_compactor::CompactorConfig {
-            target_file_size: self
-                .target_file_size_mb
-                .or(c.target_file_size_mb)
-                .map_or(d.target_file_size, |m| m * mib),
+        let target_file_size = match self.target_file_size_mb.or(c.target_file_size_mb) {
+            Some(m) => scaled("target_file_size_mb", m, mib)?,
+            None => d.target_file_size,
+        };
+        let vacuum_retention = match self.vacuum_retention_hours.or(c.vacuum_retention_hours) {
+            Some(h) => Duration::from_secs(scaled("vacuum_retention_hours", h, 3600)?),
+            None => d.vacuum_retention,
+        };
+        let memory_limit = scaled_or(
+            "[compactor] memory_limit_mb",
+            c.memory_limit_mb,
+            1024 * 1024,
+            d.memory_limit,
+        )?;
+        Ok(hourlake_compactor::CompactorConfig {
+            target_file_size,
             max_small_files: c.max_small_files.unwrap_or(d.max_small_files),
             closed_after: self
                 .closed_after_secs
                 .or(c.closed_after_secs)
                 .map_or(d.closed_after, Duration::from_secs),
-            vacuum_retention: self
-                .vacuum_retention_hours
-                .or(c.vacuum_retention_hours)
-                .map_or(d.vacuum_retention, |h| Duration::from_secs(h * 3600)),
+            vacuum_retention,
             lease_ttl: c.lease_ttl_secs.map_or(d.lease_ttl, Duration::from_secs),
             interval: self
                 .compact_interval_secs
                 .or(c.interval_secs)
                 .map_or(d.interval, Duration::from_secs),
             maintenance_every: c.maintenance_every.unwrap_or(d.maintenance_every),
-            memory_limit: c
-                .memory_limit_mb
-                .map_or(d.memory_limit, |m| m * mib as usize),
+            memory_limit,
             ..d
-        }
+        })
     }
 
     /// The name this compactor uses in leases.
@@ -389,11 +423,9 @@ impl ServeArgs {
             .server
             .memory_limit_mb
             .unwrap_or(DEFAULT_MEMORY_LIMIT_MB);
-        mb.checked_mul(1024 * 1024)
-            .filter(|bytes| *bytes > 0)
-            .with_context(|| {
-                format!("server.memory_limit_mb = {mb}: must be 1 or more and fit in memory")
-            })
+        let bytes = scaled_size("[server] memory_limit_mb", mb, 1024 * 1024)?;
+        anyhow::ensure!(bytes > 0, "[server] memory_limit_mb must be 1 or more");
+        Ok(bytes)
     }
 
     /// Merges flags/env over the file over defaults, and refuses settings that cannot
@@ -403,6 +435,25 @@ impl ServeArgs {
         let d = hourlake_query::ServerConfig::default();
         let mib = 1024 * 1024;
         let limits = d.statement_limits;
+        let max_result_bytes = scaled_or(
+            "[server] max_result_mb",
+            f.max_result_mb,
+            mib,
+            d.max_result_bytes,
+        )?;
+        let cache_bytes = scaled_or("[server] cache_mb", f.cache_mb, mib, d.cache_bytes)?;
+        let max_statement_bytes = scaled_or(
+            "[server] max_statement_kb",
+            f.max_statement_kb,
+            1024,
+            limits.max_bytes,
+        )?;
+        let max_request_bytes = scaled_or(
+            "[server] max_request_kb",
+            f.max_request_kb,
+            1024,
+            d.max_request_bytes,
+        )?;
         let config = hourlake_query::ServerConfig {
             tokens: if self.tokens.is_empty() {
                 f.tokens.clone()
@@ -421,22 +472,22 @@ impl ServeArgs {
                 .max_result_rows
                 .or(f.max_result_rows)
                 .unwrap_or(d.max_result_rows),
-            max_result_bytes: f.max_result_mb.map_or(d.max_result_bytes, |m| m * mib),
-            cache_bytes: f.cache_mb.map_or(d.cache_bytes, |m| m * mib),
+            max_result_bytes,
+            cache_bytes,
             cors_origins: if self.cors_origins.is_empty() {
                 f.cors_origins.clone()
             } else {
                 self.cors_origins.clone()
             },
             statement_limits: hourlake_sql::limits::StatementLimits {
-                max_bytes: f.max_statement_kb.map_or(limits.max_bytes, |k| k * 1024),
+                max_bytes: max_statement_bytes,
                 max_depth: f.max_statement_depth.unwrap_or(limits.max_depth),
                 max_elements: f.max_statement_elements.unwrap_or(limits.max_elements),
             },
             client_timeout: f
                 .client_timeout_ms
                 .map_or(d.client_timeout, Duration::from_millis),
-            max_request_bytes: f.max_request_kb.map_or(d.max_request_bytes, |k| k * 1024),
+            max_request_bytes,
             ..d
         };
         config.validate().context("invalid query server settings")?;
@@ -518,5 +569,58 @@ mod tests {
             toml::from_str("[server]\ntokens = [\"a\"]\nmax_statement_kb = 64\n").unwrap();
         let config = args.resolve(&file).unwrap();
         assert_eq!(config.statement_limits.max_bytes, 64 * 1024);
+    }
+
+    /// Flags as clap makes them from an empty command line.
+    fn defaults<T: Args>() -> T {
+        #[derive(clap::Parser)]
+        struct Command<T: Args> {
+            #[command(flatten)]
+            inner: T,
+        }
+        <Command<T> as clap::Parser>::parse_from(["hourlake"]).inner
+    }
+
+    #[test]
+    fn sizes_and_durations_that_overflow_are_refused_not_wrapped() {
+        let huge = u64::MAX / 2;
+        for (section, key) in [
+            ("server", "max_result_mb"),
+            ("server", "cache_mb"),
+            ("server", "max_statement_kb"),
+            ("server", "max_request_kb"),
+        ] {
+            let file: FileConfig =
+                toml::from_str(&format!("[{section}]\n{key} = {huge}\n")).unwrap();
+            let args = ServeArgs {
+                http: None,
+                flight: None,
+                tokens: Vec::new(),
+                max_concurrent_queries: None,
+                query_timeout_ms: None,
+                max_result_rows: None,
+                cors_origins: Vec::new(),
+            };
+            let err = args.resolve(&file).unwrap_err();
+            assert!(format!("{err:#}").contains("too large"), "{key}: {err:#}");
+        }
+        let file: FileConfig =
+            toml::from_str(&format!("[server]\nmemory_limit_mb = {huge}\n")).unwrap();
+        let args = defaults::<ServeArgs>();
+        assert!(args.memory_limit(&file).is_err());
+        for key in [
+            "target_file_size_mb",
+            "vacuum_retention_hours",
+            "memory_limit_mb",
+        ] {
+            let file: FileConfig =
+                toml::from_str(&format!("[compactor]\n{key} = {huge}\n")).unwrap();
+            let err = defaults::<CompactArgs>().resolve(&file).unwrap_err();
+            assert!(format!("{err:#}").contains("too large"), "{key}: {err:#}");
+        }
+        // Within range they scale.
+        let file: FileConfig = toml::from_str("[compactor]\ntarget_file_size_mb = 3\n").unwrap();
+        let config = defaults::<CompactArgs>().resolve(&file).unwrap();
+        assert_eq!(config.target_file_size, 3 * 1024 * 1024);
     }
 }

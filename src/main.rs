@@ -112,7 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let file = common.file()?;
             let lake = common.lake(&file)?;
             let config = ingest.resolve(&file)?;
-            let compactor = Compactor::new(lake.clone(), compact.resolve(&file), compact.holder());
+            let compactor = Compactor::new(lake.clone(), compact.resolve(&file)?, compact.holder());
             eprintln!(
                 "hourlake up: ingesting {:?} from {} into {}\n  query it with: hourlake sql --lake {} -c \"SELECT event_type, count(*) FROM engagement_events GROUP BY 1\"",
                 config.topics,
@@ -172,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let file = common.file()?;
             let lake = common.lake(&file)?;
-            let compactor = Compactor::new(lake, compact.resolve(&file), compact.holder());
+            let compactor = Compactor::new(lake, compact.resolve(&file)?, compact.holder());
             if watch {
                 if let Some(addr) = metrics_addr {
                     let mut registry = prometheus_client::registry::Registry::default();
