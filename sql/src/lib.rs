@@ -10,6 +10,7 @@
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
 //! - [`limit_barrier`]: keeps a `LIMIT` above scans that cannot take one.
 //! - [`dialect`]: the keywords and function names clients are told about.
+//! - [`pass_through`]: the one-input plan node those two rules insert.
 //! - [`probe_slices`]: keeps nested-loop joins cancellable within milliseconds.
 //! - [`limits`]: bounds on a statement's size and nesting, checked before planning.
 //! - [`guard`]: the read-only guard; [`params`]: `$1` / `$name` parameters from JSON or
@@ -43,6 +44,7 @@ pub mod limit_barrier;
 pub mod limits;
 mod live;
 pub mod params;
+pub mod pass_through;
 pub mod placeholders;
 pub mod plan_info;
 pub mod probe_slices;

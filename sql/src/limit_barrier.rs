@@ -10,15 +10,12 @@
 use std::sync::Arc;
 
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::Result;
-use datafusion::execution::TaskContext;
-use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
-use datafusion::physical_plan::{
-    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
-    SendableRecordBatchStream, Statistics, StatisticsArgs,
-};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+
+use crate::pass_through::{PassThrough, Wrapped};
 
 /// The rule: wraps leaves that claim limit pushdown but take no fetch.
 #[derive(Debug, Default)]
@@ -36,7 +33,7 @@ impl PhysicalOptimizerRule for KeepLimitAbove {
                 && node.with_fetch(Some(1)).is_none();
             if ignores_fetch {
                 Ok(Transformed::yes(
-                    Arc::new(LimitBarrier { inner: node }) as Arc<dyn ExecutionPlan>
+                    Arc::new(LimitBarrier::new(node)) as Arc<dyn ExecutionPlan>
                 ))
             } else {
                 Ok(Transformed::no(node))
@@ -55,82 +52,16 @@ impl PhysicalOptimizerRule for KeepLimitAbove {
 }
 
 /// Passes its input through unchanged; a limit cannot be pushed past it.
+pub type LimitBarrier = Wrapped<Barrier>;
+
+/// The [`PassThrough`] kind of [`LimitBarrier`]: the rows as they come.
 #[derive(Debug)]
-pub struct LimitBarrier {
-    inner: Arc<dyn ExecutionPlan>,
-}
+pub struct Barrier;
 
-impl DisplayAs for LimitBarrier {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "LimitBarrier")
-    }
-}
+impl PassThrough for Barrier {
+    const NAME: &'static str = "LimitBarrier";
 
-impl ExecutionPlan for LimitBarrier {
-    fn name(&self) -> &str {
-        "LimitBarrier"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.inner.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.inner]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        match <[Arc<dyn ExecutionPlan>; 1]>::try_from(children) {
-            Ok([inner]) => Ok(Arc::new(LimitBarrier { inner })),
-            Err(children) => Err(datafusion::error::DataFusionError::Internal(format!(
-                "LimitBarrier takes one child, got {}",
-                children.len()
-            ))),
-        }
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        self.inner.execute(partition, context)
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        vec![ChildStats::At(partition)]
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        input_stats: &[Arc<Statistics>],
-        _args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        Ok(input_stats
-            .first()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Statistics::new_unknown(&self.schema()))))
-    }
-
-    fn supports_limit_pushdown(&self) -> bool {
-        false
+    fn stream(input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        input
     }
 }

@@ -18,18 +18,16 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
-use datafusion::error::{DataFusionError, Result};
-use datafusion::execution::{RecordBatchStream, TaskContext};
-use datafusion::physical_expr::PhysicalExpr;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::error::Result;
+use datafusion::execution::RecordBatchStream;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
 use datafusion::physical_plan::joins::{CrossJoinExec, NestedLoopJoinExec};
-use datafusion::physical_plan::{
-    ChildStats, DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties,
-    SendableRecordBatchStream, Statistics, StatisticsArgs,
-};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{Stream, StreamExt};
+
+use crate::pass_through::{PassThrough, Wrapped};
 
 /// How long a join may work between two chances for the runtime to cancel it.
 pub const YIELD_EVERY: Duration = Duration::from_millis(10);
@@ -60,9 +58,8 @@ impl PhysicalOptimizerRule for SliceJoinProbes {
                 return Ok(Transformed::no(node));
             }
             let build = Arc::clone(children[0]);
-            let probe = Arc::new(ProbeSlices {
-                input: Arc::clone(children[1]),
-            }) as Arc<dyn ExecutionPlan>;
+            let probe =
+                Arc::new(ProbeSlices::new(Arc::clone(children[1]))) as Arc<dyn ExecutionPlan>;
             // The slices keep the probe side's partitioning and order.
             let keep = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep);
             node.replace_children(vec![build, probe], keep)
@@ -81,87 +78,24 @@ impl PhysicalOptimizerRule for SliceJoinProbes {
 }
 
 /// Passes its input on in slices that keep the join above it interruptible.
+pub type ProbeSlices = Wrapped<Slices>;
+
+/// The [`PassThrough`] kind of [`ProbeSlices`].
 #[derive(Debug)]
-pub struct ProbeSlices {
-    input: Arc<dyn ExecutionPlan>,
-}
+pub struct Slices;
 
-impl DisplayAs for ProbeSlices {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "ProbeSlices")
-    }
-}
+impl PassThrough for Slices {
+    const NAME: &'static str = "ProbeSlices";
 
-impl ExecutionPlan for ProbeSlices {
-    fn name(&self) -> &str {
-        "ProbeSlices"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        self.input.properties()
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
-    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
-        vec![false]
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        match <[Arc<dyn ExecutionPlan>; 1]>::try_from(children) {
-            Ok([input]) => Ok(Arc::new(ProbeSlices { input })),
-            Err(children) => Err(DataFusionError::Internal(format!(
-                "ProbeSlices takes one child, got {}",
-                children.len()
-            ))),
-        }
-    }
-
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
-        let input = self.input.execute(partition, context)?;
-        Ok(Box::pin(SliceStream {
+    fn stream(input: SendableRecordBatchStream) -> SendableRecordBatchStream {
+        Box::pin(SliceStream {
             schema: input.schema(),
             input,
             pending: None,
             slice_rows: 1,
             handed_out: None,
             last_yield: Instant::now(),
-        }))
-    }
-
-    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
-        vec![ChildStats::At(partition)]
-    }
-
-    fn statistics_from_inputs(
-        &self,
-        input_stats: &[Arc<Statistics>],
-        _args: &StatisticsArgs,
-    ) -> Result<Arc<Statistics>> {
-        Ok(input_stats
-            .first()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(Statistics::new_unknown(&self.schema()))))
+        })
     }
 }
 

@@ -56,29 +56,7 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
 
     // A second compactor, started while the first works, must not act.
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let second = hourlake()
-        .command()
-        .args([
-            "compact",
-            "--lake",
-            &lake_arg,
-            "--closed-after-secs",
-            "0",
-            "--compactor-id",
-            "second",
-        ])
-        .output()
-        .expect("second compactor");
-    let second_out = String::from_utf8_lossy(&second.stdout);
-    assert!(
-        second.status.success(),
-        "{second_out}{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
-    assert!(
-        second_out.contains("engagement_events: skipped, watcher holds the compactor lease"),
-        "{second_out}"
-    );
+    let second_out = second_compactor_keeps_off(&lake_arg, &[]);
 
     let report = producer.wait_async().await;
     // Ingest commits to Kafka only after the Delta commit holding those messages.
@@ -181,4 +159,35 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
     )
     .await;
     assert_eq!(rec_mismatched, 0);
+}
+
+/// Runs a one-shot `hourlake compact` (id `second`) on the lake at `location` while the
+/// compactor `watcher` holds the leases: it must succeed and skip `engagement_events`.
+/// Returns what it printed.
+pub(crate) fn second_compactor_keeps_off(location: &str, env: &[(String, String)]) -> String {
+    let second = hourlake()
+        .command()
+        .args([
+            "compact",
+            "--lake",
+            location,
+            "--closed-after-secs",
+            "0",
+            "--compactor-id",
+            "second",
+        ])
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("second compactor");
+    let second_out = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(
+        second.status.success(),
+        "{second_out}{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        second_out.contains("engagement_events: skipped, watcher holds the compactor lease"),
+        "{second_out}"
+    );
+    second_out
 }

@@ -13,6 +13,7 @@ use hourlake_testkit::setup::Setup;
 use hourlake_testkit::unique;
 use serde_json::{json, Value};
 
+use crate::compaction::second_compactor_keeps_off;
 use crate::hourlake;
 use crate::serve::served_addr;
 
@@ -107,30 +108,7 @@ async fn an_s3_lake_keeps_every_event_once_through_killed_ingest_processes_and_c
     wait_exactly_once(&lake, &s.bootstrap, &s.topics(), Duration::from_secs(240)).await;
 
     // A second compactor keeps off the tables the first one holds.
-    let second = hourlake()
-        .command()
-        .args([
-            "compact",
-            "--lake",
-            &location,
-            "--closed-after-secs",
-            "0",
-            "--compactor-id",
-            "second",
-        ])
-        .envs(server.env().iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("second compactor");
-    let second_out = String::from_utf8_lossy(&second.stdout);
-    assert!(
-        second.status.success(),
-        "{second_out}{}",
-        String::from_utf8_lossy(&second.stderr)
-    );
-    assert!(
-        second_out.contains("engagement_events: skipped, watcher holds the compactor lease"),
-        "{second_out}"
-    );
+    second_compactor_keeps_off(&location, server.env());
 
     // Let the watcher finish its passes, then check once more after its rewrites.
     tokio::time::sleep(Duration::from_secs(8)).await;
