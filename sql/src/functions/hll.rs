@@ -214,6 +214,14 @@ impl GroupSketch {
         if union.is_empty() {
             return empty_sketch(lg_k);
         }
+        // DataSketches keeps the order-dependent HIP estimate of a union until an
+        // HLL-mode sketch is merged into an HLL-mode union; which happened first depends
+        // on the order partitions and rows arrive in, so the same sketches could give
+        // two estimates (4 077 and 4 039 on one lake). Merging the result into itself
+        // changes no register and always switches to the composite estimate, which
+        // depends on the registers only: one answer for every order, on every server.
+        let merged = union.to_sketch(STORED_TYPE);
+        union.update(&merged);
         Ok(union.to_sketch(STORED_TYPE))
     }
 
@@ -668,5 +676,34 @@ mod tests {
                 "{col} lg_k {lg_k}: same bytes as the reference"
             );
         }
+    }
+
+    /// One sketch in HLL mode and many small ones, merged in two orders, give one
+    /// estimate (before the self-merge: 4 077 one way, 4 039 the other, on a real lake).
+    #[test]
+    fn a_union_estimate_does_not_depend_on_the_merge_order() {
+        let sketch_of = |values: std::ops::Range<u64>| {
+            let mut s = HllSketch::new(DEFAULT_LG_K, STORED_TYPE).unwrap();
+            for v in values {
+                s.update(v.to_le_bytes());
+            }
+            s
+        };
+        let big = sketch_of(0..3_800);
+        let small: Vec<HllSketch> = (0..48u64)
+            .map(|i| sketch_of(10_000 + i * 40..10_000 + i * 40 + 40))
+            .collect();
+        let estimate = |order: Vec<&HllSketch>| {
+            let mut group = GroupSketch::default();
+            for sketch in order {
+                group.merge(DEFAULT_LG_K, sketch).unwrap();
+            }
+            group.finish(DEFAULT_LG_K).unwrap().estimate()
+        };
+        let big_first = estimate(std::iter::once(&big).chain(&small).collect());
+        let big_last = estimate(small.iter().chain(std::iter::once(&big)).collect());
+        assert_eq!(big_first, big_last);
+        // And it is an estimate of the 5 720 distinct values.
+        assert!((big_first - 5_720.0).abs() < 5_720.0 * 0.05, "{big_first}");
     }
 }
