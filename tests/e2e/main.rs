@@ -12,6 +12,7 @@ mod kafka_script;
 mod produce;
 mod s3;
 mod serve;
+mod spark;
 
 /// The `hourlake` binary this build made.
 fn hourlake() -> hourlake_testkit::binary::Hourlake {
