@@ -2,10 +2,13 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 type TableLabel = Vec<(&'static str, &'static str)>;
+/// `topic` and `partition` of one Kafka partition (bounded: the topics' partitions).
+pub(crate) type PartitionLabel = Vec<(&'static str, String)>;
 
 /// Counters and distributions of one ingest process.
 #[derive(Clone)]
@@ -31,6 +34,9 @@ pub struct IngestMetrics {
     pub commit_latency: Histogram,
     /// Seconds between an event's time and its commit.
     pub event_time_lag: Histogram,
+    /// Per partition assigned to this member: messages not yet in the lake (the
+    /// partition's high watermark minus the offset committed after the Delta commit).
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
 }
 
 impl Default for IngestMetrics {
@@ -46,6 +52,7 @@ impl Default for IngestMetrics {
             kafka_timestamp_out_of_range: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             event_time_lag: Histogram::new(exponential_buckets(0.25, 2.0, 20)),
+            consumer_lag: Family::default(),
         }
     }
 }
@@ -54,6 +61,11 @@ impl IngestMetrics {
     /// Registers every metric under `hourlake_ingest_*`.
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("hourlake_ingest");
+        r.register(
+            "consumer_lag_messages",
+            "Messages of an assigned partition not yet committed to the lake (high watermark minus committed offset; from librdkafka statistics every 5 s)",
+            self.consumer_lag.clone(),
+        );
         r.register(
             "consumed_messages",
             "Messages read from Kafka",

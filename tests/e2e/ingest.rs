@@ -228,6 +228,26 @@ async fn every_kind_of_bad_input_becomes_a_dead_letter_with_its_reason() {
     );
     assert!(metric(&metrics, "hourlake_ingest_delta_commits_total") >= 3.0);
     assert!(metric(&metrics, "hourlake_ingest_event_time_lag_seconds_count") > 0.0);
+    // Once caught up, every partition's consumer lag is reported, and it is zero
+    // (librdkafka reports statistics every 5 s; Kafka offsets follow the Delta commit).
+    let partitions = end_offsets(&broker.bootstrap, &s.topics()).len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = http_get(&ingest.metrics_addr(), "/metrics");
+        let lags: Vec<f64> = metrics
+            .lines()
+            .filter(|l| l.starts_with("hourlake_ingest_consumer_lag_messages{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        if lags.len() == partitions && lags.iter().all(|lag| *lag == 0.0) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consumer lag of {partitions} partitions not reported as 0: {lags:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // The hand-made corpus: each message has the expected code, in offset order.
     let batches = query(

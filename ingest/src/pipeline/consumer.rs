@@ -1,18 +1,23 @@
 //! The Kafka consumer: its settings, and the context that routes rebalances into the
 //! pipeline.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, Statistics};
 
 use super::lock;
 use super::poll::Pipeline;
 use crate::config::IngestConfig;
+use crate::metrics::{IngestMetrics, PartitionLabel};
 use crate::IngestError;
+
+/// How often librdkafka reports its statistics (the consumer lag comes from them).
+const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// The consumer context: runs rebalances on the pipeline.
 pub(super) struct IngestContext {
@@ -20,6 +25,9 @@ pub(super) struct IngestContext {
     /// What a rebalance could not do: the callback cannot return it, so the poll loop
     /// takes it after each poll and stops.
     failure: Mutex<Option<IngestError>>,
+    metrics: IngestMetrics,
+    /// The partitions whose lag was last reported (a revoked one's gauge is removed).
+    lagging: Mutex<HashSet<PartitionLabel>>,
 }
 
 impl IngestContext {
@@ -29,7 +37,41 @@ impl IngestContext {
     }
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    /// Publishes each assigned partition's consumer lag.
+    fn stats(&self, statistics: Statistics) {
+        let mut now = HashSet::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                // -1: librdkafka's internal "unassigned" partition.
+                if *partition < 0 {
+                    continue;
+                }
+                let lag = if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else if p.hi_offset >= 0 && p.committed_offset < 0 {
+                    // Nothing committed for it yet: all it holds is still to come
+                    // (an empty partition: nothing).
+                    p.hi_offset - p.lo_offset.max(0)
+                } else {
+                    // No high watermark yet: unknown.
+                    continue;
+                };
+                let label = vec![
+                    ("topic", topic.clone()),
+                    ("partition", partition.to_string()),
+                ];
+                self.metrics.consumer_lag.get_or_create(&label).set(lag);
+                now.insert(label);
+            }
+        }
+        let mut lagging = lock(&self.lagging);
+        for gone in lagging.difference(&now) {
+            self.metrics.consumer_lag.remove(gone);
+        }
+        *lagging = now;
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn rebalance(
@@ -67,6 +109,7 @@ impl ConsumerContext for IngestContext {
 pub(super) fn consumer(
     config: &IngestConfig,
     pipeline: Arc<Mutex<Pipeline>>,
+    metrics: IngestMetrics,
 ) -> Result<BaseConsumer<IngestContext>, IngestError> {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &config.brokers)
@@ -81,13 +124,16 @@ pub(super) fn consumer(
         // librdkafka pauses a partition's fetcher for this long once its prefetch
         // queue is full (default 1 s): decoding drains the queue in milliseconds, so a
         // long pause starves the pipeline (it cut throughput to a third here).
-        .set("fetch.queue.backoff.ms", "10");
+        .set("fetch.queue.backoff.ms", "10")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     for (k, v) in &config.kafka_overrides {
         cfg.set(k, v);
     }
     let context = IngestContext {
         pipeline,
         failure: Mutex::new(None),
+        metrics,
+        lagging: Mutex::new(HashSet::new()),
     };
     Ok(cfg.create_with_context(context)?)
 }

@@ -69,7 +69,7 @@ impl Ingestor {
             Handle::current(),
             tables,
         )));
-        let consumer = consumer::consumer(&self.config, pipeline.clone())?;
+        let consumer = consumer::consumer(&self.config, pipeline.clone(), self.metrics.clone())?;
         let topics: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         tracing::info!(group = %self.config.group, topics = ?self.config.topics, lake = %self.lake.root(), "ingest started");
