@@ -3,6 +3,7 @@
 //! A thin command line over the crates: `up` runs everything, the other commands
 //! run one part each. Configuration: see `config.rs` and the README.
 
+mod audit_command;
 mod config;
 mod metrics_server;
 mod produce;
@@ -77,6 +78,9 @@ enum Command {
     Sql(sql_command::SqlArgs),
     /// Generate realistic events into Kafka; prints what was sent as JSON.
     Produce(produce::ProduceArgs),
+    /// Check that every Kafka offset is in exactly one place (a row, a dead letter or a
+    /// removed duplicate); exits non-zero on a missing or doubled one.
+    Audit(audit_command::AuditArgs),
 }
 
 #[tokio::main]
@@ -202,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             server.await.context("query server task")?
         }
         Command::Sql(args) => sql_command::run(args).await,
+        Command::Audit(args) => audit_command::run(args).await,
         Command::Produce(args) => {
             let report = produce::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -416,9 +416,13 @@ mod tests {
             );
         }
         for t in TableId::ALL {
-            let is_rollup = Rollup::of_table(*t).is_some();
-            let is_other = TableId::INGESTED.contains(t);
-            assert!(is_rollup != is_other, "{t}: a rollup or ingested, not both");
+            let kinds = [
+                Rollup::of_table(*t).is_some(),
+                TableId::INGESTED.contains(t),
+                TableId::LEDGERS.contains(t),
+            ];
+            let n = kinds.iter().filter(|k| **k).count();
+            assert_eq!(n, 1, "{t}: exactly one of rollup, ingested, ledger");
         }
         assert_eq!(Rollup::of_source(TableId::DeadLetters).count(), 0);
     }

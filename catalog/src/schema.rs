@@ -130,6 +130,42 @@ static DEAD_LETTERS: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
+static REMOVED_DUPLICATES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        utf8(KAFKA_TOPIC, false),
+        Field::new(KAFKA_PARTITION, DataType::Int32, false),
+        Field::new(KAFKA_OFFSET, DataType::Int64, false),
+        utf8(EVENT_ID, false),
+        utf8(SOURCE_TABLE, false),
+        utf8(KEPT_TOPIC, false),
+        Field::new(KEPT_PARTITION, DataType::Int32, false),
+        Field::new(KEPT_OFFSET, DataType::Int64, false),
+        Field::new(EVENT_HOUR, DataType::Int32, false),
+        Field::new(REMOVED_AT, timestamp_type(), false),
+        Field::new(EVENT_DATE, DataType::Date32, false),
+    ]))
+});
+
+/// `removed_duplicates` column: the event table the copy was removed from.
+pub const SOURCE_TABLE: &str = "source_table";
+/// `removed_duplicates` column: the Kafka topic of the copy that was kept.
+pub const KEPT_TOPIC: &str = "kept_topic";
+/// `removed_duplicates` column: the Kafka partition of the copy that was kept.
+pub const KEPT_PARTITION: &str = "kept_partition";
+/// `removed_duplicates` column: the Kafka offset of the copy that was kept.
+pub const KEPT_OFFSET: &str = "kept_offset";
+/// `removed_duplicates` column: when the compactor removed the copy.
+pub const REMOVED_AT: &str = "removed_at";
+
+/// `removed_duplicates`: one row per resent copy the compactor removed — its Kafka
+/// position (`_kafka_*`), its `event_id`, the table and hour (`event_date`,
+/// `event_hour`) it was removed from, and the position of the copy that was kept.
+/// A removal that did not commit (a lost lease, a conflict) may leave a row whose
+/// copy is still in its table; such a row is not counted as a removal.
+pub fn removed_duplicates() -> SchemaRef {
+    REMOVED_DUPLICATES.clone()
+}
+
 /// `dead_letters`: every message ingest could not accept, with its raw bytes
 /// (cut to a limit for oversized messages; `raw_size` keeps the original size).
 pub fn dead_letters() -> SchemaRef {

@@ -20,6 +20,9 @@ pub enum TableId {
     /// Hourly rollup of `recommendation_events` (written by the compactor; declared in
     /// [`rollup::RECOMMENDATION_HOURLY`]).
     RecommendationHourly,
+    /// The ledger of resent copies the compactor removed: where each was in Kafka and
+    /// which copy was kept, so every offset stays accounted for after deduplication.
+    RemovedDuplicates,
 }
 
 impl TableId {
@@ -30,6 +33,9 @@ impl TableId {
         TableId::DeadLetters,
     ];
 
+    /// The compactor's ledgers (neither ingested nor rollups).
+    pub const LEDGERS: &'static [TableId] = &[TableId::RemovedDuplicates];
+
     /// Every table of the lake.
     pub const ALL: &'static [TableId] = &[
         TableId::EngagementEvents,
@@ -37,6 +43,7 @@ impl TableId {
         TableId::DeadLetters,
         TableId::EngagementHourly,
         TableId::RecommendationHourly,
+        TableId::RemovedDuplicates,
     ];
 
     /// The event tables partitioned by event hour (what the compactor compacts).
@@ -51,6 +58,7 @@ impl TableId {
             TableId::DeadLetters => "dead_letters",
             TableId::EngagementHourly => "engagement_hourly",
             TableId::RecommendationHourly => "recommendation_hourly",
+            TableId::RemovedDuplicates => "removed_duplicates",
         }
     }
 
@@ -72,6 +80,7 @@ impl TableId {
             TableId::DeadLetters => schema::dead_letters(),
             TableId::EngagementHourly => rollup::ENGAGEMENT_HOURLY.schema(),
             TableId::RecommendationHourly => rollup::RECOMMENDATION_HOURLY.schema(),
+            TableId::RemovedDuplicates => schema::removed_duplicates(),
         }
     }
 
@@ -83,6 +92,7 @@ impl TableId {
             }
             TableId::DeadLetters => &[schema::INGEST_DATE],
             TableId::EngagementHourly | TableId::RecommendationHourly => Rollup::PARTITION_COLUMNS,
+            TableId::RemovedDuplicates => &[schema::EVENT_DATE],
         }
     }
 }

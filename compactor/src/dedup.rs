@@ -6,7 +6,8 @@
 //! Duplicates are rare, so they are found with an aggregate over `event_id` (which can
 //! spill) and then ranked among themselves only, joined with the small set of repeated ids
 //! on the build side; the rewrite then drops them batch by batch. (A window, or a hash
-//! join built over every row, would hold whole hours in memory.)
+//! join built over every row, would hold whole hours in memory.) Each removed copy is
+//! listed with the copy kept, for the `removed_duplicates` ledger.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -46,27 +47,67 @@ pub async fn register_duplicates(
 /// The Kafka position of one row: what tells two copies of an event apart.
 pub type Position = (String, i32, i64);
 
-/// The positions of the duplicate copies (as [`register_duplicates`] finds them), held in
-/// memory to filter a rewrite's output batch by batch: duplicates are few, an anti join
-/// over a whole hour's rows would hold them all.
-pub async fn duplicate_positions(
+/// One copy to remove: where it is, its event, and the copy of that event that stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedCopy {
+    /// The copy removed.
+    pub removed: Position,
+    /// Its `event_id`.
+    pub event_id: String,
+    /// The copy kept.
+    pub kept: Position,
+}
+
+/// The duplicate copies of a rewrite, as [`register_duplicates`] finds them: their
+/// positions, to filter the rewrite's output batch by batch (duplicates are few, an
+/// anti join over a whole hour's rows would hold them all), and what the ledger
+/// `removed_duplicates` records of each.
+#[derive(Debug, Default)]
+pub struct Duplicates {
+    /// The positions to drop.
+    pub positions: HashSet<Position>,
+    /// Each copy to drop, with the copy kept.
+    pub copies: Vec<RemovedCopy>,
+}
+
+/// Finds the duplicate copies among the rows of `source` matching `filter` (and those
+/// of events the table `kept` already holds).
+pub async fn find_duplicates(
     ctx: &SessionContext,
     source: &str,
     filter: &str,
     kept: Option<&str>,
-) -> datafusion::error::Result<HashSet<Position>> {
-    let mut out = HashSet::new();
+) -> datafusion::error::Result<Duplicates> {
+    let mut out = Duplicates::default();
     for b in duplicate_batches(ctx, source, filter, kept).await? {
-        let topics = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)?;
-        let topics = topics.as_string::<i32>();
+        let text = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
+        let (topics, event_ids, kept_topics) = (text(0)?, text(3)?, text(4)?);
+        let (topics, event_ids, kept_topics) = (
+            topics.as_string::<i32>(),
+            event_ids.as_string::<i32>(),
+            kept_topics.as_string::<i32>(),
+        );
         let partitions = b.column(1).as_primitive::<Int32Type>();
         let offsets = b.column(2).as_primitive::<Int64Type>();
+        let kept_partitions = b.column(5).as_primitive::<Int32Type>();
+        let kept_offsets = b.column(6).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
-            out.insert((
+            let removed = (
                 topics.value(i).to_string(),
                 partitions.value(i),
                 offsets.value(i),
-            ));
+            );
+            if out.positions.insert(removed.clone()) {
+                out.copies.push(RemovedCopy {
+                    removed,
+                    event_id: event_ids.value(i).to_string(),
+                    kept: (
+                        kept_topics.value(i).to_string(),
+                        kept_partitions.value(i),
+                        kept_offsets.value(i),
+                    ),
+                });
+            }
         }
     }
     Ok(out)
@@ -102,26 +143,43 @@ pub fn without_duplicates(
     Ok(arrow::compute::filter_record_batch(batch, &keep)?)
 }
 
+/// The duplicate copies as rows `(t, p, o, e, kt, kp, ko)`: position and `event_id` of
+/// each copy to drop, and the position of the copy kept — the first in
+/// [`hourlake_catalog::dedup::COPY_ORDER`] within `source`, or, for events the table
+/// `kept` already holds, the first of those (every copy in `source` then goes).
 async fn duplicate_batches(
     ctx: &SessionContext,
     source: &str,
     filter: &str,
     kept: Option<&str>,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let not_kept_elsewhere = match kept {
+        Some(kept) => format!(" AND NOT EXISTS (SELECT 1 FROM {kept} k WHERE k.{EVENT_ID} = r.e)"),
+        None => String::new(),
+    };
     let mut sql = format!(
         "WITH repeated AS (SELECT {EVENT_ID} FROM {source} WHERE {filter} \
                            GROUP BY {EVENT_ID} HAVING count(*) > 1), \
               ranked AS (SELECT s.{KAFKA_TOPIC} AS t, s.{KAFKA_PARTITION} AS p, s.{KAFKA_OFFSET} AS o, \
-                           {copy} AS copy \
-                         FROM repeated r JOIN {source} s ON r.{EVENT_ID} = s.{EVENT_ID} WHERE {filter}) \
-         SELECT t, p, o FROM ranked WHERE copy > 1",
+                           s.{EVENT_ID} AS e, {copy} AS copy \
+                         FROM repeated r JOIN {source} s ON r.{EVENT_ID} = s.{EVENT_ID} WHERE {filter}), \
+              firsts AS (SELECT e, t AS kt, p AS kp, o AS ko FROM ranked WHERE copy = 1) \
+         SELECT r.t, r.p, r.o, r.e, f.kt, f.kp, f.ko FROM ranked r JOIN firsts f ON r.e = f.e \
+         WHERE r.copy > 1{not_kept_elsewhere}",
         copy = copy_number_sql(Some("s")),
     );
     if let Some(kept) = kept {
         sql.push_str(&format!(
-            " UNION SELECT s.{KAFKA_TOPIC} AS t, s.{KAFKA_PARTITION} AS p, s.{KAFKA_OFFSET} AS o \
-              FROM {source} s WHERE {filter} \
-                AND EXISTS (SELECT 1 FROM {kept} k WHERE k.{EVENT_ID} = s.{EVENT_ID})"
+            " UNION ALL SELECT s.{KAFKA_TOPIC} AS t, s.{KAFKA_PARTITION} AS p, s.{KAFKA_OFFSET} AS o, \
+                s.{EVENT_ID} AS e, k.kt, k.kp, k.ko \
+              FROM {source} s JOIN ( \
+                SELECT e, kt, kp, ko FROM ( \
+                  SELECT k.{EVENT_ID} AS e, k.{KAFKA_TOPIC} AS kt, k.{KAFKA_PARTITION} AS kp, \
+                    k.{KAFKA_OFFSET} AS ko, {kept_copy} AS copy \
+                  FROM {kept} k WHERE k.{EVENT_ID} IN (SELECT {EVENT_ID} FROM {source} WHERE {filter})) \
+                WHERE copy = 1) k ON s.{EVENT_ID} = k.e \
+              WHERE {filter}",
+            kept_copy = copy_number_sql(Some("k")),
         ));
     }
     ctx.sql(&sql).await?.collect().await

@@ -8,6 +8,9 @@
 //!   ([`dedup`]), and recomputes the [`rollup`] rows (of every rollup declared on the
 //!   table in [`hourlake_catalog::rollup`]) of every closed hour whose data changed;
 //!   every so often it checkpoints, cleans up the log and vacuums ([`maintenance`]).
+//! - [`ledger`]: every removed duplicate recorded in `removed_duplicates`; [`audit`]:
+//!   every Kafka offset accounted for, per partition (rows, dead letters, removed
+//!   duplicates, missing, doubled).
 //! - [`Lease`]: only one compactor acts on a table at a time.
 //! - [`PassReport`]: what a pass did (files in/out, bytes, duplicates, rollup hours).
 //!
@@ -23,12 +26,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 mod batch;
 mod compactor;
 mod config;
 pub mod dedup;
 mod error;
 mod lease;
+pub mod ledger;
 pub mod maintenance;
 mod metrics;
 pub mod plan;

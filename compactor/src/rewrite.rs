@@ -17,7 +17,7 @@ use hourlake_catalog::{Hour, TableId};
 use hourlake_sql::SessionFactory;
 
 use crate::batch::conform;
-use crate::dedup::{duplicate_positions, without_duplicates};
+use crate::dedup::{find_duplicates, without_duplicates};
 use crate::plan::{DataFile, RewriteReason};
 use crate::{CompactorConfig, CompactorError, Lease};
 
@@ -103,7 +103,7 @@ pub async fn rewrite_hour(
         ctx.register_table("kept_source", kept.into_view())?;
         Some("kept_source")
     };
-    let duplicates = duplicate_positions(&ctx, "rewrite_source", "true", kept).await?;
+    let duplicates = find_duplicates(&ctx, "rewrite_source", "true", kept).await?;
 
     let schema = id.schema();
     let data_columns: Vec<String> = schema
@@ -141,7 +141,7 @@ pub async fn rewrite_hour(
     let mut rows_out = 0u64;
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     while let Some(batch) = stream.next().await {
-        let batch = without_duplicates(&conform(&batch?, &schema)?, &duplicates)?;
+        let batch = without_duplicates(&conform(&batch?, &schema)?, &duplicates.positions)?;
         rows_out += batch.num_rows() as u64;
         writer.write(batch).await.map_err(id.delta_error())?;
         if writer.buffer_len() as u64 >= config.target_file_size {
@@ -167,6 +167,9 @@ pub async fn rewrite_hour(
     // Never commit on a lease we no longer hold: another compactor may be rewriting
     // the same files, and two rewrites of one file would double its rows.
     lease.renew().await?;
+    // The removed copies go to the ledger first: a rewrite that fails after this leaves
+    // ledger rows whose copies are still in the table, which readers do not count.
+    crate::ledger::record_removed(factory.lake(), id, hour, &duplicates.copies).await?;
     let snapshot = table.snapshot().map_err(id.delta_error())?;
     let committed = CommitBuilder::from(CommitProperties::default().with_create_checkpoint(false))
         .with_actions(actions)
@@ -193,7 +196,7 @@ pub async fn rewrite_hour(
         rows_in,
         rows_out,
         duplicates_removed: rows_in.saturating_sub(rows_out),
-        duplicates_found: duplicates.len() as u64,
+        duplicates_found: duplicates.positions.len() as u64,
         version,
         millis: started.elapsed().as_millis() as u64,
     })

@@ -181,6 +181,44 @@ async fn compaction_removes_duplicates_and_rollups_match_raw_counts() {
     .await;
     assert_eq!(kept_late_copy, 0);
 
+    // Every removed copy is in the ledger once, with the copy that stayed: its event's
+    // surviving row.
+    let ledger = scalar_i64(
+        &lake,
+        "SELECT count(DISTINCT _kafka_offset) FROM removed_duplicates",
+    )
+    .await;
+    assert_eq!(ledger as u64, injected);
+    let wrong_kept = scalar_i64(
+        &lake,
+        "SELECT count(*) FROM removed_duplicates d LEFT JOIN engagement_events e \
+           ON e.event_id = d.event_id AND e._kafka_offset = d.kept_offset \
+              AND e._kafka_partition = d.kept_partition AND e._kafka_topic = d.kept_topic \
+         WHERE e.event_id IS NULL OR d.source_table <> 'engagement_events'",
+    )
+    .await;
+    assert_eq!(
+        wrong_kept, 0,
+        "a ledger row names a kept copy that is not there"
+    );
+    let still_there = scalar_i64(
+        &lake,
+        "SELECT count(*) FROM removed_duplicates d JOIN engagement_events e \
+           ON e._kafka_offset = d._kafka_offset AND e._kafka_partition = d._kafka_partition",
+    )
+    .await;
+    assert_eq!(still_there, 0, "a removed copy is still in the table");
+    // So every offset is accounted for: rows + removed duplicates, nothing missing or
+    // doubled.
+    let account = crate::audit::audit(&lake, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(account.len(), 1, "{account:?}");
+    let p0 = &account[0];
+    assert!(p0.is_exact(), "{p0:?}");
+    assert_eq!(p0.removed_duplicates as u64, injected, "{p0:?}");
+    assert_eq!(p0.in_tables + p0.removed_duplicates, p0.expected, "{p0:?}");
+
     // Every detailed rollup row equals the exact count from the raw table, and so do
     // the ALL rows of each dimension.
     let dims = ["event_type", "device_type", "app_version", "country"];
@@ -858,4 +896,59 @@ async fn dashboard_views_read_rollups_and_raw_hours_and_match_exact_counts() {
     )
     .await;
     assert_eq!(ctr_sources[0].num_rows(), 2, "rollup and raw rows");
+}
+
+/// The audit finds a missing offset, a doubled one, and counts a ledger row only when
+/// its copy is gone; with Kafka's range it also counts what was never ingested.
+#[tokio::test]
+async fn the_audit_finds_missing_and_doubled_offsets() {
+    use crate::audit::{audit, KafkaRange};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let hour = Hour::of_micros(1_700_000_000_000_000);
+    // Offsets 0..10 of partition 0, without 4 (lost) and with 7 twice (doubled).
+    let mut rows: Vec<serde_json::Value> = (0..10)
+        .filter(|o| *o != 4)
+        .map(|o| event(3, o as u64, hour, 50, o))
+        .collect();
+    rows.push(event(3, 100, hour, 50, 7));
+    append(&lake, &rows).await;
+    let exact = |a: &crate::audit::PartitionAudit| (a.expected, a.missing, a.doubled);
+    let account = audit(&lake, &Default::default()).await.unwrap();
+    assert_eq!(account.len(), 1);
+    assert_eq!(exact(&account[0]), (10, 1, 1), "{account:?}");
+    assert!(!account[0].is_exact());
+
+    // A ledger row for offset 4 (its copy gone) accounts for it; one for offset 2 (its
+    // copy still in the table: a rewrite that did not commit) changes nothing.
+    let copy = |removed: i64| crate::dedup::RemovedCopy {
+        removed: ("app-events".into(), 0, removed),
+        event_id: format!("ev-{removed}"),
+        kept: ("app-events".into(), 0, 0),
+    };
+    crate::ledger::record_removed(&lake, TableId::EngagementEvents, hour, &[copy(4), copy(2)])
+        .await
+        .unwrap();
+    let account = audit(&lake, &Default::default()).await.unwrap();
+    assert_eq!(exact(&account[0]), (10, 0, 1), "{account:?}");
+    assert_eq!(account[0].removed_duplicates, 1);
+
+    // Kafka says the partition holds 0..12 and a second partition 0..5 that never
+    // arrived: 2 + 5 missing.
+    let kafka = [
+        (
+            ("app-events".to_string(), 0),
+            KafkaRange { start: 0, end: 12 },
+        ),
+        (
+            ("app-events".to_string(), 1),
+            KafkaRange { start: 0, end: 5 },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let account = audit(&lake, &kafka).await.unwrap();
+    assert_eq!(account.len(), 2);
+    assert_eq!(exact(&account[0]), (12, 2, 1), "{account:?}");
+    assert_eq!(exact(&account[1]), (5, 5, 0), "{account:?}");
 }

@@ -126,6 +126,40 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
     assert!(!compactor_log.contains("pass failed"), "{compactor_log}");
     assert!(!ingest_log.contains("commit failed"), "{ingest_log}");
 
+    // After compaction every Kafka offset is still in exactly one place: a row, a dead
+    // letter, or a removed duplicate in the ledger.
+    let audited = hourlake()
+        .command()
+        .args(["audit", "--lake", &lake_arg, "--brokers", &broker.bootstrap])
+        .args(["--format", "json"])
+        .output()
+        .expect("hourlake audit");
+    let account: serde_json::Value = serde_json::from_slice(&audited.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&audited.stderr)
+        )
+    });
+    assert!(audited.status.success(), "{account:#}");
+    let total = |key: &str| -> u64 {
+        account
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p[key].as_u64()).sum())
+            .unwrap_or(0)
+    };
+    assert_eq!(total("missing") + total("doubled"), 0, "{account:#}");
+    assert_eq!(
+        total("removed_duplicates"),
+        num(&report, "/duplicates"),
+        "{account:#}"
+    );
+    assert_eq!(
+        total("in_tables") + total("dead_letters") + total("removed_duplicates"),
+        total("expected"),
+        "{account:#}"
+    );
+    assert_eq!(total("expected"), num(&report, "/sent"), "{account:#}");
+
     // Every closed hour is down to one file.
     for id in TableId::EVENTS {
         let table = lake.open(*id).await.expect("open").expect("exists");

@@ -1,0 +1,128 @@
+//! `hourlake audit`: proves that every Kafka offset is in exactly one place — a row, a
+//! dead letter, or a removed duplicate — and exits non-zero when one is missing or
+//! doubled.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use hourlake_compactor::audit::{audit, KafkaRange, PartitionAudit, TopicPartition};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::config::CommonArgs;
+
+/// How the account is printed.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AuditFormat {
+    Table,
+    Json,
+}
+
+/// Options of `hourlake audit`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Kafka bootstrap servers: expected offsets run from each partition's log start
+    /// to its high watermark. Without them, from the first to the last offset the lake
+    /// holds (what never arrived at the end is not seen).
+    #[arg(long, env = "HOURLAKE_BROKERS")]
+    brokers: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = AuditFormat::Table)]
+    format: AuditFormat,
+}
+
+/// Runs the audit; an error when an offset is missing or doubled.
+pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
+    let file = args.common.file()?;
+    let lake = args.common.lake(&file)?;
+    // The topics the lake has seen, and with brokers every partition Kafka has of them.
+    let seen = audit(&lake, &BTreeMap::new())
+        .await
+        .context("reading the lake")?;
+    let kafka = match &args.brokers {
+        Some(brokers) => {
+            let mut topics: Vec<String> = seen.iter().map(|p| p.topic.clone()).collect();
+            topics.dedup();
+            let brokers = brokers.clone();
+            tokio::task::spawn_blocking(move || kafka_ranges(&brokers, &topics))
+                .await
+                .context("Kafka thread")??
+        }
+        None => BTreeMap::new(),
+    };
+    let account = audit(&lake, &kafka).await.context("auditing the lake")?;
+    match args.format {
+        AuditFormat::Json => println!("{}", serde_json::to_string_pretty(&account)?),
+        AuditFormat::Table => print!("{}", table(&account)),
+    }
+    let wrong: Vec<&PartitionAudit> = account.iter().filter(|p| !p.is_exact()).collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} partitions have missing or doubled offsets",
+            wrong.len(),
+            account.len()
+        )
+    }
+}
+
+/// The log start and high watermark of every partition of `topics`.
+fn kafka_ranges(
+    brokers: &str,
+    topics: &[String],
+) -> anyhow::Result<BTreeMap<TopicPartition, KafkaRange>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("Kafka client")?;
+    let timeout = Duration::from_secs(10);
+    let mut out = BTreeMap::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .with_context(|| format!("metadata of {topic}"))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (start, end) = consumer
+                    .fetch_watermarks(topic, p.id(), timeout)
+                    .with_context(|| format!("watermarks of {topic}-{}", p.id()))?;
+                out.insert((topic.clone(), p.id()), KafkaRange { start, end });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The account as an aligned table.
+fn table(account: &[PartitionAudit]) -> String {
+    let mut out = format!(
+        "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8}\n",
+        "topic",
+        "partition",
+        "expected",
+        "in_tables",
+        "dead_letters",
+        "removed_dups",
+        "missing",
+        "doubled"
+    );
+    for p in account {
+        out.push_str(&format!(
+            "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8}\n",
+            p.topic,
+            p.partition,
+            p.expected,
+            p.in_tables,
+            p.dead_letters,
+            p.removed_duplicates,
+            p.missing,
+            p.doubled
+        ));
+    }
+    out
+}
