@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use hourlake_catalog::TableId;
 use hourlake_compactor::plan::files_by_hour;
-use hourlake_testkit::binary::num;
+use hourlake_testkit::binary::{num, Daemon};
 use hourlake_testkit::http::{http_get, metric};
 use hourlake_testkit::kafka::{self, end_offsets, wait_committed};
 use hourlake_testkit::lake::scalar;
@@ -34,24 +34,7 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
         .with("start-time", &start)
         .spawn();
     let ingest = s.ingest(&hourlake(), &[]);
-    let compactor = hourlake().daemon(
-        "compactor",
-        &s.lake_path(),
-        &[
-            "compact",
-            "--watch",
-            "--lake",
-            &lake_arg,
-            "--closed-after-secs",
-            "0",
-            "--compact-interval-secs",
-            "3",
-            "--compactor-id",
-            "watcher",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ],
-    );
+    let compactor = start_watcher(&s, &lake_arg, &[]);
     let metrics = compactor.metrics_addr();
 
     // A second compactor, started while the first works, must not act.
@@ -193,6 +176,30 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
     )
     .await;
     assert_eq!(rec_mismatched, 0);
+}
+
+/// Starts `hourlake compact --watch` (id `watcher`, a pass every 3 s, every hour closed
+/// at once, metrics on a free port) on the lake at `location`, with `env` added.
+pub(crate) fn start_watcher(s: &Setup, location: &str, env: &[(String, String)]) -> Daemon {
+    hourlake().daemon_with_env(
+        "compactor",
+        &s.lake_path(),
+        &[
+            "compact",
+            "--watch",
+            "--lake",
+            location,
+            "--closed-after-secs",
+            "0",
+            "--compact-interval-secs",
+            "3",
+            "--compactor-id",
+            "watcher",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ],
+        env,
+    )
 }
 
 /// Runs a one-shot `hourlake compact` (id `second`) on the lake at `location` while the

@@ -13,7 +13,7 @@ use hourlake_testkit::setup::Setup;
 use hourlake_testkit::unique;
 use serde_json::{json, Value};
 
-use crate::compaction::second_compactor_keeps_off;
+use crate::compaction::{second_compactor_keeps_off, start_watcher};
 use crate::hourlake;
 use crate::serve::served_addr;
 
@@ -68,23 +68,7 @@ async fn an_s3_lake_keeps_every_event_once_through_killed_ingest_processes_and_c
         .iter()
         .map(|id| ingest(&s, server, &location, id))
         .collect();
-    let compactor = hourlake().daemon_with_env(
-        "compactor",
-        &s.lake_path(),
-        &[
-            "compact",
-            "--watch",
-            "--lake",
-            &location,
-            "--closed-after-secs",
-            "0",
-            "--compact-interval-secs",
-            "3",
-            "--compactor-id",
-            "watcher",
-        ],
-        server.env(),
-    );
+    let compactor = start_watcher(&s, &location, server.env());
 
     // kill -9 a member five times while events flow, each time restarting it.
     let mut kills = Vec::new();
