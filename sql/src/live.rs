@@ -240,3 +240,51 @@ pub async fn rollup_hours(
     }
     Ok(hours)
 }
+
+#[cfg(test)]
+mod tests {
+    use deltalake::protocol::SaveMode;
+    use hourlake_catalog::Lake;
+    use hourlake_testkit::events::engagement_batch;
+
+    use super::*;
+
+    /// A snapshot scan's provider (and the files it listed) is kept while its table's
+    /// version stays, and replaced when a commit moves it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn snapshot_tables_are_reused_while_their_version_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let append = |from, to| {
+            let lake = lake.clone();
+            async move {
+                lake.open_or_create(TableId::EngagementEvents)
+                    .await
+                    .unwrap()
+                    .write(vec![engagement_batch(20_400, 1, from, to, 1_000)])
+                    .with_save_mode(SaveMode::Append)
+                    .await
+                    .unwrap();
+            }
+        };
+        append(0, 100).await;
+        let id = TableId::EngagementEvents;
+        let delta = SessionFactory::new(lake.clone());
+        assert!(LakeSnapshot::load(&delta, None)
+            .await
+            .unwrap()
+            .scans
+            .is_empty());
+        let factory = delta.with_scan(ScanKind::Snapshot);
+        let first = LakeSnapshot::load(&factory, None).await.unwrap();
+        let files = first.scans[&id].files().await.unwrap();
+        let same = LakeSnapshot::load(&factory, Some(&first)).await.unwrap();
+        assert!(Arc::ptr_eq(&first.scans[&id], &same.scans[&id]));
+        assert!(Arc::ptr_eq(&files, &same.scans[&id].files().await.unwrap()));
+        append(100, 200).await;
+        let moved = LakeSnapshot::load(&factory, Some(&same)).await.unwrap();
+        assert_eq!(moved.scans[&id].version(), Some(2));
+        let more = moved.scans[&id].files().await.unwrap();
+        assert!(more.files().len() > files.files().len());
+    }
+}

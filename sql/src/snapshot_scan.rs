@@ -20,3 +20,6 @@ mod table;
 
 pub use file_index::FileIndex;
 pub use table::SnapshotTable;
+
+#[cfg(test)]
+mod tests;
