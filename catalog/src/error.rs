@@ -13,6 +13,13 @@ pub enum CatalogError {
         #[source]
         source: deltalake::arrow::error::ArrowError,
     },
+    /// The object store of the lake could not be built from its URL and storage options.
+    #[error("object store of lake {location:?}: {source}")]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
     /// The Delta layer failed.
     #[error(transparent)]
     Delta(#[from] DeltaError),

@@ -1,10 +1,13 @@
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use deltalake::datafusion::execution::object_store::ObjectStoreUrl;
+use deltalake::datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::StructType;
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, ObjectStore};
 use url::Url;
 
 use crate::{CatalogError, TableId};
@@ -82,6 +85,60 @@ impl Lake {
             })
     }
 
+    /// The URL of the store the lake lives in, as DataFusion scans address files: the
+    /// bucket (`s3://bucket/`) or the local file system (`file:///`). Files are then named
+    /// by their full path inside it (see [`Lake::table_path`]), so any process that opens
+    /// the same lake location resolves the same names with its own credentials.
+    pub fn object_store_url(&self) -> Result<ObjectStoreUrl, CatalogError> {
+        let invalid = |reason: String| CatalogError::InvalidLocation {
+            location: self.root.to_string(),
+            reason,
+        };
+        if self.root.scheme() == "memory" {
+            // A new in-memory store would be empty: it cannot be shared with Delta's.
+            return Err(invalid(
+                "an in-memory lake has no object store to share".to_string(),
+            ));
+        }
+        let mut store_root = self.root.clone();
+        store_root.set_path("/");
+        store_root.set_query(None);
+        store_root.set_fragment(None);
+        ObjectStoreUrl::parse(store_root.as_str()).map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The lake's object store (built with its storage options, through deltalake's
+    /// factories) and the URL it answers for ([`Lake::object_store_url`]).
+    pub fn object_store(&self) -> Result<(ObjectStoreUrl, Arc<dyn ObjectStore>), CatalogError> {
+        let url = self.object_store_url()?;
+        let store = deltalake::logstore::store_for(url.as_ref(), self.storage_options.iter())
+            .map_err(|source| CatalogError::ObjectStore {
+                location: self.root.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok((url, store))
+    }
+
+    /// Registers the lake's object store in `runtime` under [`Lake::object_store_url`]
+    /// (replacing what was there), and returns that URL.
+    pub fn register_object_store(
+        &self,
+        runtime: &RuntimeEnv,
+    ) -> Result<ObjectStoreUrl, CatalogError> {
+        let (url, store) = self.object_store()?;
+        runtime.register_object_store(url.as_ref(), store);
+        Ok(url)
+    }
+
+    /// The path of one table's folder inside the lake's object store.
+    pub fn table_path(&self, table: TableId) -> Result<deltalake::Path, CatalogError> {
+        let url = self.table_url(table)?;
+        deltalake::Path::from_url_path(url.path()).map_err(|e| CatalogError::InvalidLocation {
+            location: url.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
     /// Opens a table at its newest version, or `None` when it was never created.
     pub async fn open(&self, table: TableId) -> Result<Option<DeltaTable>, CatalogError> {
         let delta = self.delta_handle(table).await?;
@@ -152,7 +209,56 @@ impl Lake {
 
 #[cfg(test)]
 mod tests {
+    use deltalake::logstore::object_store::ObjectStoreExt;
+
     use super::*;
+
+    #[tokio::test]
+    async fn local_object_store_reads_table_files_by_their_full_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path().join("my lake")).unwrap();
+        let (url, store) = lake.object_store().unwrap();
+        assert_eq!(url.as_str(), "file:///");
+        let table = lake.table_path(TableId::DeadLetters).unwrap();
+        let canonical = std::fs::canonicalize(dir.path()).unwrap();
+        let expected = canonical.join("my lake").join("dead_letters");
+        assert_eq!(format!("/{table}"), expected.display().to_string());
+        let file = table.join("ingest_date=2026-11-30").join("part-0.parquet");
+        store.put(&file, b"bytes".to_vec().into()).await.unwrap();
+        let on_disk = expected
+            .join("ingest_date=2026-11-30")
+            .join("part-0.parquet");
+        assert_eq!(std::fs::read(on_disk).unwrap(), b"bytes");
+        // Registered, a runtime resolves the same URL to a store that sees the file.
+        let runtime = RuntimeEnv::default();
+        assert_eq!(lake.register_object_store(&runtime).unwrap(), url);
+        let resolved = runtime.object_store(&url).unwrap();
+        assert_eq!(resolved.head(&file).await.unwrap().size, 5);
+    }
+
+    #[test]
+    fn s3_object_store_is_the_bucket_and_builds_without_network() {
+        let options = HashMap::from([
+            ("aws_endpoint".to_string(), "http://127.0.0.1:9".to_string()),
+            ("aws_region".to_string(), "us-east-1".to_string()),
+            ("aws_access_key_id".to_string(), "key".to_string()),
+            ("aws_secret_access_key".to_string(), "secret".to_string()),
+            ("aws_allow_http".to_string(), "true".to_string()),
+        ]);
+        let lake = Lake::from_location("s3://hourlake/some/prefix", options).unwrap();
+        let runtime = RuntimeEnv::default();
+        let url = lake.register_object_store(&runtime).unwrap();
+        assert_eq!(url.as_str(), "s3://hourlake/");
+        assert!(runtime.object_store(&url).is_ok());
+        let table = lake.table_path(TableId::EngagementEvents).unwrap();
+        assert_eq!(table.as_ref(), "some/prefix/engagement_events");
+        // A store that cannot be shared is refused, not silently replaced by an empty one.
+        let memory = Lake::from_location("memory:///lake", HashMap::new()).unwrap();
+        assert!(matches!(
+            memory.object_store(),
+            Err(CatalogError::InvalidLocation { .. })
+        ));
+    }
 
     #[tokio::test]
     async fn creates_each_table_once_with_its_partitioning() {

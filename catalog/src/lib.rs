@@ -5,8 +5,9 @@
 //!
 //! - [`EventType`]: the event types on the wire and which table each lands in.
 //! - [`TableId`]: the lake's tables, with their Arrow [`schema`]s and partition columns.
-//! - [`Lake`]: where the tables live (a local folder or an object-store URL) and how
-//!   to open or create each of them as a Delta table.
+//! - [`Lake`]: where the tables live (a local folder or an object-store URL), how to
+//!   open or create each of them as a Delta table, and the lake's object store as
+//!   DataFusion scans address it (one URL for every process that opens the lake).
 //! - [`partition`]: the hidden hour partitioning (`event_time` → `event_date`,
 //!   `event_hour`), and [`Hour`], one such partition (parsed from Delta partition
 //!   values, selected by a SQL predicate).

@@ -9,6 +9,15 @@ pub enum SqlError {
     /// A Delta table could not be exposed to DataFusion.
     #[error(transparent)]
     Delta(#[from] hourlake_catalog::DeltaError),
+    /// A table uses a Delta feature the snapshot scan cannot read (deletion vectors,
+    /// column mapping, files outside the table's folder): it is refused, never misread.
+    #[error("table {table} uses {feature}, which hourlake's snapshot scan does not read")]
+    UnsupportedTable {
+        /// The table's name.
+        table: String,
+        /// The feature, as the Delta protocol names it where it has a name.
+        feature: String,
+    },
     /// The statement is not a read (DDL, DML, COPY, SET, ...).
     #[error("only read queries are allowed here: {0}")]
     NotReadOnly(String),

@@ -7,6 +7,9 @@
 //! - [`SessionFactory`]: opens a [`SessionContext`] over a [`Lake`](hourlake_catalog::Lake).
 //! - [`LiveLake`]: the newest committed version of every table, refreshed within a bound,
 //!   pinned per query as a [`LakeSnapshot`] (its versions key caches).
+//! - [`ScanKind`]: how sessions read the tables — deltalake's provider (the default) or
+//!   [`snapshot_scan`]: a Parquet scan over the pinned snapshot's files whose plans
+//!   serialize.
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
 //! - [`limit_barrier`]: keeps a `LIMIT` above scans that cannot take one.
 //! - [`dialect`]: the keywords and function names clients are told about.
@@ -51,6 +54,7 @@ pub mod probe_slices;
 pub mod pruning;
 pub mod script;
 mod session;
+pub mod snapshot_scan;
 mod source;
 pub mod views;
 
@@ -61,4 +65,4 @@ pub use error::SqlError;
 pub const DEFAULT_MAX_STALENESS: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub use live::{rollup_hours, LakeSnapshot, LiveLake};
-pub use session::{register_table, SessionFactory};
+pub use session::{register_table, ScanKind, SessionFactory};

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::datasource::TableProvider;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
@@ -12,7 +13,8 @@ use hourlake_catalog::{Hour, Rollup, TableId};
 use tokio::sync::Mutex;
 
 use crate::pruning::HiddenPartitioning;
-use crate::{SessionFactory, SqlError};
+use crate::snapshot_scan::SnapshotTable;
+use crate::{ScanKind, SessionFactory, SqlError};
 
 /// Every existing table at one version each: what one query reads.
 #[derive(Debug, Clone)]
@@ -22,6 +24,9 @@ pub struct LakeSnapshot {
     rolled: Arc<BTreeMap<TableId, (u64, BTreeSet<Hour>)>>,
     /// Per rollup table whose source exists: the source's hours it does not cover.
     uncovered: Arc<BTreeMap<TableId, Vec<Hour>>>,
+    /// Per table, when the factory reads with [`ScanKind::Snapshot`]: its provider at
+    /// this version (which lists the files once, on its first scan).
+    scans: Arc<BTreeMap<TableId, Arc<SnapshotTable>>>,
 }
 
 impl LakeSnapshot {
@@ -31,6 +36,7 @@ impl LakeSnapshot {
             tables: Arc::new(BTreeMap::new()),
             rolled: Arc::new(BTreeMap::new()),
             uncovered: Arc::new(BTreeMap::new()),
+            scans: Arc::new(BTreeMap::new()),
         }
     }
 
@@ -85,10 +91,24 @@ impl LakeSnapshot {
             }
             uncovered.insert(rollup.table, hours.into_iter().collect());
         }
+        let mut scans = BTreeMap::new();
+        if factory.scan() == ScanKind::Snapshot {
+            for (&id, table) in &tables {
+                let reused = previous
+                    .and_then(|p| p.scans.get(&id))
+                    .filter(|scan| scan.version() == table.version());
+                let scan = match reused {
+                    Some(scan) => scan.clone(),
+                    None => Arc::new(SnapshotTable::new(factory.lake(), id, table).await?),
+                };
+                scans.insert(id, scan);
+            }
+        }
         Ok(LakeSnapshot {
             tables: Arc::new(tables),
             rolled: Arc::new(rolled),
             uncovered: Arc::new(uncovered),
+            scans: Arc::new(scans),
         })
     }
 
@@ -116,14 +136,20 @@ impl LakeSnapshot {
         self.tables.get(&table)
     }
 
-    /// A session over exactly these versions, event tables with hidden partitioning.
+    /// A session over exactly these versions, event tables with hidden partitioning
+    /// (read as the factory that loaded the snapshot reads them: see [`ScanKind`]).
     pub async fn session(&self, factory: &SessionFactory) -> Result<SessionContext, SqlError> {
         let ctx = factory.context()?;
         for (id, table) in self.tables.iter() {
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(id.delta_error())?;
-            let provider = table.table_provider().await?;
+            let provider: Arc<dyn TableProvider> = match self.scans.get(id) {
+                Some(scan) => scan.clone(),
+                None => {
+                    table
+                        .update_datafusion_session(&ctx.state())
+                        .map_err(id.delta_error())?;
+                    table.table_provider().await?
+                }
+            };
             if TableId::EVENTS.contains(id) {
                 ctx.register_table(id.name(), Arc::new(HiddenPartitioning::new(provider)))?;
             } else {
@@ -213,4 +239,52 @@ pub async fn rollup_hours(
         }
     }
     Ok(hours)
+}
+
+#[cfg(test)]
+mod tests {
+    use deltalake::protocol::SaveMode;
+    use hourlake_catalog::Lake;
+    use hourlake_testkit::events::engagement_batch;
+
+    use super::*;
+
+    /// A snapshot scan's provider (and the files it listed) is kept while its table's
+    /// version stays, and replaced when a commit moves it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn snapshot_tables_are_reused_while_their_version_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let append = |from, to| {
+            let lake = lake.clone();
+            async move {
+                lake.open_or_create(TableId::EngagementEvents)
+                    .await
+                    .unwrap()
+                    .write(vec![engagement_batch(20_400, 1, from, to, 1_000)])
+                    .with_save_mode(SaveMode::Append)
+                    .await
+                    .unwrap();
+            }
+        };
+        append(0, 100).await;
+        let id = TableId::EngagementEvents;
+        let delta = SessionFactory::new(lake.clone());
+        assert!(LakeSnapshot::load(&delta, None)
+            .await
+            .unwrap()
+            .scans
+            .is_empty());
+        let factory = delta.with_scan(ScanKind::Snapshot);
+        let first = LakeSnapshot::load(&factory, None).await.unwrap();
+        let files = first.scans[&id].files().await.unwrap();
+        let same = LakeSnapshot::load(&factory, Some(&first)).await.unwrap();
+        assert!(Arc::ptr_eq(&first.scans[&id], &same.scans[&id]));
+        assert!(Arc::ptr_eq(&files, &same.scans[&id].files().await.unwrap()));
+        append(100, 200).await;
+        let moved = LakeSnapshot::load(&factory, Some(&same)).await.unwrap();
+        assert_eq!(moved.scans[&id].version(), Some(2));
+        let more = moved.scans[&id].files().await.unwrap();
+        assert!(more.files().len() > files.files().len());
+    }
 }

@@ -14,6 +14,17 @@ use crate::limit_barrier::KeepLimitAbove;
 use crate::probe_slices::SliceJoinProbes;
 use crate::SqlError;
 
+/// How sessions read the lake's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanKind {
+    /// deltalake's table provider.
+    #[default]
+    Delta,
+    /// [`SnapshotTable`](crate::snapshot_scan::SnapshotTable): a Parquet scan over the
+    /// pinned snapshot's files, whose plans serialize (not the default yet).
+    Snapshot,
+}
+
 /// Opens sessions that see every existing lake table at its newest version. Every
 /// session of one factory (and of its clones) shares one runtime: one memory pool, one
 /// spill directory.
@@ -21,6 +32,7 @@ use crate::SqlError;
 pub struct SessionFactory {
     lake: Lake,
     memory_limit: Option<usize>,
+    scan: ScanKind,
     runtime: Arc<OnceLock<Arc<RuntimeEnv>>>,
 }
 
@@ -30,6 +42,7 @@ impl SessionFactory {
         SessionFactory {
             lake,
             memory_limit: None,
+            scan: ScanKind::default(),
             runtime: Arc::new(OnceLock::new()),
         }
     }
@@ -38,10 +51,24 @@ impl SessionFactory {
     /// aggregations spill to disk beyond it (or fail) instead of growing without bound.
     pub fn with_memory_limit(self, bytes: usize) -> SessionFactory {
         SessionFactory {
-            lake: self.lake,
             memory_limit: Some(bytes),
             runtime: Arc::new(OnceLock::new()),
+            ..self
         }
+    }
+
+    /// Reads the tables with `scan` (its runtime then knows the lake's object store).
+    pub fn with_scan(self, scan: ScanKind) -> SessionFactory {
+        SessionFactory {
+            scan,
+            runtime: Arc::new(OnceLock::new()),
+            ..self
+        }
+    }
+
+    /// How this factory's sessions read the tables.
+    pub fn scan(&self) -> ScanKind {
+        self.scan
     }
 
     /// The runtime every session shares, created on first use.
@@ -54,6 +81,9 @@ impl SessionFactory {
             builder = builder.with_memory_pool(Arc::new(FairSpillPool::new(limit)));
         }
         let built = builder.build_arc()?;
+        if self.scan == ScanKind::Snapshot {
+            self.lake.register_object_store(&built)?;
+        }
         // Two first callers may race: the one stored wins, and both use it.
         Ok(self.runtime.get_or_init(|| built).clone())
     }
