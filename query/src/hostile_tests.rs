@@ -10,46 +10,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::tests::{sample_lake, server_over};
+use crate::tests::{sample_lake, start as serve, Running};
 use crate::ServerConfig;
 
-struct Server {
-    base: String,
-    addr: std::net::SocketAddr,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn serve(config: ServerConfig) -> Server {
-    let (dir, _lake, live) = sample_lake().await;
-    let server = server_over(live, config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    Server {
-        base: format!("http://{addr}"),
-        addr,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .unwrap(),
-        _dir: dir,
-    }
-}
-
-impl Server {
-    async fn post(&self, body: Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(format!("{}/v1/sql", self.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
-    }
-
+impl Running {
     async fn sql(&self, sql: &str) -> (StatusCode, Value) {
         self.post(json!({ "sql": sql })).await
     }

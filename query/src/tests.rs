@@ -43,9 +43,11 @@ pub(crate) async fn append(lake: &Lake, rows: &[Value]) {
     append_rows(lake, TableId::EngagementEvents, rows).await;
 }
 
-struct Running {
-    base: String,
-    client: reqwest::Client,
+/// A query server on a free port over [`sample_lake`], and a client for it.
+pub(crate) struct Running {
+    pub(crate) base: String,
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) client: reqwest::Client,
     _dir: tempfile::TempDir,
     lake: Lake,
 }
@@ -70,7 +72,7 @@ pub(crate) fn server_over(live: LiveLake, config: ServerConfig) -> QueryServer {
     QueryServer::new(Arc::new(executor), config, Default::default()).unwrap()
 }
 
-async fn start(config: ServerConfig) -> Running {
+pub(crate) async fn start(config: ServerConfig) -> Running {
     let (dir, lake, live) = sample_lake().await;
     let server = server_over(live, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,14 +80,18 @@ async fn start(config: ServerConfig) -> Running {
     tokio::spawn(server.serve(listener, std::future::pending()));
     Running {
         base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        addr,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap(),
         _dir: dir,
         lake,
     }
 }
 
 impl Running {
-    async fn post(&self, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, body: Value) -> (StatusCode, Value) {
         let r = self
             .client
             .post(format!("{}/v1/sql", self.base))
