@@ -269,7 +269,7 @@ mod tests {
         };
         append(0, 100).await;
         let id = TableId::EngagementEvents;
-        let delta = SessionFactory::new(lake.clone());
+        let delta = SessionFactory::new(lake.clone()).with_scan(ScanKind::Delta);
         assert!(LakeSnapshot::load(&delta, None)
             .await
             .unwrap()

@@ -10,6 +10,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 use hourlake_catalog::Lake;
 
+use crate::distributed::Distribution;
 use crate::limit_barrier::KeepLimitAbove;
 use crate::probe_slices::SliceJoinProbes;
 use crate::SqlError;
@@ -17,11 +18,11 @@ use crate::SqlError;
 /// How sessions read the lake's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScanKind {
-    /// deltalake's table provider.
-    #[default]
+    /// deltalake's table provider (kept to compare answers with).
     Delta,
     /// [`SnapshotTable`](crate::snapshot_scan::SnapshotTable): a Parquet scan over the
-    /// pinned snapshot's files, whose plans serialize (not the default yet).
+    /// pinned snapshot's files, whose plans serialize, so they can also run on workers.
+    #[default]
     Snapshot,
 }
 
@@ -33,6 +34,7 @@ pub struct SessionFactory {
     lake: Lake,
     memory_limit: Option<usize>,
     scan: ScanKind,
+    distribution: Option<Distribution>,
     runtime: Arc<OnceLock<Arc<RuntimeEnv>>>,
 }
 
@@ -43,6 +45,7 @@ impl SessionFactory {
             lake,
             memory_limit: None,
             scan: ScanKind::default(),
+            distribution: None,
             runtime: Arc::new(OnceLock::new()),
         }
     }
@@ -64,6 +67,20 @@ impl SessionFactory {
             runtime: Arc::new(OnceLock::new()),
             ..self
         }
+    }
+
+    /// Runs plans that only scan lake files on `distribution`'s workers while any of
+    /// them is healthy (see [`distributed`](crate::distributed)).
+    pub fn with_workers(self, distribution: Distribution) -> SessionFactory {
+        SessionFactory {
+            distribution: Some(distribution),
+            ..self
+        }
+    }
+
+    /// The workers this factory's sessions may run on.
+    pub fn workers(&self) -> Option<&Distribution> {
+        self.distribution.as_ref()
     }
 
     /// How this factory's sessions read the tables.
@@ -102,12 +119,15 @@ impl SessionFactory {
         let mut rules = PhysicalOptimizer::new().rules;
         rules.insert(0, Arc::new(KeepLimitAbove));
         rules.push(Arc::new(SliceJoinProbes));
-        let state = SessionStateBuilder::new()
+        let mut builder = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(self.runtime()?)
             .with_default_features()
-            .with_physical_optimizer_rules(rules)
-            .build();
+            .with_physical_optimizer_rules(rules);
+        if let Some(distribution) = &self.distribution {
+            builder = crate::distributed::install(builder, distribution)?;
+        }
+        let state = builder.build();
         let ctx = SessionContext::new_with_state(state);
         crate::functions::register_all(&ctx);
         Ok(ctx)

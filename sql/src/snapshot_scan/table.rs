@@ -178,6 +178,8 @@ impl TableProvider for SnapshotTable {
             .cloned()
             .collect();
         let files = prune::prune(&index, state, &partition_filters)?;
+        let file_schema = index.table_schema().file_schema().clone();
+        let files = prune::prune_by_bounds(files, &file_schema, state, filters)?;
         if files.is_empty() {
             let schema = project_schema(&self.schema, projection)?;
             return Ok(Arc::new(EmptyExec::new(schema)));
