@@ -13,8 +13,14 @@
 //! 4. Prints the lake path and keeps the lake (`HOURLAKE_BENCH_LAKE` to choose it) so the
 //!    recommendation-lookup load test (`oha`/`wrk` against `hourlake serve`) can use it.
 //!
+//! 5. With HOURLAKE_BENCH_WORKERS=N (N ≥ 1): starts N `hourlake worker` processes (the
+//!    binary this build made) and a second server with `--workers`, checks both servers
+//!    give the same rows for each dashboard query and two full-scan aggregates, and
+//!    times them side by side (rounds alternate between the servers).
+//!
 //! Knobs: HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_REC_EVENTS, HOURLAKE_BENCH_DAYS,
-//! HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS, HOURLAKE_BENCH_LAKE.
+//! HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS, HOURLAKE_BENCH_LAKE,
+//! HOURLAKE_BENCH_WORKERS, HOURLAKE_BENCH_KB_PER_TASK (default 16384).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +31,7 @@ use hourlake_compactor::{Compactor, CompactorConfig};
 use hourlake_query::{QueryExecutor, QueryServer, ServerConfig};
 use hourlake_sql::{LiveLake, SessionFactory};
 
+use hourlake_testkit::binary::{Daemon, Hourlake};
 use hourlake_testkit::events;
 use hourlake_testkit::knobs::env_or;
 use hourlake_testkit::stats::percentile;
@@ -183,7 +190,110 @@ async fn main() {
             );
         }
     }
+    let workers: usize = env_or("HOURLAKE_BENCH_WORKERS", 0);
+    if workers > 0 {
+        let kb_per_task: usize = env_or("HOURLAKE_BENCH_KB_PER_TASK", 16 * 1024);
+        single_vs_distributed(&client, &base, &dir, workers, kb_per_task, runs, &first).await;
+    }
     println!();
     println!("lake kept at {dir}");
     println!("next: python3 benches/duckdb_views.py {dir} {first} {last_day} {runs}");
+}
+
+/// Times each query on the single server at `single` and on a server with `workers`
+/// worker processes, alternating, after checking both give the same rows.
+async fn single_vs_distributed(
+    client: &reqwest::Client,
+    single: &str,
+    dir: &str,
+    workers: usize,
+    kb_per_task: usize,
+    runs: usize,
+    from: &str,
+) {
+    let hourlake = Hourlake::at(env!("CARGO_BIN_EXE_hourlake"));
+    let logs = std::path::Path::new(dir);
+    let processes: Vec<Daemon> = (0..workers)
+        .map(|i| {
+            hourlake.daemon(
+                &format!("bench-worker-{i}"),
+                logs,
+                &["worker", "--lake", dir, "--listen", "127.0.0.1:0"],
+            )
+        })
+        .collect();
+    let addresses: Vec<String> = processes
+        .iter()
+        .map(|w| w.logged_addr("serving query tasks on http://"))
+        .collect();
+    let kb = kb_per_task.to_string();
+    // Like the single server: no result cache, so every request runs.
+    let config = logs.join("bench-serve-distributed.toml");
+    std::fs::write(&config, "[server]\ncache_mb = 0\n").expect("config");
+    let config = config.display().to_string();
+    let server = hourlake.daemon(
+        "bench-serve-distributed",
+        logs,
+        &[
+            "serve",
+            "--config",
+            &config,
+            "--lake",
+            dir,
+            "--http",
+            "127.0.0.1:0",
+            "--workers",
+            &addresses.join(","),
+            "--distributed-kb-per-task",
+            &kb,
+        ],
+    );
+    let distributed = format!(
+        "http://{}",
+        server.logged_addr("serving SQL over HTTP on http://")
+    );
+    let queries = [
+        ("daily active users (view)", format!("SELECT event_date, active_users FROM daily_active_users WHERE event_date >= DATE '{from}' ORDER BY 1")),
+        ("full scan: events and users by type", "SELECT event_type, count(*) AS n, hll_count_distinct(user_id) AS users FROM engagement_events GROUP BY 1 ORDER BY 1".to_string()),
+        ("full scan: top users", "SELECT user_id, count(*) AS n FROM engagement_events GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 10".to_string()),
+    ];
+    let ask = |base: String, sql: String| async move {
+        let t = Instant::now();
+        let r = client
+            .post(format!("{base}/v1/sql"))
+            .json(&serde_json::json!({"sql": sql}))
+            .send()
+            .await
+            .expect("request");
+        let ok = r.status().is_success();
+        let body: serde_json::Value = r.json().await.expect("json");
+        assert!(ok, "{sql}: {body}");
+        (t.elapsed().as_secs_f64() * 1000.0, body["rows"].clone())
+    };
+    println!();
+    println!("single server vs {workers} workers ({kb_per_task} KiB per scan task), {runs} alternating rounds:");
+    println!();
+    println!("| query | single p50 | single p95 | distributed p50 | distributed p95 |");
+    println!("|---|---|---|---|---|");
+    for (name, sql) in queries {
+        let (_, here) = ask(single.to_string(), sql.clone()).await;
+        let (_, there) = ask(distributed.clone(), sql.clone()).await;
+        assert_eq!(here, there, "different answers to {sql}");
+        let (mut one, mut many) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            one.push(ask(single.to_string(), sql.clone()).await.0);
+            many.push(ask(distributed.clone(), sql.clone()).await.0);
+        }
+        one.sort_by(f64::total_cmp);
+        many.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms |",
+            percentile(&one, 0.5),
+            percentile(&one, 0.95),
+            percentile(&many, 0.5),
+            percentile(&many, 0.95)
+        );
+    }
+    drop(server);
+    drop(processes);
 }

@@ -46,6 +46,8 @@ pub const DEFAULT_GROUP: &str = "hourlake";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 /// Memory all queries together may hold, when not configured.
 pub const DEFAULT_MEMORY_LIMIT_MB: usize = 2048;
+/// A query worker's address when none is named.
+pub const DEFAULT_WORKER_ADDR: &str = "127.0.0.1:50061";
 
 /// The file format (`hourlake.toml`); every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +63,18 @@ pub struct FileConfig {
     pub compactor: CompactorSection,
     #[serde(default)]
     pub server: ServerSection,
+    #[serde(default)]
+    pub worker: WorkerSection,
+}
+
+/// `[worker]`: a query worker (`hourlake worker`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// Serve tasks on this address.
+    pub listen: Option<String>,
+    /// Memory all of the worker's tasks together may hold.
+    pub memory_limit_mb: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +99,11 @@ pub struct ServerSection {
     pub max_statement_elements: Option<usize>,
     pub client_timeout_ms: Option<u64>,
     pub max_request_kb: Option<usize>,
+    /// Query workers (`host:port`) that run plans scanning lake files.
+    #[serde(default)]
+    pub workers: Vec<String>,
+    /// KiB of Parquet one distributed scan task reads.
+    pub distributed_kb_per_task: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,9 +413,43 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_origins: Vec<String>,
+    /// Query workers (`hourlake worker`), comma-separated `host:port`: plans that only
+    /// scan lake files run on them while any is healthy.
+    #[arg(long, env = "HOURLAKE_WORKERS", value_delimiter = ',')]
+    pub workers: Vec<String>,
+    /// KiB of Parquet one distributed scan task reads. [default: 131072]
+    #[arg(long, env = "HOURLAKE_DISTRIBUTED_KB_PER_TASK")]
+    pub distributed_kb_per_task: Option<usize>,
 }
 
 impl ServeArgs {
+    /// The workers to distribute to (none: every query runs on the server).
+    pub fn workers(&self, file: &FileConfig) -> Vec<String> {
+        if self.workers.is_empty() {
+            file.server.workers.clone()
+        } else {
+            self.workers.clone()
+        }
+    }
+
+    /// Bytes of Parquet one distributed scan task reads.
+    pub fn bytes_per_task(&self, file: &FileConfig) -> anyhow::Result<usize> {
+        let kb = self
+            .distributed_kb_per_task
+            .or(file.server.distributed_kb_per_task);
+        let bytes = scaled_or(
+            "[server] distributed_kb_per_task",
+            kb,
+            1024,
+            hourlake_sql::distributed::DEFAULT_BYTES_PER_TASK,
+        )?;
+        anyhow::ensure!(
+            bytes > 0,
+            "[server] distributed_kb_per_task must be 1 or more"
+        );
+        Ok(bytes)
+    }
+
     /// The HTTP address.
     pub fn http_addr(&self, file: &FileConfig) -> String {
         self.http
@@ -495,6 +548,41 @@ impl ServeArgs {
     }
 }
 
+/// `hourlake worker`'s own settings.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Serve tasks on this address (port 0: any free port, logged). [default: 127.0.0.1:50061]
+    #[arg(long, env = "HOURLAKE_WORKER_LISTEN")]
+    pub listen: Option<String>,
+    /// Memory all of the worker's tasks together may hold, in MiB. [default: 2048]
+    #[arg(long, env = "HOURLAKE_WORKER_MEMORY_LIMIT_MB")]
+    pub memory_limit_mb: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "HOURLAKE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl WorkerArgs {
+    /// The address to serve tasks on.
+    pub fn listen(&self, file: &FileConfig) -> String {
+        self.listen
+            .clone()
+            .or_else(|| file.worker.listen.clone())
+            .unwrap_or_else(|| DEFAULT_WORKER_ADDR.into())
+    }
+
+    /// Memory the worker's tasks together may hold.
+    pub fn memory_limit(&self, file: &FileConfig) -> anyhow::Result<usize> {
+        let mb = self
+            .memory_limit_mb
+            .or(file.worker.memory_limit_mb)
+            .unwrap_or(DEFAULT_MEMORY_LIMIT_MB);
+        let bytes = scaled_size("[worker] memory_limit_mb", mb, 1024 * 1024)?;
+        anyhow::ensure!(bytes > 0, "[worker] memory_limit_mb must be 1 or more");
+        Ok(bytes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -543,6 +631,32 @@ mod tests {
     }
 
     #[test]
+    fn workers_come_from_flags_or_the_file() {
+        let file: FileConfig = toml::from_str(
+            "[server]\nworkers = [\"w1:1\", \"w2:2\"]\ndistributed_kb_per_task = 64\n[worker]\nlisten = \"0.0.0.0:9\"\n",
+        )
+        .unwrap();
+        let args = defaults::<ServeArgs>();
+        assert_eq!(args.workers(&file), ["w1:1", "w2:2"]);
+        assert_eq!(args.bytes_per_task(&file).unwrap(), 64 * 1024);
+        let flagged = ServeArgs {
+            workers: vec!["w3:3".into()],
+            ..defaults::<ServeArgs>()
+        };
+        assert_eq!(flagged.workers(&file), ["w3:3"]);
+        assert!(defaults::<ServeArgs>()
+            .workers(&FileConfig::default())
+            .is_empty());
+        assert_eq!(defaults::<WorkerArgs>().listen(&file), "0.0.0.0:9");
+        assert_eq!(
+            defaults::<WorkerArgs>().listen(&FileConfig::default()),
+            DEFAULT_WORKER_ADDR
+        );
+        let zero: FileConfig = toml::from_str("[server]\ndistributed_kb_per_task = 0\n").unwrap();
+        assert!(args.bytes_per_task(&zero).is_err());
+    }
+
+    #[test]
     fn a_stray_comma_in_the_token_list_is_an_error() {
         let file = FileConfig::default();
         let args = ServeArgs {
@@ -554,6 +668,8 @@ mod tests {
             query_timeout_ms: None,
             max_result_rows: None,
             cors_origins: Vec::new(),
+            workers: Vec::new(),
+            distributed_kb_per_task: None,
         };
         let err = args.resolve(&file).unwrap_err();
         assert!(format!("{err:#}").contains("token is empty"), "{err:#}");
@@ -592,15 +708,7 @@ mod tests {
         ] {
             let file: FileConfig =
                 toml::from_str(&format!("[{section}]\n{key} = {huge}\n")).unwrap();
-            let args = ServeArgs {
-                http: None,
-                flight: None,
-                tokens: Vec::new(),
-                max_concurrent_queries: None,
-                query_timeout_ms: None,
-                max_result_rows: None,
-                cors_origins: Vec::new(),
-            };
+            let args = defaults::<ServeArgs>();
             let err = args.resolve(&file).unwrap_err();
             assert!(format!("{err:#}").contains("too large"), "{key}: {err:#}");
         }
@@ -608,6 +716,12 @@ mod tests {
             toml::from_str(&format!("[server]\nmemory_limit_mb = {huge}\n")).unwrap();
         let args = defaults::<ServeArgs>();
         assert!(args.memory_limit(&file).is_err());
+        let file: FileConfig =
+            toml::from_str(&format!("[server]\ndistributed_kb_per_task = {huge}\n")).unwrap();
+        assert!(args.bytes_per_task(&file).is_err());
+        let file: FileConfig =
+            toml::from_str(&format!("[worker]\nmemory_limit_mb = {huge}\n")).unwrap();
+        assert!(defaults::<WorkerArgs>().memory_limit(&file).is_err());
         for key in [
             "target_file_size_mb",
             "vacuum_retention_hours",

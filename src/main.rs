@@ -9,6 +9,7 @@ mod metrics_server;
 mod produce;
 mod shutdown;
 mod sql_command;
+mod worker_command;
 
 use std::sync::Arc;
 
@@ -78,6 +79,8 @@ enum Command {
     Sql(sql_command::SqlArgs),
     /// Generate realistic events into Kafka; prints what was sent as JSON.
     Produce(produce::ProduceArgs),
+    /// Run tasks of distributed query plans for `hourlake serve --workers`.
+    Worker(worker_command::WorkerCommandArgs),
     /// Check that every Kafka offset is in exactly one place (a row, a dead letter or a
     /// removed duplicate); exits non-zero on a missing or doubled one.
     Audit(audit_command::AuditArgs),
@@ -207,6 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sql(args) => sql_command::run(args).await,
         Command::Audit(args) => audit_command::run(args).await,
+        Command::Worker(args) => worker_command::run(args).await,
         Command::Produce(args) => {
             let report = produce::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -226,8 +230,23 @@ async fn start_server(
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let addr = args.http_addr(file);
     let config = args.resolve(file)?;
-    let factory =
+    let mut factory =
         hourlake_sql::SessionFactory::new(lake.clone()).with_memory_limit(args.memory_limit(file)?);
+    let workers = args.workers(file);
+    if !workers.is_empty() {
+        let pool = hourlake_sql::distributed::WorkerPool::connect(&workers)
+            .await
+            .context("query workers")?;
+        tracing::info!(
+            workers = ?pool.all(),
+            healthy = pool.healthy().len(),
+            "distributing scans to query workers"
+        );
+        factory = factory.with_workers(hourlake_sql::distributed::Distribution {
+            pool,
+            bytes_per_task: args.bytes_per_task(file)?,
+        });
+    }
     let live = Arc::new(hourlake_sql::LiveLake::new(
         factory,
         args.max_staleness(file),

@@ -18,19 +18,22 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use axum::http::StatusCode;
 use datafusion::common::ParamValues;
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
 use hourlake_sql::limits::StatementLimits;
-use hourlake_sql::{guard, params, placeholders, plan_info, LiveLake};
+use hourlake_sql::{distributed, guard, params, placeholders, plan_info, LiveLake};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::error::{from_datafusion, ApiError};
 use crate::lookup::{RecommendationIndex, UserRecommendationsFunction};
+use crate::metrics::DistributedMetrics;
 use crate::runtime::{QueryRuntime, Task};
 use crate::ServerConfig;
 
@@ -223,6 +226,7 @@ pub struct QueryExecutor {
     max_concurrent_queries: usize,
     timeout: Duration,
     limits: StatementLimits,
+    distributed: DistributedMetrics,
 }
 
 impl std::fmt::Debug for QueryExecutor {
@@ -254,7 +258,13 @@ impl QueryExecutor {
             max_concurrent_queries: config.max_concurrent_queries,
             timeout: config.query_timeout,
             limits: config.statement_limits,
+            distributed: DistributedMetrics::default(),
         })
+    }
+
+    /// Outcomes of queries that ran on workers.
+    pub(crate) fn distributed_metrics(&self) -> &DistributedMetrics {
+        &self.distributed
     }
 
     /// Makes `user_recommendations('user')` answer from `index` (the first index set
@@ -343,8 +353,9 @@ impl QueryExecutor {
         let Admission { slot, clock } = admission;
         let deadline = clock.deadline;
         let timed_out = clock.timed_out();
+        let distributed = self.distributed.clone();
         let task = self.runtime.spawn(async move {
-            let run = tokio::time::timeout_at(deadline, produce(planned, &tx)).await;
+            let run = tokio::time::timeout_at(deadline, produce(planned, &tx, &distributed)).await;
             // The plan is gone: its slot is free before its last word is said, so a
             // client that reads the end of an answer finds the slot free.
             drop(slot);
@@ -435,9 +446,14 @@ fn task_failed(join: tokio::task::JoinError) -> ApiError {
 }
 
 /// Physical planning and the row pump; `None` if the consumer went away.
+///
+/// A plan that runs on workers and fails for want of a worker before its first row is
+/// planned again on this server, once: the client never sees the lost worker. Once
+/// rows were sent, the loss is a `503 worker_lost` (retrying the query is safe).
 async fn produce(
     planned: PlannedQuery,
     tx: &mpsc::Sender<Item>,
+    distributed: &DistributedMetrics,
 ) -> Result<Option<ExecutionStats>, ApiError> {
     let PlannedQuery {
         ctx,
@@ -446,20 +462,42 @@ async fn produce(
         ..
     } = planned;
     let state = ctx.state();
-    let physical: Arc<dyn ExecutionPlan> = match optimized {
-        Some(optimized) => state
-            .query_planner()
-            .create_physical_plan(&optimized, &state)
-            .await
-            .map_err(from_datafusion)?,
-        None => state
-            .create_physical_plan(&plan)
-            .await
-            .map_err(from_datafusion)?,
+    let optimized = match optimized {
+        Some(optimized) => optimized,
+        None => state.optimize(&plan).map_err(from_datafusion)?,
     };
     drop(plan);
-    let files_scanned = plan_info::files_scanned(physical.as_ref());
+    let mut physical: Arc<dyn ExecutionPlan> = state
+        .query_planner()
+        .create_physical_plan(&optimized, &state)
+        .await
+        .map_err(from_datafusion)?;
     let mut stream = execute_stream(physical.clone(), ctx.task_ctx()).map_err(from_datafusion)?;
+    let on_workers = distributed::is_distributed(physical.as_ref());
+    let mut first = None;
+    if on_workers {
+        let next = tokio::select! {
+            biased;
+            _ = tx.closed() => return Ok(None),
+            next = stream.next() => next,
+        };
+        match next {
+            Some(Err(e)) if distributed::is_worker_failure(&e) => {
+                tracing::warn!(error = %e, "a query worker failed before the first row; \
+                    running the query on the server instead");
+                distributed.observe("retried_locally");
+                physical = DefaultPhysicalPlanner::default()
+                    .create_physical_plan(&optimized, &state)
+                    .await
+                    .map_err(from_datafusion)?;
+                stream =
+                    execute_stream(physical.clone(), ctx.task_ctx()).map_err(from_datafusion)?;
+            }
+            next => first = Some(next),
+        }
+    }
+    drop(optimized);
+    let files_scanned = plan_info::files_scanned(physical.as_ref());
     let started = Item::Started {
         schema: stream.schema(),
         files_scanned,
@@ -467,21 +505,39 @@ async fn produce(
     if tx.send(started).await.is_err() {
         return Ok(None);
     }
+    let failed = |e: DataFusionError| {
+        if on_workers && distributed::is_worker_failure(&e) {
+            distributed.observe("worker_lost");
+            tracing::warn!(error = %e, "a query worker was lost mid-query");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "worker_lost",
+                format!("a query worker was lost mid-query; retry the query ({e})"),
+            );
+        }
+        from_datafusion(e)
+    };
     loop {
-        let next = tokio::select! {
-            biased;
-            _ = tx.closed() => return Ok(None),
-            next = stream.next() => next,
+        let next = match first.take() {
+            Some(next) => next,
+            None => tokio::select! {
+                biased;
+                _ = tx.closed() => return Ok(None),
+                next = stream.next() => next,
+            },
         };
         match next {
             None => break,
-            Some(Err(e)) => return Err(from_datafusion(e)),
+            Some(Err(e)) => return Err(failed(e)),
             Some(Ok(batch)) => {
                 if tx.send(Item::Batch(batch)).await.is_err() {
                     return Ok(None);
                 }
             }
         }
+    }
+    if on_workers && distributed::is_distributed(physical.as_ref()) {
+        distributed.observe("ok");
     }
     Ok(Some(ExecutionStats {
         files_scanned,
@@ -544,7 +600,9 @@ async fn plan_statement(
     } else {
         None
     };
-    let cache_key = if plan_info::is_time_or_randomness_dependent(&plan) {
+    // An EXPLAIN shows where the plan runs now (which workers are up): not cached.
+    let explains = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+    let cache_key = if explains || plan_info::is_time_or_randomness_dependent(&plan) {
         None
     } else if let Some(optimized) = &optimized {
         let versions = snapshot.versions();

@@ -66,6 +66,7 @@ impl QueryServer {
     ) -> Result<QueryServer, ConfigError> {
         let metrics = QueryMetrics::default();
         metrics.register(&mut registry);
+        executor.distributed_metrics().register(&mut registry);
         Ok(QueryServer {
             state: Arc::new(AppState {
                 executor,

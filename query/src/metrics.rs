@@ -130,3 +130,31 @@ impl FlightMetrics {
             .inc();
     }
 }
+
+/// Outcomes of queries that ran on workers (`hourlake serve --workers`).
+#[derive(Debug, Clone, Default)]
+pub struct DistributedMetrics {
+    /// By outcome: `ok`, `retried_locally` (a worker failed before the first row),
+    /// `worker_lost` (after rows were sent: 503).
+    pub queries: Family<OutcomeLabel, Counter>,
+}
+
+impl DistributedMetrics {
+    /// Registers `hourlake_distributed_queries_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "hourlake_distributed_queries",
+            "Queries planned to run on workers, by outcome",
+            self.queries.clone(),
+        );
+    }
+
+    /// Counts one query's outcome.
+    pub fn observe(&self, outcome: &str) {
+        self.queries
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+}

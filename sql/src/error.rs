@@ -18,6 +18,14 @@ pub enum SqlError {
         /// The feature, as the Delta protocol names it where it has a name.
         feature: String,
     },
+    /// A query worker could not be used (bad address, or it failed to start).
+    #[error("worker {worker}: {message}")]
+    Worker {
+        /// The worker's address.
+        worker: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The statement is not a read (DDL, DML, COPY, SET, ...).
     #[error("only read queries are allowed here: {0}")]
     NotReadOnly(String),

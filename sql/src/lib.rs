@@ -7,9 +7,11 @@
 //! - [`SessionFactory`]: opens a [`SessionContext`] over a [`Lake`](hourlake_catalog::Lake).
 //! - [`LiveLake`]: the newest committed version of every table, refreshed within a bound,
 //!   pinned per query as a [`LakeSnapshot`] (its versions key caches).
-//! - [`ScanKind`]: how sessions read the tables — deltalake's provider (the default) or
-//!   [`snapshot_scan`]: a Parquet scan over the pinned snapshot's files whose plans
-//!   serialize.
+//! - [`ScanKind`]: how sessions read the tables — [`snapshot_scan`] (the default): a
+//!   Parquet scan over the pinned snapshot's files whose plans serialize, or deltalake's
+//!   own provider (kept to compare answers with).
+//! - [`distributed`]: plans that only scan lake files run on worker processes
+//!   (datafusion-distributed) when a [`SessionFactory`] is given workers.
 //! - [`pruning`]: hidden partitioning — `event_time` filters prune hour partitions.
 //! - [`limit_barrier`]: keeps a `LIMIT` above scans that cannot take one.
 //! - [`dialect`]: the keywords and function names clients are told about.
@@ -40,6 +42,7 @@
 //! ```
 
 pub mod dialect;
+pub mod distributed;
 mod error;
 pub mod functions;
 pub mod guard;

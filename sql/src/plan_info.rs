@@ -60,6 +60,9 @@ pub fn is_time_or_randomness_dependent(plan: &LogicalPlan) -> bool {
 
 /// Files a physical plan will read (after partition pruning).
 pub fn files_scanned(plan: &dyn ExecutionPlan) -> usize {
+    if let Some(scan) = crate::distributed::leaf_scan(plan) {
+        return files_scanned(scan.as_ref());
+    }
     let mut files = 0;
     if let Some(source) = plan.downcast_ref::<DataSourceExec>() {
         if let Some(config) = source.data_source().downcast_ref::<FileScanConfig>() {

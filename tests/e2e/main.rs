@@ -5,6 +5,7 @@
 
 mod cluster;
 mod compaction;
+mod distributed;
 mod flight;
 mod hostile;
 mod ingest;
