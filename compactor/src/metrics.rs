@@ -39,7 +39,7 @@ impl CompactorMetrics {
             self.pass_errors.clone(),
         );
         sub.register(
-            "hours_rewritten",
+            "rewritten_partitions",
             "Hour partitions rewritten",
             self.hours_rewritten.clone(),
         );
@@ -60,8 +60,8 @@ impl CompactorMetrics {
             self.duplicates_removed.clone(),
         );
         sub.register(
-            "rollup_hours",
-            "Hours whose rollups were recomputed",
+            "rolled_up_partitions",
+            "Hour partitions whose rollups were recomputed",
             self.rollup_hours.clone(),
         );
         sub.register(

@@ -70,6 +70,16 @@ impl QueryMetrics {
             "SQL answers 304 Not Modified",
             self.not_modified.clone(),
         );
+        sub.register(
+            "lookups",
+            "Recommendation lookups answered, by HTTP status",
+            self.lookups.clone(),
+        );
+        sub.register(
+            "lookup_duration_seconds",
+            "Recommendation lookup latency",
+            self.lookup_latency.clone(),
+        );
     }
 
     /// Records one recommendation lookup.

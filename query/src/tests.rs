@@ -645,6 +645,23 @@ async fn recommendation_lookups_follow_new_commits() {
     );
     let nobody: Value = get("nobody").await.json().await.unwrap();
     assert_eq!(nobody["recommendations"], json!([]));
+    // Lookups are counted and timed in /metrics.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hourlake_query_lookups_total{status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hourlake_query_lookup_duration_seconds_count"),
+        "{metrics}"
+    );
 
     // A newer list and a click on the old one show up within a few seconds.
     append_recs(
