@@ -15,6 +15,7 @@ use hourlake_testkit::resources::peak_rss_mib;
 use hourlake_testkit::stats::percentile;
 use hourlake_testkit::unique;
 
+use crate::scale::Storage;
 use crate::{create_topics, hourlake};
 
 /// Parses new commit files of a table's `_delta_log`; returns the added file paths.
@@ -34,15 +35,19 @@ fn added_files(log_file: &Path) -> Vec<String> {
 
 /// Ingests a steady stream and reports how fresh the committed rows are.
 pub fn freshness(bootstrap: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    freshness_on(bootstrap, &Storage::local(dir.path()));
+}
+
+pub fn freshness_on(bootstrap: &str, storage: &Storage) {
     let rate: u64 = env_or("HOURLAKE_BENCH_RATE", 50_000);
     let seconds: u64 = env_or("HOURLAKE_BENCH_SECONDS", 60);
     let (app, rec) = (unique("fresh-app"), unique("fresh-rec"));
     let topics = [app.as_str(), rec.as_str()];
     create_topics(bootstrap, &topics, 4);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake = dir.path().join("lake");
-    let mut child = hourlake()
-        .ingest(bootstrap, &topics, &unique("fresh"), &lake)
+    let lake = storage.files.clone();
+    let mut child = storage
+        .ingest(bootstrap, &topics, &unique("fresh"))
         .env("RUST_LOG", "warn,deltalake_core::writer::stats=error")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -125,8 +130,9 @@ pub fn freshness(bootstrap: &str) {
     let _ = child.wait();
     lags.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "freshness at {rate} ev/s requested ({achieved:.0} achieved) for {seconds} s: {} engagement rows seen in {} commits; \
+        "freshness ({} lake) at {rate} ev/s requested ({achieved:.0} achieved) for {seconds} s: {} engagement rows seen in {} commits; \
          visible − event_time p50 {:.3} s, p95 {:.3} s, p99 {:.3} s, max {:.3} s; ingest peak RSS {rss:.0} MiB",
+        storage.name,
         lags.len(),
         seen.len(),
         percentile(&lags, 0.50),

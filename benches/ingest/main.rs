@@ -15,14 +15,21 @@
 //!    commit appears, every row it adds becomes queryable: record (that moment − the
 //!    row's event_time). Report p50/p95/p99.
 //!
+//! 4. **scale** (`scale.rs`, only when named): a lake on S3 (versitygw via `scripts/s3`)
+//!    against a local folder, and 1, 2, 3 ingest processes in one group, each catching
+//!    up on the same backlog: events/s and commit latency p50/p99;
+//!    **freshness-s3**: the freshness run with the lake on S3.
+//!
 //! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_ROUNDS (default 3),
 //! HOURLAKE_BENCH_RATE, HOURLAKE_BENCH_SECONDS,
 //! HOURLAKE_BENCH_TOPICS=APP,REC (reuse filled topics; `stages` alone needs it),
 //! HOURLAKE_BENCH_STAGE_EVENTS (messages for the stages, default 1 M), HOURLAKE_BIN,
 //! HOURLAKE_BENCH_DUMP=FILE (write the stages' payloads, one per line, for
-//! `benches/json-parsers`; `offline` reads them).
+//! `benches/json-parsers`; `offline` reads them), HOURLAKE_BENCH_SCALE_EVENTS (default
+//! 2 000 000).
 
 mod freshness;
+mod scale;
 mod stages;
 mod throughput;
 
@@ -67,6 +74,14 @@ fn main() {
     }
     if wants("freshness") {
         freshness::freshness(bootstrap);
+    }
+    // Long, and they need the S3 server: only when named.
+    if filter.iter().any(|f| f == "scale") {
+        scale::scale(broker);
+    }
+    if filter.iter().any(|f| f == "freshness-s3") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        freshness::freshness_on(bootstrap, &scale::Storage::s3(dir.path()));
     }
     // The stages alone (also part of `throughput`), on topics a previous run filled.
     if filter.iter().any(|f| f == "stages") {

@@ -46,7 +46,7 @@ fn raw_consume(bootstrap: &str, marks: &EndOffsets) -> RawRead {
 }
 
 /// Fills the two topics with `events` generated events (duplicates, late and bad ones too).
-fn prefill(bootstrap: &str, app: &str, rec: &str, events: u64) {
+pub(crate) fn prefill(bootstrap: &str, app: &str, rec: &str, events: u64) {
     hourlake()
         .produce(bootstrap, app, rec)
         .with("count", events)

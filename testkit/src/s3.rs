@@ -86,6 +86,19 @@ impl S3Server {
             .collect()
     }
 
+    /// Where the object at `location` (an `s3://bucket/key` of this server) is a file or
+    /// folder on this machine: the server's posix backend keeps a folder per bucket.
+    pub fn local_path(&self, location: &str) -> std::path::PathBuf {
+        let data = self
+            .env
+            .iter()
+            .find(|(key, _)| key == "HOURLAKE_S3_DATA")
+            .map(|(_, value)| value.clone())
+            .expect("scripts/s3 env printed no HOURLAKE_S3_DATA");
+        let key = location.strip_prefix("s3://").expect("an s3:// location");
+        std::path::Path::new(&data).join(key)
+    }
+
     /// The lake at `location`, opened in this process.
     pub fn lake(&self, location: &str) -> Lake {
         Lake::from_location(location, self.storage_options()).expect("an s3:// lake")

@@ -11,6 +11,7 @@ mod hostile;
 mod ingest;
 mod kafka_script;
 mod produce;
+mod prometheus;
 mod s3;
 mod serve;
 mod spark;
