@@ -72,7 +72,7 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
 }
 
 /// The log start and high watermark of every partition of `topics`.
-fn kafka_ranges(
+pub(crate) fn kafka_ranges(
     brokers: &str,
     topics: &[String],
 ) -> anyhow::Result<BTreeMap<TopicPartition, KafkaRange>> {

@@ -9,6 +9,7 @@ mod metrics_server;
 mod produce;
 mod shutdown;
 mod sql_command;
+mod status_command;
 mod worker_command;
 
 use std::sync::Arc;
@@ -79,6 +80,10 @@ enum Command {
     Sql(sql_command::SqlArgs),
     /// Generate realistic events into Kafka; prints what was sent as JSON.
     Produce(produce::ProduceArgs),
+    /// The lake at a glance: tables (versions, rows, files per hour, commit and
+    /// checkpoint ages, compactor leases), rollup coverage, and with --brokers each
+    /// partition's lag and the offset account.
+    Status(status_command::StatusArgs),
     /// Run tasks of distributed query plans for `hourlake serve --workers`.
     Worker(worker_command::WorkerCommandArgs),
     /// Check that every Kafka offset is in exactly one place (a row, a dead letter or a
@@ -211,6 +216,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => sql_command::run(args).await,
         Command::Audit(args) => audit_command::run(args).await,
         Command::Worker(args) => worker_command::run(args).await,
+        Command::Status(args) => status_command::run(args).await,
         Command::Produce(args) => {
             let report = produce::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -47,12 +47,21 @@ pub struct PartitionAudit {
     pub missing: i64,
     /// Offsets found in more than one row.
     pub doubled: i64,
+    /// The highest offset the lake accounts for, if any.
+    pub last_offset: Option<i64>,
 }
 
 impl PartitionAudit {
     /// Whether every offset is in exactly one place.
     pub fn is_exact(&self) -> bool {
         self.missing == 0 && self.doubled == 0
+    }
+
+    /// Offsets Kafka holds after the last one the lake accounts for (`range`: the
+    /// partition's Kafka range): not ingested yet, rather than lost.
+    pub fn lag(&self, range: &KafkaRange) -> i64 {
+        let next = self.last_offset.map_or(range.start, |last| last + 1);
+        (range.end - next).max(0)
     }
 }
 
@@ -161,6 +170,7 @@ pub async fn audit(
                 removed_duplicates: h.ledger_only,
                 missing: (expected - h.distinct - h.ledger_only).max(0),
                 doubled: h.doubled,
+                last_offset: h.last,
             }
         })
         .collect())

@@ -31,6 +31,35 @@ struct LeaseRecord {
     expires_at_ms: i64,
 }
 
+/// A table's lease as last written: who took it and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseState {
+    /// The compactor id that wrote the newest epoch.
+    pub holder: String,
+    /// The newest epoch.
+    pub epoch: u64,
+    /// Milliseconds since the Unix epoch when it expires.
+    pub expires_at_ms: i64,
+    /// Whether its holder released it.
+    pub released: bool,
+}
+
+/// The lease of `table` (in `store`, rooted at the table) as last written, if one was
+/// ever taken; reads only.
+pub async fn inspect(
+    table: TableId,
+    store: &dyn ObjectStore,
+) -> Result<Option<LeaseState>, CompactorError> {
+    Ok(newest(table, store)
+        .await?
+        .map(|(epoch, record)| LeaseState {
+            released: record.expires_at_ms == 0,
+            holder: record.holder,
+            epoch,
+            expires_at_ms: record.expires_at_ms,
+        }))
+}
+
 /// A held lease on one table. Renew it before each commit; a renewal that fails means
 /// another compactor took over and this one must stop.
 #[derive(Debug)]

@@ -12,6 +12,8 @@
 //!   every Kafka offset accounted for, per partition (rows, dead letters, removed
 //!   duplicates, missing, doubled).
 //! - [`Lease`]: only one compactor acts on a table at a time.
+//! - [`status`]: the lake at a glance (`hourlake status`): versions, rows, files per
+//!   hour, commit and checkpoint ages, lease holders, rollup coverage.
 //! - [`PassReport`]: what a pass did (files in/out, bytes, duplicates, rollup hours).
 //!
 //! ```no_run
@@ -40,13 +42,14 @@ pub mod plan;
 mod report;
 pub mod rewrite;
 pub mod rollup;
+pub mod status;
 #[cfg(test)]
 mod tests;
 
 pub use compactor::Compactor;
 pub use config::CompactorConfig;
 pub use error::CompactorError;
-pub use lease::Lease;
+pub use lease::{Lease, LeaseState};
 pub use maintenance::Maintenance;
 pub use metrics::CompactorMetrics;
 pub use report::{PassReport, TableReport};

@@ -143,6 +143,67 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
     );
     assert_eq!(total("expected"), num(&report, "/sent"), "{account:#}");
 
+    // `hourlake status` says the same at a glance: no lag, offsets exact, every closed
+    // hour rolled up, the watcher's lease released, the rows the tables hold.
+    let status_of = |format: &str| {
+        hourlake()
+            .command()
+            .args([
+                "status",
+                "--lake",
+                &lake_arg,
+                "--brokers",
+                &broker.bootstrap,
+            ])
+            .args(["--closed-after-secs", "0", "--format", format])
+            .output()
+            .expect("hourlake status")
+    };
+    let out = status_of("json");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "{status:#}");
+    assert_eq!(status["verdict"], "exact", "{status:#}");
+    let partitions = status["partitions"].as_array().expect("partitions");
+    assert_eq!(partitions.len(), 8, "{status:#}");
+    assert!(partitions.iter().all(|p| p["lag"] == 0), "{status:#}");
+    let table = |name: &str| {
+        status["tables"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["table"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {status:#}"))
+    };
+    let event_rows: u64 = ["engagement_events", "recommendation_events"]
+        .iter()
+        .map(|name| table(name)["rows"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(event_rows, distinct, "{status:#}");
+    let engagement = table("engagement_events");
+    assert!(engagement["version"].as_i64().unwrap_or(0) > 0);
+    assert_eq!(engagement["lease"]["holder"], "watcher", "{engagement:#}");
+    assert_eq!(engagement["lease"]["released"], true, "{engagement:#}");
+    assert!(engagement["recent_hours"]
+        .as_array()
+        .is_some_and(|hours| !hours.is_empty() && hours.iter().all(|h| h["files"] == 1)));
+    assert!(engagement["last_commit_age_secs"].as_f64().is_some());
+    for rollup in status["rollups"].as_array().expect("rollups") {
+        assert!(
+            rollup["closed_hours"].as_u64().unwrap_or(0) > 10,
+            "{rollup:#}"
+        );
+        assert_eq!(rollup["rolled_up"], rollup["closed_hours"], "{rollup:#}");
+    }
+    let out = status_of("table");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("offsets: exact"), "{text}");
+    assert!(text.contains("released by watcher"), "{text}");
+
     // Every closed hour is down to one file.
     for id in TableId::EVENTS {
         let table = lake.open(*id).await.expect("open").expect("exists");
