@@ -1,6 +1,7 @@
 //! `hourlake audit`: proves that every Kafka offset is in exactly one place — a row, a
 //! dead letter, or a removed duplicate — and exits non-zero when one is missing or
-//! doubled.
+//! doubled. Offsets after the last one the lake holds are lag (not ingested yet), shown
+//! apart, not counted as missing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use clap::{Args, ValueEnum};
 use hourlake_compactor::audit::{audit, KafkaRange, PartitionAudit, TopicPartition};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
+use serde::Serialize;
 
 use crate::config::CommonArgs;
 
@@ -54,12 +56,15 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
         }
         None => BTreeMap::new(),
     };
-    let account = audit(&lake, &kafka).await.context("auditing the lake")?;
+    let account = accounts(
+        audit(&lake, &kafka).await.context("auditing the lake")?,
+        &kafka,
+    );
     match args.format {
         AuditFormat::Json => println!("{}", serde_json::to_string_pretty(&account)?),
         AuditFormat::Table => print!("{}", table(&account)),
     }
-    let wrong: Vec<&PartitionAudit> = account.iter().filter(|p| !p.is_exact()).collect();
+    let wrong: Vec<&PartitionAccount> = account.iter().filter(|p| !p.is_exact()).collect();
     if wrong.is_empty() {
         Ok(())
     } else {
@@ -69,6 +74,45 @@ pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
             account.len()
         )
     }
+}
+
+/// One partition's account, with what Kafka holds beyond the lake's last offset (not
+/// ingested yet) told apart from offsets missing before it (lost).
+#[derive(Debug, Serialize)]
+pub(crate) struct PartitionAccount {
+    /// Messages in Kafka after the last one the lake holds (`None` without brokers).
+    pub lag: Option<i64>,
+    /// Offsets missing before that point.
+    pub gaps: i64,
+    #[serde(flatten)]
+    pub audit: PartitionAudit,
+}
+
+impl PartitionAccount {
+    /// No offset missing before the lag, none doubled.
+    pub fn is_exact(&self) -> bool {
+        self.gaps == 0 && self.audit.doubled == 0
+    }
+}
+
+/// Each partition's account, its lag from `kafka`.
+pub(crate) fn accounts(
+    audits: Vec<PartitionAudit>,
+    kafka: &BTreeMap<TopicPartition, KafkaRange>,
+) -> Vec<PartitionAccount> {
+    audits
+        .into_iter()
+        .map(|audit| {
+            let lag = kafka
+                .get(&(audit.topic.clone(), audit.partition))
+                .map(|range| audit.lag(range));
+            PartitionAccount {
+                gaps: (audit.missing - lag.unwrap_or(0)).max(0),
+                lag,
+                audit,
+            }
+        })
+        .collect()
 }
 
 /// The log start and high watermark of every partition of `topics`.
@@ -99,28 +143,31 @@ pub(crate) fn kafka_ranges(
 }
 
 /// The account as an aligned table.
-fn table(account: &[PartitionAudit]) -> String {
+fn table(account: &[PartitionAccount]) -> String {
     let mut out = format!(
-        "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8}\n",
+        "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8} {:>8}\n",
         "topic",
         "partition",
         "expected",
         "in_tables",
         "dead_letters",
         "removed_dups",
+        "lag",
         "missing",
         "doubled"
     );
-    for p in account {
+    for a in account {
+        let p = &a.audit;
         out.push_str(&format!(
-            "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8}\n",
+            "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8} {:>8}\n",
             p.topic,
             p.partition,
             p.expected,
             p.in_tables,
             p.dead_letters,
             p.removed_duplicates,
-            p.missing,
+            a.lag.map_or_else(|| "-".to_string(), |l| l.to_string()),
+            a.gaps,
             p.doubled
         ));
     }

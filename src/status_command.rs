@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::Args;
-use hourlake_compactor::audit::{audit, KafkaRange, PartitionAudit, TopicPartition};
+use hourlake_compactor::audit::{audit, KafkaRange, TopicPartition};
 use hourlake_compactor::status::{age_text, lease_summary, status, LakeStatus};
 use serde::Serialize;
 
-use crate::audit_command::{kafka_ranges, AuditFormat};
+use crate::audit_command::{accounts, kafka_ranges, AuditFormat, PartitionAccount};
 use crate::config::{CommonArgs, CompactArgs};
 
 /// Options of `hourlake status`.
@@ -32,22 +32,11 @@ pub struct StatusArgs {
     format: AuditFormat,
 }
 
-/// One partition: its lag behind Kafka and its offset account.
-#[derive(Debug, Serialize)]
-struct PartitionStatus {
-    /// Messages in Kafka after the last one the lake holds (`None` without brokers).
-    lag: Option<i64>,
-    /// Offsets missing before that point (lost), and offsets held twice.
-    gaps: i64,
-    #[serde(flatten)]
-    audit: PartitionAudit,
-}
-
 #[derive(Debug, Serialize)]
 struct Status {
     #[serde(flatten)]
     lake: LakeStatus,
-    partitions: Vec<PartitionStatus>,
+    partitions: Vec<PartitionAccount>,
     /// `exact` when no offset is missing (before the lag) or doubled.
     verdict: &'static str,
 }
@@ -87,22 +76,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     } else {
         audit(&lake, &kafka).await.context("auditing the lake")?
     };
-    let partitions: Vec<PartitionStatus> = account
-        .into_iter()
-        .map(|p| {
-            let lag = kafka
-                .get(&(p.topic.clone(), p.partition))
-                .map(|range| p.lag(range));
-            PartitionStatus {
-                gaps: (p.missing - lag.unwrap_or(0)).max(0),
-                lag,
-                audit: p,
-            }
-        })
-        .collect();
-    let exact = partitions
-        .iter()
-        .all(|p| p.gaps == 0 && p.audit.doubled == 0);
+    let partitions = accounts(account, &kafka);
+    let exact = partitions.iter().all(PartitionAccount::is_exact);
     let status = Status {
         lake: lake_status,
         partitions,
