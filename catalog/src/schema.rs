@@ -18,6 +18,8 @@ pub const EVENT_HOUR: &str = "event_hour";
 pub const INGEST_DATE: &str = "ingest_date";
 /// The id of an event: copies of one resent event share it (see [`crate::dedup`]).
 pub const EVENT_ID: &str = "event_id";
+/// Column: when the event happened (UTC microseconds), the partitioning source.
+pub const EVENT_TIME: &str = "event_time";
 /// Kafka topic the row was read from.
 pub const KAFKA_TOPIC: &str = "_kafka_topic";
 /// Kafka partition the row was read from.

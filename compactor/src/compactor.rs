@@ -211,6 +211,12 @@ impl Compactor {
                 )
                 .await?;
                 tracing::debug!(table = id.name(), hour = %done.hour, ?reason, files_in = done.files_in, files_out = done.files_out, duplicates = done.duplicates_removed, "hour rewritten");
+                if let Some(oldest) = files.iter().map(|f| f.written_at_ms).min() {
+                    let now = chrono::Utc::now().timestamp_millis();
+                    self.metrics
+                        .commit_to_compacted
+                        .observe(now.saturating_sub(oldest).max(0) as f64 / 1000.0);
+                }
                 self.metrics.hours_rewritten.inc();
                 self.metrics.files_in.inc_by(done.files_in as u64);
                 self.metrics.files_out.inc_by(done.files_out as u64);
@@ -233,6 +239,12 @@ impl Compactor {
                     .await?;
             }
             self.metrics.rollup_hours.inc_by(dirty.len() as u64);
+            let now = chrono::Utc::now().timestamp_micros();
+            for hour in &dirty {
+                self.metrics
+                    .hour_end_to_rollup
+                    .observe(now.saturating_sub(hour.end_micros()).max(0) as f64 / 1e6);
+            }
             report.rolled_up = dirty;
         }
 

@@ -1,10 +1,11 @@
 //! Compactor counters in Prometheus form.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// What the compactor has done since it started.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CompactorMetrics {
     /// Passes completed.
     pub passes: Counter,
@@ -26,6 +27,30 @@ pub struct CompactorMetrics {
     pub files_vacuumed: Counter,
     /// Passes over a table skipped because another compactor held its lease.
     pub lease_busy: Counter,
+    /// Seconds from the oldest rewritten file's commit to the rewrite's commit.
+    pub commit_to_compacted: Histogram,
+    /// Seconds from an hour's end to the commit of its (re)computed rollup rows.
+    pub hour_end_to_rollup: Histogram,
+}
+
+impl Default for CompactorMetrics {
+    fn default() -> Self {
+        CompactorMetrics {
+            passes: Counter::default(),
+            pass_errors: Counter::default(),
+            hours_rewritten: Counter::default(),
+            files_in: Counter::default(),
+            files_out: Counter::default(),
+            bytes_in: Counter::default(),
+            duplicates_removed: Counter::default(),
+            rollup_hours: Counter::default(),
+            files_vacuumed: Counter::default(),
+            lease_busy: Counter::default(),
+            // 1 s … ~9 days.
+            commit_to_compacted: Histogram::new(exponential_buckets(1.0, 2.0, 20)),
+            hour_end_to_rollup: Histogram::new(exponential_buckets(1.0, 2.0, 20)),
+        }
+    }
 }
 
 impl CompactorMetrics {
@@ -63,6 +88,16 @@ impl CompactorMetrics {
             "rolled_up_partitions",
             "Hour partitions whose rollups were recomputed",
             self.rollup_hours.clone(),
+        );
+        sub.register(
+            "commit_to_compacted_seconds",
+            "Seconds from the oldest rewritten file's commit to the rewrite's commit",
+            self.commit_to_compacted.clone(),
+        );
+        sub.register(
+            "hour_end_to_rollup_seconds",
+            "Seconds from an hour's end to the commit of its rollup rows",
+            self.hour_end_to_rollup.clone(),
         );
         sub.register(
             "files_vacuumed",

@@ -18,6 +18,8 @@ pub struct DataFile {
     pub size: u64,
     /// Rows in the file, when the log has statistics.
     pub rows: Option<u64>,
+    /// When the file was written (milliseconds since the Unix epoch, from the log).
+    pub written_at_ms: i64,
     /// The action that removes this file in a rewrite commit.
     pub remove: Remove,
 }
@@ -41,6 +43,7 @@ pub fn files_by_hour(
             path: view.path().into_owned(),
             size: u64::try_from(view.size()).unwrap_or(0),
             rows: view.num_records().map(|n| n as u64),
+            written_at_ms: view.modification_time(),
             remove: view.remove_action(false),
         });
     }
@@ -129,6 +132,7 @@ mod tests {
             path: "x.parquet".into(),
             size,
             rows: None,
+            written_at_ms: 0,
             remove: Remove {
                 path: "x.parquet".into(),
                 data_change: false,

@@ -41,6 +41,7 @@ mod dead_letter;
 mod decode;
 mod decoded;
 mod error;
+mod freshness;
 mod message;
 mod metrics;
 mod offline;

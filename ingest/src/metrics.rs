@@ -34,6 +34,13 @@ pub struct IngestMetrics {
     pub commit_latency: Histogram,
     /// Seconds between an event's time and its commit.
     pub event_time_lag: Histogram,
+    /// Seconds from a message's Kafka timestamp (append) to ingest reading it.
+    pub read_lag: Histogram,
+    /// Seconds from ingest reading a message to the Delta commit holding its row.
+    pub read_to_commit: Histogram,
+    /// p95 of (commit time − event time) over the last minute of commits: the
+    /// end-to-end freshness of what this process commits.
+    pub event_to_commit_p95: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Per partition assigned to this member: messages not yet in the lake (the
     /// partition's high watermark minus the offset committed after the Delta commit).
     pub consumer_lag: Family<PartitionLabel, Gauge>,
@@ -51,7 +58,10 @@ impl Default for IngestMetrics {
             fenced: Counter::default(),
             kafka_timestamp_out_of_range: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
-            event_time_lag: Histogram::new(exponential_buckets(0.25, 2.0, 20)),
+            event_time_lag: Histogram::new(exponential_buckets(0.05, 1.5, 30)),
+            read_lag: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            read_to_commit: Histogram::new(exponential_buckets(0.01, 1.5, 24)),
+            event_to_commit_p95: Gauge::default(),
             consumer_lag: Family::default(),
         }
     }
@@ -115,6 +125,21 @@ impl IngestMetrics {
             "event_time_lag_seconds",
             "Commit time minus event time",
             self.event_time_lag.clone(),
+        );
+        r.register(
+            "read_lag_seconds",
+            "Read time minus Kafka timestamp (Kafka append to ingest read)",
+            self.read_lag.clone(),
+        );
+        r.register(
+            "read_to_commit_seconds",
+            "Delta commit time minus read time, per committed row",
+            self.read_to_commit.clone(),
+        );
+        r.register(
+            "event_to_commit_p95_seconds",
+            "p95 of commit time minus event time over the last minute of commits (end-to-end freshness; servers add at most max_staleness)",
+            self.event_to_commit_p95.clone(),
         );
     }
 

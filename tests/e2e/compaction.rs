@@ -107,6 +107,13 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
         "removed resends counted by the watcher ({counted}) and the one-shot compactor ({second_removed}):\n{second_out}"
     );
     assert!(!compactor_log.contains("pass failed"), "{compactor_log}");
+    // Each stage's freshness: commit → compacted, hour end → rolled up.
+    for stage in [
+        "hourlake_compactor_commit_to_compacted_seconds_count",
+        "hourlake_compactor_hour_end_to_rollup_seconds_count",
+    ] {
+        assert!(metric(&metrics_text, stage) > 0.0, "{stage}:\n{metrics_text}");
+    }
     assert!(!ingest_log.contains("commit failed"), "{ingest_log}");
 
     // After compaction every Kafka offset is still in exactly one place: a row, a dead

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use deltalake::DeltaTable;
+use hourlake_catalog::schema::{EVENT_TIME, INGESTED_AT};
 use hourlake_catalog::{Lake, TableId};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::commit::{commit_table, CommitOutcome, TableCommit};
 use crate::config::IngestConfig;
 use crate::decoded::{FlushJob, OffsetRange};
+use crate::freshness::RecentLags;
 use crate::metrics::IngestMetrics;
 use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
 use crate::IngestError;
@@ -141,6 +143,7 @@ impl Flusher {
             group: config.group.clone(),
             checkpoint_interval: config.checkpoint_interval,
             metrics,
+            recent: RecentLags::default(),
         };
         runtime.spawn(task.serve(requested, report));
         Flusher {
@@ -269,6 +272,8 @@ struct FlushTask {
     group: String,
     checkpoint_interval: u64,
     metrics: IngestMetrics,
+    /// The last minute of commits' freshness, for the p95 gauge.
+    recent: RecentLags,
 }
 
 impl FlushTask {
@@ -298,11 +303,22 @@ impl FlushTask {
         let started = Instant::now();
         let mut commits: BTreeMap<TableId, TableCommit> =
             commits.into_iter().map(|c| (c.table, c)).collect();
-        let (group, checkpoint_interval, metrics) =
-            (&self.group, self.checkpoint_interval, &self.metrics);
+        let (group, checkpoint_interval, metrics, recent) = (
+            &self.group,
+            self.checkpoint_interval,
+            &self.metrics,
+            &self.recent,
+        );
         let work = self.tables.iter_mut().filter_map(|(id, table)| {
             let job = commits.remove(id)?;
-            Some(commit_one(table, group, job, checkpoint_interval, metrics))
+            Some(commit_one(
+                table,
+                group,
+                job,
+                checkpoint_interval,
+                metrics,
+                recent,
+            ))
         });
         let outcomes = futures::future::join_all(work).await;
         metrics
@@ -324,13 +340,15 @@ impl FlushTask {
     }
 }
 
-/// Commits one table's part of a flush; observes the event-time lag of what committed.
+/// Commits one table's part of a flush; observes the event-time lag and the
+/// read-to-commit time of what committed.
 async fn commit_one(
     table: &mut DeltaTable,
     group: &str,
     job: TableCommit,
     checkpoint_interval: u64,
     metrics: &IngestMetrics,
+    recent: &RecentLags,
 ) -> TableOutcome {
     let id = job.table;
     let rows = job.batch.as_ref().map_or(0, |b| b.num_rows());
@@ -339,14 +357,29 @@ async fn commit_one(
         .iter()
         .map(|(tp, last, _)| (tp.clone(), *last))
         .collect();
-    let times = job.batch.as_ref().and_then(event_times);
+    let times = job
+        .batch
+        .as_ref()
+        .and_then(|b| micros_column(b, EVENT_TIME));
+    let read_at = job
+        .batch
+        .as_ref()
+        .and_then(|b| micros_column(b, INGESTED_AT));
     let result = commit_table(table, group, job, checkpoint_interval).await;
-    if let (Ok(CommitOutcome::Committed { .. }), Some(times)) = (&result, times) {
+    if let Ok(CommitOutcome::Committed { .. }) = &result {
         let now = chrono::Utc::now().timestamp_micros();
-        for t in times.iter().flatten() {
-            metrics
-                .event_time_lag
-                .observe(now.saturating_sub(*t) as f64 / 1e6);
+        let seconds_since = |t: &i64| now.saturating_sub(*t) as f64 / 1e6;
+        if let Some(times) = times {
+            let lags: Vec<f64> = times.iter().flatten().map(seconds_since).collect();
+            for lag in &lags {
+                metrics.event_time_lag.observe(*lag);
+            }
+            if let Some(p95) = recent.add(&lags) {
+                metrics.event_to_commit_p95.set(p95);
+            }
+        }
+        for t in read_at.iter().flatten().flatten() {
+            metrics.read_to_commit.observe(seconds_since(t));
         }
     }
     TableOutcome {
@@ -358,8 +391,8 @@ async fn commit_one(
 }
 
 /// The event times of a batch, for the lag histogram.
-fn event_times(batch: &RecordBatch) -> Option<Vec<Option<i64>>> {
-    let col = batch.column_by_name("event_time")?;
+fn micros_column(batch: &RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
+    let col = batch.column_by_name(name)?;
     let times = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
     Some(
         (0..times.len())
