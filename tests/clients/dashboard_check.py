@@ -14,6 +14,7 @@ value changes (new events), checks it against SQL again, saves SCREENSHOT-after.
 prints a second JSON line.
 
     python3 dashboard_check.py BASE_URL SCREENSHOT_PATH [TOKEN] [--wait-change TILE_ID]
+                               [--range 1h|24h|7d] [--timeout SECONDS]
 
 Exits non-zero with a message on stderr on any failure.
 """
@@ -125,10 +126,13 @@ def same(page_value, sql_value):
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
-def compare(snap, server):
-    """Every number on the page against its SQL (or /metrics, or its formula): the
-    mismatches, as sentences."""
-    problems, answers, tables = [], {}, None
+def compare(snap, server, pending=None):
+    """Every number on the page (or those of the tiles and groups in `pending`) against
+    its SQL, /metrics or formula: the mismatches, as sentences by tile or group id."""
+    problems, answers, tables = {}, {}, None
+
+    def add(element, sentence):
+        problems.setdefault(element, []).append(sentence)
 
     def answer(text):
         if text not in answers:
@@ -143,25 +147,27 @@ def compare(snap, server):
 
     tiles = snap["tiles"]
     for tid, t in tiles.items():
+        if pending is not None and tid not in pending:
+            continue
         st = t["state"]
         if st == "error":
-            problems.append(f"{tid} shows an error: {t['note']}")
+            add(tid, f"{tid} shows an error: {t['note']}")
         elif st == "missing":
             gone = [m for m in (t["missing"] or "").split(",") if m]
             present = [m for m in gone if m in catalog()]
             if not gone or present:
-                problems.append(f"{tid} says {gone} is missing, but the catalog lists {present}")
+                add(tid, f"{tid} says {gone} is missing, but the catalog lists {present}")
         elif t["source"] == "metrics":
             text = server.metrics()
             lags = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                     if line.startswith(LAG_METRIC + "{")]
             if st == "na":
                 if lags:
-                    problems.append(f"{tid} says n/a but /metrics reports {len(lags)} partitions")
+                    add(tid, f"{tid} says n/a but /metrics reports {len(lags)} partitions")
             elif st != "ok" or number(t["value"]) is None or number(t["value"]) < 0:
-                problems.append(f"{tid}: state {st}, value {t['value']!r}")
+                add(tid, f"{tid}: state {st}, value {t['value']!r}")
             elif not lags:
-                problems.append(f"{tid} shows {t['value']} but /metrics has no {LAG_METRIC} series")
+                add(tid, f"{tid} shows {t['value']} but /metrics has no {LAG_METRIC} series")
         elif t["formula"]:
             # dead / (rows + rows + dead): missing tables count as 0.
             names = [n for n in t["formula"].replace("(", " ").replace(")", " ").split() if n.startswith("tile-")]
@@ -170,38 +176,40 @@ def compare(snap, server):
             total = dead + vals["tile-rows-engagement"] + vals["tile-rows-recommendation"]
             expected = dead / total if total else None
             if not same(t["value"], expected):
-                problems.append(f"{tid} = {t['value']}, but {t['formula']} = {expected}")
+                add(tid, f"{tid} = {t['value']}, but {t['formula']} = {expected}")
         elif st == "ok":
             if not t["sql"] or not t["column"]:
-                problems.append(f"{tid} has a value but no data-sql/data-column")
+                add(tid, f"{tid} has a value but no data-sql/data-column")
                 continue
             rows = answer(t["sql"])
             row = (rows[-1] if t["row"] == "last" else rows[0]) if rows else {}
             if t["column"] not in row and rows:
-                problems.append(f"{tid}: column {t['column']} not in the answer {list(row)}")
+                add(tid, f"{tid}: column {t['column']} not in the answer {list(row)}")
             elif not same(t["value"], row.get(t["column"])):
-                problems.append(f"{tid} = {t['value']} but SQL says {row.get(t['column'])!r}\n  SQL: {t['sql']}")
+                add(tid, f"{tid} = {t['value']} but SQL says {row.get(t['column'])!r}\n  SQL: {t['sql']}")
         else:
-            problems.append(f"{tid}: unexpected state {st!r}")
+            add(tid, f"{tid}: unexpected state {st!r}")
 
     for gid, g in snap["groups"].items():
+        if pending is not None and gid not in pending:
+            continue
         if g["missing"]:
             present = [m for m in g["missing"].split(",") if m in catalog()]
             if present:
-                problems.append(f"{gid} says {g['missing']} is missing, but the catalog lists {present}")
+                add(gid, f"{gid} says {g['missing']} is missing, but the catalog lists {present}")
             continue
         if not g["sql"]:
-            problems.append(f"{gid} has no data-sql")
+            add(gid, f"{gid} has no data-sql")
             continue
         rows = answer(g["sql"])
         by_key = {json.dumps([r.get(k) for k in g["keys"]]): r for r in rows}
         shown = {json.dumps(c["key"]) for c in g["cells"]}
         if shown != set(by_key):
-            problems.append(f"{gid} shows keys {sorted(shown)}, SQL answers {sorted(by_key)}")
+            add(gid, f"{gid} shows keys {sorted(shown)}, SQL answers {sorted(by_key)}")
         for c in g["cells"]:
             r = by_key.get(json.dumps(c["key"]))
             if r is not None and not same(c["value"], r.get(c["column"])):
-                problems.append(f"{gid} {c['key']} {c['column']} = {c['value']} but SQL says {r.get(c['column'])!r}")
+                add(gid, f"{gid} {c['key']} {c['column']} = {c['value']} but SQL says {r.get(c['column'])!r}")
     return problems
 
 
@@ -213,17 +221,23 @@ def wait_cycle(page, after, timeout_s=60):
 
 
 def check_until_equal(page, server, deadline_s):
-    """Compares page and SQL; while they differ (the lake moved between the page's
-    answer and ours), waits for the next refresh and tries again, until the deadline."""
+    """Compares page and SQL. A tile or table that differs (the lake moved between the
+    page's answer and ours) is compared again after the page's next refresh, until it
+    has shown exactly the SQL's answer once or the deadline passes. Returns the last
+    snapshot."""
     deadline = time.monotonic() + deadline_s
+    snap = page.evaluate(SNAPSHOT_JS)
+    pending = None
     while True:
-        snap = page.evaluate(SNAPSHOT_JS)
-        problems = compare(snap, server)
+        problems = compare(snap, server, pending)
         if not problems:
             return snap
         if time.monotonic() > deadline:
-            raise CheckFailed("the page disagrees with SQL:\n- " + "\n- ".join(problems))
+            lines = [p for ps in problems.values() for p in ps]
+            raise CheckFailed("the page disagrees with SQL:\n- " + "\n- ".join(lines))
+        pending = set(problems)
         wait_cycle(page, snap["cycles"])
+        snap = page.evaluate(SNAPSHOT_JS)
 
 
 def values(snap):
@@ -236,6 +250,9 @@ def main():
     ap.add_argument("screenshot")
     ap.add_argument("token", nargs="?", default="")
     ap.add_argument("--wait-change", metavar="TILE_ID")
+    ap.add_argument("--expect-304", action="store_true",
+                    help="the lake is idle: require refreshes answered 304 Not Modified")
+    ap.add_argument("--range", choices=["1h", "24h", "7d"], help="open the page with this time range")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds for each wait (default 60)")
     args = ap.parse_args()
 
@@ -243,7 +260,7 @@ def main():
     if not chromium:
         raise CheckFailed("no `chromium` on PATH: run scripts/bi-clients dashboard")
     server = Server(args.base_url, args.token)
-    errors, statuses, conditional = [], [], []
+    errors, statuses, conditional, stale, etags = [], [], [], [], []
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True,
@@ -255,11 +272,31 @@ def main():
             page = context.new_page()
             page.on("console", lambda m: m.type == "error" and errors.append(f"console: {m.text} ({m.location})"))
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: "v1/sql" in r.url and errors.append(f"request failed: {r.url} {r.failure}"))
-            page.on("request", lambda r: "v1/sql" in r.url and conditional.append("if-none-match" in r.headers))
-            page.on("response", lambda r: "v1/sql" in r.url and statuses.append(r.status))
+            # Chromium ends a 304 without a cached copy (the page keeps its own) as
+            # net::ERR_ABORTED after the response arrived: only requests that got no
+            # answer at all failed.
+            answered = set()
 
-            page.goto(args.base_url.rstrip("/") + "/", wait_until="load", timeout=args.timeout * 1000)
+            def on_response(r):
+                if "v1/sql" in r.url:
+                    statuses.append(r.status)
+                    answered.add(id(r.request))
+                    etags.append(r.headers.get("etag"))
+                    # A full answer to If-None-Match must be a different version.
+                    sent = r.request.headers.get("if-none-match")
+                    if r.status == 200 and sent and r.headers.get("etag") == sent:
+                        stale.append(f"200 with the ETag {sent} the page already had")
+
+            def on_failed(r):
+                if id(r) not in answered:
+                    errors.append(f"request failed: {r.method} {r.url} {r.failure}")
+
+            page.on("request", lambda r: "v1/sql" in r.url and conditional.append("if-none-match" in r.headers))
+            page.on("response", on_response)
+            page.on("requestfailed", on_failed)
+
+            url = args.base_url.rstrip("/") + "/" + (f"?range={args.range}" if args.range else "")
+            page.goto(url, wait_until="load", timeout=args.timeout * 1000)
             try:
                 page.wait_for_function(FILLED_JS, timeout=args.timeout * 1000)
             except Exception as e:
@@ -270,24 +307,26 @@ def main():
             if errors:
                 raise CheckFailed("errors while loading the page:\n- " + "\n- ".join(errors))
 
+            # Refreshes send If-None-Match with the last ETag; what did not change is
+            # answered 304 (with --expect-304, the idle lake must cost only 304s). An
+            # empty lake has no cacheable query (the catalog's answer has no ETag).
+            first = page.evaluate(SNAPSHOT_JS)["cycles"]
+            for _ in range(3):
+                if (any(conditional) or not any(etags)) and (304 in statuses or not args.expect_304):
+                    break
+                wait_cycle(page, page.evaluate(SNAPSHOT_JS)["cycles"], args.timeout)
+            if any(etags) and not any(conditional):
+                raise CheckFailed(f"no If-None-Match in {len(conditional)} SQL requests after cycle {first}")
+            if args.expect_304 and 304 not in statuses:
+                raise CheckFailed(f"no 304 in {len(statuses)} SQL answers after cycle {first} "
+                                  f"(statuses {sorted(set(statuses))})")
+            bad = sorted({s for s in statuses if s not in (200, 304)})
+            if bad or errors or stale:
+                raise CheckFailed(f"SQL answers {bad}; errors: {errors}; {stale[:3]}")
+
             snap = check_until_equal(page, server, args.timeout)
             if snap["banner"]:
                 raise CheckFailed(f"the page shows an error banner: {snap['banner']}")
-
-            # An idle refresh is answered 304 Not Modified (If-None-Match with the last ETag).
-            first = snap["cycles"]
-            for _ in range(3):
-                if 304 in statuses:
-                    break
-                wait_cycle(page, page.evaluate(SNAPSHOT_JS)["cycles"], args.timeout)
-            if 304 not in statuses:
-                raise CheckFailed(f"no 304 in {len(statuses)} SQL answers over the refreshes after cycle "
-                                  f"{first} (statuses {sorted(set(statuses))}; If-None-Match sent on "
-                                  f"{sum(conditional)} of {len(conditional)} requests)")
-            bad = sorted({s for s in statuses if s not in (200, 304)})
-            if bad or errors:
-                raise CheckFailed(f"SQL answers {bad}; errors: {errors}")
-
             page.screenshot(path=args.screenshot, full_page=True)
             print(json.dumps({"tiles": values(snap), "states": {t: v["state"] for t, v in snap["tiles"].items()},
                               "cycles": snap["cycles"], "not_modified": statuses.count(304),
@@ -308,8 +347,8 @@ def main():
                                           f"{args.timeout:.0f} s; it was {before} before")
                     time.sleep(0.5)
                 after = check_until_equal(page, server, args.timeout)
-                if errors:
-                    raise CheckFailed("errors after the update:\n- " + "\n- ".join(errors))
+                if errors or stale:
+                    raise CheckFailed("errors after the update:\n- " + "\n- ".join(errors + stale[:3]))
                 shot = Path(args.screenshot)
                 shot_after = str(shot.with_name(shot.stem + "-after" + (shot.suffix or ".png")))
                 page.screenshot(path=shot_after, full_page=True)
