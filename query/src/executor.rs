@@ -614,9 +614,17 @@ async fn plan_statement(
         } else if let Parameters::Values(v) = &parameters {
             digest.update(format!("{v:?}").as_bytes());
         }
-        for table in plan_info::tables_read(optimized) {
+        let read = plan_info::tables_read(optimized);
+        for table in &read {
             let version = versions.get(table.as_str()).copied();
             digest.update(format!("\0{table}@{version:?}").as_bytes());
+        }
+        // The catalog's own tables describe every table: any new table or version is
+        // a new answer.
+        if read.iter().any(|t| t.contains("information_schema")) {
+            for (table, version) in &versions {
+                digest.update(format!("\0catalog:{table}@{version}").as_bytes());
+            }
         }
         // The lookup function reads the index, not a table: its version joins the key.
         if let Some(version) = reads_index {

@@ -96,6 +96,7 @@ impl QueryServer {
             .route("/v1/users/{user_id}/recommendations", get(recommendations))
             .layer(middleware::from_fn_with_state(state.clone(), authenticate))
             .route("/health", get(health))
+            .route("/", get(crate::dashboard::page))
             .fallback(not_found)
             .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(state.config.max_request_bytes))

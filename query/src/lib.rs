@@ -10,7 +10,8 @@
 //!   clock or chance), and rows streamed until the deadline. HTTP, Flight SQL and the
 //!   REPL all run through it.
 //! - [`QueryServer`]: the axum app — `POST /v1/sql` and `GET /v1/sql` (formats json,
-//!   ndjson, csv, arrow), `GET /health`, `GET /metrics`; ETag / `If-None-Match` and a
+//!   ndjson, csv, arrow), `GET /health`, `GET /metrics`, `GET /` (the live dashboard,
+//!   a page built on the SQL API); ETag / `If-None-Match` and a
 //!   result cache keyed by the Delta versions a query reads; read-only guard; limits
 //!   (timeout, concurrency, result size, memory) and bearer-token auth.
 //! - [`RecommendationIndex`]: the newest served recommendations per user, kept current
@@ -42,6 +43,7 @@ mod auth;
 mod cache;
 mod config;
 mod connections;
+mod dashboard;
 mod error;
 mod executor;
 mod flight;

@@ -233,6 +233,33 @@ async fn etags_answer_304_until_a_table_changes_and_repeats_hit_the_cache() {
         json!([[34]])
     );
 
+    // The catalog's answers follow the tables: a table that appears is listed at once,
+    // not served from the cache.
+    let tables = [(
+        "sql",
+        "SELECT table_name FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY 1",
+    )];
+    let listed = s.client.get(&url).query(&tables).send().await.unwrap();
+    let listed_etag = listed.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(
+        listed.json::<Value>().await.unwrap()["rows"],
+        json!([["engagement_events"]])
+    );
+    append_rows(
+        &s.lake,
+        TableId::RecommendationEvents,
+        &[rec_row("r-new", "rec_served", "u", 1, "req-new", 1)],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let relisted = s.client.get(&url).query(&tables).send().await.unwrap();
+    assert_ne!(relisted.headers()["etag"].to_str().unwrap(), listed_etag);
+    assert_eq!(
+        relisted.json::<Value>().await.unwrap()["rows"],
+        json!([["engagement_events"], ["recommendation_events"]])
+    );
+
     // A repeat of the same query is served from the cache.
     let body = json!({"sql": "SELECT max(event_time) FROM engagement_events"});
     assert_eq!(s.post(body.clone()).await.0, StatusCode::OK);

@@ -213,11 +213,21 @@ def compare(snap, server, pending=None):
     return problems
 
 
+def wait_until(page, js, timeout_s):
+    """Polls the function `js` in the page until it is true. (Playwright's
+    wait_for_function evaluates a string in the page, which the page's Content Security
+    Policy forbids: no 'unsafe-eval'. page.evaluate runs outside it.)"""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(js):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout_s:.0f} s: {js}")
+        time.sleep(0.2)
+
+
 def wait_cycle(page, after, timeout_s=60):
     """Waits until the page has finished a refresh after cycle `after`."""
-    page.wait_for_function(
-        f"() => Number(document.getElementById('updated').dataset.cycles || 0) > {after}",
-        timeout=timeout_s * 1000)
+    wait_until(page, f"() => Number(document.getElementById('updated').dataset.cycles || 0) > {after}",
+               timeout_s)
 
 
 def check_until_equal(page, server, deadline_s):
@@ -298,7 +308,7 @@ def main():
             url = args.base_url.rstrip("/") + "/" + (f"?range={args.range}" if args.range else "")
             page.goto(url, wait_until="load", timeout=args.timeout * 1000)
             try:
-                page.wait_for_function(FILLED_JS, timeout=args.timeout * 1000)
+                wait_until(page, FILLED_JS, args.timeout)
             except Exception as e:
                 snap = page.evaluate(SNAPSHOT_JS)
                 loading = [t for t, v in snap["tiles"].items() if v["state"] == "loading"]

@@ -112,7 +112,10 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
         "hourlake_compactor_commit_to_compacted_seconds_count",
         "hourlake_compactor_hour_end_to_rollup_seconds_count",
     ] {
-        assert!(metric(&metrics_text, stage) > 0.0, "{stage}:\n{metrics_text}");
+        assert!(
+            metric(&metrics_text, stage) > 0.0,
+            "{stage}:\n{metrics_text}"
+        );
     }
     assert!(!ingest_log.contains("commit failed"), "{ingest_log}");
 

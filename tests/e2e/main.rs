@@ -5,6 +5,7 @@
 
 mod cluster;
 mod compaction;
+mod dashboard;
 mod distributed;
 mod flight;
 mod hostile;
