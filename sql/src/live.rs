@@ -213,7 +213,8 @@ pub async fn rollup_hours(
 ) -> Result<BTreeSet<Hour>, SqlError> {
     use arrow::array::AsArray;
     use arrow::datatypes::{Date32Type, Int32Type};
-    let ctx = factory.context()?;
+    // Read on this process: deltalake's scan does not travel to workers.
+    let ctx = factory.local_context()?;
     crate::register_table(&ctx, id.name(), table).await?;
     let batches = ctx
         .sql(&format!(

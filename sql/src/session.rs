@@ -110,6 +110,16 @@ impl SessionFactory {
         &self.lake
     }
 
+    /// [`SessionFactory::context`] whose plans all run in this process, also when the
+    /// factory has workers.
+    pub fn local_context(&self) -> Result<SessionContext, SqlError> {
+        SessionFactory {
+            distribution: None,
+            ..self.clone()
+        }
+        .context()
+    }
+
     /// A session with hourlake's functions and settings but no tables registered.
     pub fn context(&self) -> Result<SessionContext, SqlError> {
         let config = SessionConfig::new().with_information_schema(true);

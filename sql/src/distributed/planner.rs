@@ -20,6 +20,8 @@ use datafusion_distributed::{
     display_plan_ascii, DistributedExec, DistributedExt, DistributedLeafExec,
     SessionStateBuilderExt,
 };
+use datafusion_proto::physical_plan::AsExecutionPlan;
+use datafusion_proto::protobuf::PhysicalPlanNode;
 
 use crate::distributed::{Distribution, HourlakeCodec, WorkerPool};
 use crate::SqlError;
@@ -126,9 +128,16 @@ impl HourlakePlanner {
 }
 
 /// Whether every leaf of `plan` is a Parquet scan of lake files (or yields no or one
-/// constant row), and there is at least one scan: such plans serialize and read only
-/// what every worker can read.
+/// constant row), there is at least one scan, and the whole plan encodes: such plans
+/// read only what every worker can read, and every node of them can be sent there.
 fn only_scans_files(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+    if !leaves_are_file_scans(plan)? {
+        return Ok(false);
+    }
+    Ok(PhysicalPlanNode::try_from_physical_plan(plan.clone(), &HourlakeCodec).is_ok())
+}
+
+fn leaves_are_file_scans(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
     let mut scans = 0;
     let mut foreign = false;
     plan.apply(|node| {
