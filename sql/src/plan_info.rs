@@ -9,12 +9,17 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
 
-/// The names of the tables an (analyzed) logical plan scans, subqueries included.
+/// The names of the tables an (analyzed) logical plan scans, subqueries included: a
+/// lake table by its name, the catalog's own as `information_schema.<table>`.
 pub fn tables_read(plan: &LogicalPlan) -> BTreeSet<String> {
     let mut tables = BTreeSet::new();
     let _ = plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {
-            tables.insert(scan.table_name.table().to_string());
+            let name = &scan.table_name;
+            tables.insert(match name.schema() {
+                Some("information_schema") => format!("information_schema.{}", name.table()),
+                _ => name.table().to_string(),
+            });
         }
         Ok(TreeNodeRecursion::Continue)
     });
