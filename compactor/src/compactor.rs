@@ -199,7 +199,7 @@ impl Compactor {
                 dirty.push(*hour);
             }
             if let Some(reason) = rewrite_reason(&self.config, files, closed, is_dirty) {
-                let done = rewrite::rewrite_hour(
+                let done = rewrite::rewrite_hour_retrying(
                     id,
                     table,
                     &self.factory,

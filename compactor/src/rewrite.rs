@@ -3,14 +3,14 @@
 //! ingested copy stays). Committed as one `OPTIMIZE` commit that removes exactly the
 //! files it read, which never conflicts with ingest's appends.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::prelude::ParquetReadOptions;
-use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::Action;
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::StreamExt;
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
 use hourlake_catalog::{Hour, TableId};
@@ -52,6 +52,63 @@ pub struct HourRewrite {
 
 fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Commit attempts of one hour's rewrite (each after deltalake's own 15 quick retries).
+const REWRITE_ATTEMPTS: u32 = 4;
+/// Wait before the second attempt; doubled before each next.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// [`rewrite_hour`], again on a fresh snapshot with the hour's files re-planned, when its
+/// commit lost to concurrent writers (many ingest processes on object storage can keep
+/// an OPTIMIZE from committing within deltalake's retries): up to four attempts, waiting
+/// 0.2, 0.4 and 0.8 s between them.
+#[allow(clippy::too_many_arguments)]
+pub async fn rewrite_hour_retrying(
+    id: TableId,
+    table: &mut DeltaTable,
+    factory: &SessionFactory,
+    config: &CompactorConfig,
+    lease: &mut Lease,
+    hour: Hour,
+    files: &[DataFile],
+    reason: RewriteReason,
+) -> Result<HourRewrite, CompactorError> {
+    let mut files = files.to_vec();
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match rewrite_hour(id, table, factory, config, lease, hour, &files, reason).await {
+            Err(e) if attempt < REWRITE_ATTEMPTS && is_commit_conflict(&e) => {
+                tracing::warn!(table = id.name(), %hour, attempt, error = %e,
+                    "rewrite commit lost to concurrent writers; re-planning the hour");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                attempt += 1;
+                table.update_state().await.map_err(id.delta_error())?;
+                files = crate::plan::files_by_hour(id, table)?
+                    .remove(&hour)
+                    .unwrap_or_default();
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether `error` is a Delta commit that lost to concurrent commits (retrying on a
+/// newer snapshot may succeed), not a failure of the rewrite itself.
+pub fn is_commit_conflict(error: &CompactorError) -> bool {
+    let CompactorError::Delta(delta) = error else {
+        return false;
+    };
+    matches!(
+        delta.source.as_ref(),
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_)
+        }
+    )
 }
 
 /// Rewrites `hour`'s undersized files (`files` is every file of the hour in the
@@ -210,4 +267,35 @@ fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(1024 * 1024))
         .build()
+}
+
+#[cfg(test)]
+mod conflict_tests {
+    use super::*;
+    use deltalake::kernel::transaction::CommitConflictError;
+
+    fn delta(source: DeltaTableError) -> CompactorError {
+        CompactorError::Delta(hourlake_catalog::DeltaError::new("t", source))
+    }
+
+    #[test]
+    fn lost_commits_are_retried_and_other_failures_are_not() {
+        let lost = [
+            TransactionError::MaxCommitAttempts(15),
+            TransactionError::CommitConflict(CommitConflictError::ConcurrentDeleteRead),
+            TransactionError::VersionAlreadyExists(7),
+        ];
+        for source in lost {
+            assert!(is_commit_conflict(&delta(DeltaTableError::Transaction {
+                source
+            })));
+        }
+        assert!(!is_commit_conflict(&delta(DeltaTableError::Generic(
+            "disk full".into()
+        ))));
+        assert!(!is_commit_conflict(&CompactorError::Unexpected {
+            table: "t",
+            reason: "x".into()
+        }));
+    }
 }
