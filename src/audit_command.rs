@@ -14,6 +14,7 @@ use rdkafka::ClientConfig;
 use serde::Serialize;
 
 use crate::config::CommonArgs;
+use hourlake_catalog::Lake;
 
 /// How the account is printed.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -41,25 +42,7 @@ pub struct AuditArgs {
 pub async fn run(args: AuditArgs) -> anyhow::Result<()> {
     let file = args.common.file()?;
     let lake = args.common.lake(&file)?;
-    // The topics the lake has seen, and with brokers every partition Kafka has of them.
-    let seen = audit(&lake, &BTreeMap::new())
-        .await
-        .context("reading the lake")?;
-    let kafka = match &args.brokers {
-        Some(brokers) => {
-            let mut topics: Vec<String> = seen.iter().map(|p| p.topic.clone()).collect();
-            topics.dedup();
-            let brokers = brokers.clone();
-            tokio::task::spawn_blocking(move || kafka_ranges(&brokers, &topics))
-                .await
-                .context("Kafka thread")??
-        }
-        None => BTreeMap::new(),
-    };
-    let account = accounts(
-        audit(&lake, &kafka).await.context("auditing the lake")?,
-        &kafka,
-    );
+    let account = account(&lake, args.brokers.as_deref()).await?;
     match args.format {
         AuditFormat::Json => println!("{}", serde_json::to_string_pretty(&account)?),
         AuditFormat::Table => print!("{}", table(&account)),
@@ -95,8 +78,30 @@ impl PartitionAccount {
     }
 }
 
+/// Every partition's account: the partitions the lake has seen and, with `brokers`,
+/// every partition Kafka has of those topics, each with its lag.
+pub(crate) async fn account(
+    lake: &Lake,
+    brokers: Option<&str>,
+) -> anyhow::Result<Vec<PartitionAccount>> {
+    let seen = audit(lake, &BTreeMap::new())
+        .await
+        .context("reading the lake's offsets")?;
+    let Some(brokers) = brokers else {
+        return Ok(accounts(seen, &BTreeMap::new()));
+    };
+    let mut topics: Vec<String> = seen.iter().map(|p| p.topic.clone()).collect();
+    topics.dedup();
+    let brokers = brokers.to_string();
+    let kafka = tokio::task::spawn_blocking(move || kafka_ranges(&brokers, &topics))
+        .await
+        .context("Kafka thread")??;
+    let audits = audit(lake, &kafka).await.context("auditing the lake")?;
+    Ok(accounts(audits, &kafka))
+}
+
 /// Each partition's account, its lag from `kafka`.
-pub(crate) fn accounts(
+fn accounts(
     audits: Vec<PartitionAudit>,
     kafka: &BTreeMap<TopicPartition, KafkaRange>,
 ) -> Vec<PartitionAccount> {
@@ -116,7 +121,7 @@ pub(crate) fn accounts(
 }
 
 /// The log start and high watermark of every partition of `topics`.
-pub(crate) fn kafka_ranges(
+fn kafka_ranges(
     brokers: &str,
     topics: &[String],
 ) -> anyhow::Result<BTreeMap<TopicPartition, KafkaRange>> {

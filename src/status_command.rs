@@ -1,15 +1,12 @@
 //! `hourlake status`: the lake at a glance — tables, compactor leases, rollup coverage,
 //! and with `--brokers` each partition's lag and the offset account.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use clap::Args;
-use hourlake_compactor::audit::{audit, KafkaRange, TopicPartition};
 use hourlake_compactor::status::{age_text, lease_summary, status, LakeStatus};
 use serde::Serialize;
 
-use crate::audit_command::{accounts, kafka_ranges, AuditFormat, PartitionAccount};
+use crate::audit_command::{account, AuditFormat, PartitionAccount};
 use crate::config::{CommonArgs, CompactArgs};
 
 /// Options of `hourlake status`.
@@ -57,26 +54,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     let lake_status = status(&lake, &config, args.hours)
         .await
         .context("reading the lake")?;
-    let seen = audit(&lake, &BTreeMap::new())
-        .await
-        .context("reading the lake's offsets")?;
-    let kafka: BTreeMap<TopicPartition, KafkaRange> = match &args.brokers {
-        Some(brokers) => {
-            let mut topics: Vec<String> = seen.iter().map(|p| p.topic.clone()).collect();
-            topics.dedup();
-            let brokers = brokers.clone();
-            tokio::task::spawn_blocking(move || kafka_ranges(&brokers, &topics))
-                .await
-                .context("Kafka thread")??
-        }
-        None => BTreeMap::new(),
-    };
-    let account = if kafka.is_empty() {
-        seen
-    } else {
-        audit(&lake, &kafka).await.context("auditing the lake")?
-    };
-    let partitions = accounts(account, &kafka);
+    let partitions = account(&lake, args.brokers.as_deref()).await?;
     let exact = partitions.iter().all(PartitionAccount::is_exact);
     let status = Status {
         lake: lake_status,
