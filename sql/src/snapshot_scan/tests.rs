@@ -457,8 +457,10 @@ async fn plans_round_trip_through_datafusion_proto() {
                  FROM engagement_events WHERE event_time >= TIMESTAMP '{from}' \
                  AND event_time < TIMESTAMP '{to}' AND device_type <> 'web' GROUP BY 1"
         ),
+        // Ordered: which rows an unordered LIMIT keeps depends on which scan
+        // partition answers first.
         "SELECT event_id, user_id, event_date, event_hour FROM engagement_events \
-         WHERE event_hour = 3 LIMIT 4"
+         WHERE event_hour = 3 ORDER BY event_id LIMIT 4"
             .to_string(),
         // (Not the sketch's bytes: a union's bytes depend on the order partial sketches
         // merge in, which differs from run to run; its estimate does not.)
