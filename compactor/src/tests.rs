@@ -108,9 +108,13 @@ async fn active_files(lake: &Lake, hour: Hour) -> usize {
 /// Two closed hours, filled by 12 small appends; 10 % of events resent in a later
 /// append and 2 % twice in the same append.
 async fn fill_with_duplicates(lake: &Lake) -> (Vec<Hour>, u64) {
+    // two closed hours of one day (yesterday 10:00 and 12:00), so that daily views see
+    // one day whatever the time of the run
+    const HOUR: i64 = 3_600_000_000;
     let now = chrono::Utc::now().timestamp_micros();
-    let h1 = Hour::of_micros(now - 5 * 3_600_000_000);
-    let h2 = Hour::of_micros(now - 3 * 3_600_000_000);
+    let yesterday = (now / (24 * HOUR) - 1) * 24 * HOUR;
+    let h1 = Hour::of_micros(yesterday + 10 * HOUR);
+    let h2 = Hour::of_micros(yesterday + 12 * HOUR);
     let mut offset = 0i64;
     let mut duplicates = 0u64;
     let mut resend = Vec::new();
