@@ -20,6 +20,7 @@
 //! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`.
 //! - `commit`: one table's atomic commit with its `txn` offsets and fence check;
 //!   `offsets`: which offsets each table holds, and where a partition starts.
+//! - `contract`: [`check`] — the same checks without building rows, for the collector.
 //! - `message` (Kafka metadata), `clock` (one clock read per message), [`IngestMetrics`].
 //! - [`OfflineIngest`]: the same window and flusher over messages held in memory (benches).
 //!
@@ -37,6 +38,7 @@ mod chunk;
 mod clock;
 mod commit;
 mod config;
+mod contract;
 mod dead_letter;
 mod decode;
 mod decoded;
@@ -54,10 +56,11 @@ mod window;
 pub use config::{
     FlushPolicy, IngestConfig, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_PROGRESS_INTERVAL,
 };
+pub use contract::{check, CheckedEvent};
 pub use decode::Validation;
 pub use error::IngestError;
 pub use metrics::IngestMetrics;
 pub use offline::{DecodedWindow, OfflineIngest};
 pub use offsets::TopicPartition;
 pub use pipeline::Ingestor;
-pub use rejection::ReasonCode;
+pub use rejection::{ReasonCode, Rejection};

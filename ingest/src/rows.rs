@@ -151,16 +151,28 @@ fn non_negative(field: &str, v: Option<f64>) -> Result<(), Rejection> {
     }
 }
 
-impl EngagementRows {
-    /// Validates the engagement-specific fields and appends the row.
-    pub fn append(
-        &mut self,
-        f: &RawFields<'_>,
-        h: &Header<'_>,
-        meta: &MessageMeta<'_>,
-    ) -> Result<(), Rejection> {
+/// An engagement event's own fields, validated.
+pub struct EngagementFields<'a> {
+    session_id: Option<Cow<'a, str>>,
+    device: Option<Device<'a>>,
+    country: Option<Cow<'a, str>>,
+    screen: Option<Cow<'a, str>>,
+    item_id: Option<Cow<'a, str>>,
+    query: Option<Cow<'a, str>>,
+    session_length_ms: Option<i64>,
+    amount: Option<f64>,
+    currency: Option<Cow<'a, str>>,
+    notification_id: Option<Cow<'a, str>>,
+    properties: Option<Cow<'a, str>>,
+}
+
+impl<'a> EngagementFields<'a> {
+    /// Validates the engagement-specific fields of an event.
+    pub fn parse(f: &RawFields<'a>) -> Result<EngagementFields<'a>, Rejection> {
+        // Checked in wire-field order, so an event with several faults always gets the
+        // same reason.
         let session_id = opt_str(f, Field::SessionId)?;
-        let device: Option<Device<'_>> = opt(f, Field::Device)?;
+        let device = opt(f, Field::Device)?;
         let country = opt_str(f, Field::Country)?;
         let screen = opt_str(f, Field::Screen)?;
         let item_id = opt_str(f, Field::ItemId)?;
@@ -169,28 +181,49 @@ impl EngagementRows {
         non_negative("session_length_ms", session_length_ms.map(|v| v as f64))?;
         let amount: Option<f64> = opt_number(f, Field::Amount)?;
         non_negative("amount", amount)?;
-        let currency = opt_str(f, Field::Currency)?;
-        let notification_id = opt_str(f, Field::NotificationId)?;
-        let properties = properties_text(f, ENGAGEMENT_FIELDS)?;
+        Ok(EngagementFields {
+            session_id,
+            device,
+            country,
+            screen,
+            item_id,
+            query,
+            session_length_ms,
+            amount,
+            currency: opt_str(f, Field::Currency)?,
+            notification_id: opt_str(f, Field::NotificationId)?,
+            properties: properties_text(f, ENGAGEMENT_FIELDS)?,
+        })
+    }
+}
 
+impl EngagementRows {
+    /// Validates the engagement-specific fields and appends the row.
+    pub fn append(
+        &mut self,
+        f: &RawFields<'_>,
+        h: &Header<'_>,
+        meta: &MessageMeta<'_>,
+    ) -> Result<(), Rejection> {
+        let e = EngagementFields::parse(f)?;
         self.common.append_head(h);
-        self.session_id.append_option(session_id);
-        let (kind, os, version) = match device {
+        self.session_id.append_option(e.session_id);
+        let (kind, os, version) = match e.device {
             Some(d) => (d.kind, d.os, d.app_version),
             None => (None, None, None),
         };
         self.device_type.append_option(kind);
         self.device_os.append_option(os);
         self.app_version.append_option(version);
-        self.country.append_option(country);
-        self.screen.append_option(screen);
-        self.item_id.append_option(item_id);
-        self.query.append_option(query);
-        self.session_length_ms.append_option(session_length_ms);
-        self.amount.append_option(amount);
-        self.currency.append_option(currency);
-        self.notification_id.append_option(notification_id);
-        self.common.append_tail(h, properties.as_deref(), meta);
+        self.country.append_option(e.country);
+        self.screen.append_option(e.screen);
+        self.item_id.append_option(e.item_id);
+        self.query.append_option(e.query);
+        self.session_length_ms.append_option(e.session_length_ms);
+        self.amount.append_option(e.amount);
+        self.currency.append_option(e.currency);
+        self.notification_id.append_option(e.notification_id);
+        self.common.append_tail(h, e.properties.as_deref(), meta);
         Ok(())
     }
 
@@ -275,6 +308,32 @@ impl Default for RecommendationRows {
     }
 }
 
+/// A recommendation event's own fields, validated.
+pub struct RecommendationFields<'a> {
+    request_id: Option<Cow<'a, str>>,
+    model_version: Option<Cow<'a, str>>,
+    surface: Option<Cow<'a, str>>,
+    items: Option<Vec<RecItem<'a>>>,
+    item_id: Option<Cow<'a, str>>,
+    rank: Option<i32>,
+    properties: Option<Cow<'a, str>>,
+}
+
+impl<'a> RecommendationFields<'a> {
+    /// Validates the recommendation-specific fields of an event.
+    pub fn parse(f: &RawFields<'a>) -> Result<RecommendationFields<'a>, Rejection> {
+        Ok(RecommendationFields {
+            request_id: opt_str(f, Field::RequestId)?,
+            model_version: opt_str(f, Field::ModelVersion)?,
+            surface: opt_str(f, Field::Surface)?,
+            items: opt(f, Field::Items)?,
+            item_id: opt_str(f, Field::ItemId)?,
+            rank: opt_number(f, Field::Rank)?,
+            properties: properties_text(f, RECOMMENDATION_FIELDS)?,
+        })
+    }
+}
+
 impl RecommendationRows {
     /// Validates the recommendation-specific fields and appends the row.
     pub fn append(
@@ -283,19 +342,12 @@ impl RecommendationRows {
         h: &Header<'_>,
         meta: &MessageMeta<'_>,
     ) -> Result<(), Rejection> {
-        let request_id = opt_str(f, Field::RequestId)?;
-        let model_version = opt_str(f, Field::ModelVersion)?;
-        let surface = opt_str(f, Field::Surface)?;
-        let items: Option<Vec<RecItem<'_>>> = opt(f, Field::Items)?;
-        let item_id = opt_str(f, Field::ItemId)?;
-        let rank: Option<i32> = opt_number(f, Field::Rank)?;
-        let properties = properties_text(f, RECOMMENDATION_FIELDS)?;
-
+        let r = RecommendationFields::parse(f)?;
         self.common.append_head(h);
-        self.request_id.append_option(request_id);
-        self.model_version.append_option(model_version);
-        self.surface.append_option(surface);
-        match items {
+        self.request_id.append_option(r.request_id);
+        self.model_version.append_option(r.model_version);
+        self.surface.append_option(r.surface);
+        match r.items {
             Some(items) => {
                 let entries = self.items.values();
                 for item in &items {
@@ -305,9 +357,9 @@ impl RecommendationRows {
             }
             None => self.items.append(false),
         }
-        self.item_id.append_option(item_id);
-        self.rank.append_option(rank);
-        self.common.append_tail(h, properties.as_deref(), meta);
+        self.item_id.append_option(r.item_id);
+        self.rank.append_option(r.rank);
+        self.common.append_tail(h, r.properties.as_deref(), meta);
         Ok(())
     }
 

@@ -9,10 +9,8 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
     /// An empty token (a stray comma in a token list) would let in clients without one.
-    #[error(
-        "an accepted token is empty (a stray comma in the token list?); tokens must not be blank"
-    )]
-    EmptyToken,
+    #[error(transparent)]
+    EmptyToken(#[from] hourlake_net::EmptyToken),
     /// A limit that must be positive is zero.
     #[error("`{0}` must be greater than zero")]
     Zero(&'static str),
@@ -70,7 +68,7 @@ impl ServerConfig {
     /// Refuses settings that would open the server or make it refuse everything.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.tokens.iter().any(|t| t.trim().is_empty()) {
-            return Err(ConfigError::EmptyToken);
+            return Err(hourlake_net::EmptyToken.into());
         }
         for (name, value) in [
             ("max_concurrent_queries", self.max_concurrent_queries),

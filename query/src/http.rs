@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use crate::auth::Tokens;
 use crate::cache::{CachedResult, ResultCache};
 use crate::error::ApiError;
 use crate::executor::{Parameters, QueryExecutor, ResultStream};
@@ -30,6 +29,7 @@ use crate::lookup::RecommendationIndex;
 use crate::metrics::QueryMetrics;
 use crate::query_string::QueryString;
 use crate::{ConfigError, ServerConfig};
+use hourlake_net::Tokens;
 
 /// A SQL request as the API receives it.
 #[derive(Debug, Clone)]
@@ -152,7 +152,7 @@ impl QueryServer {
             state: self.state.clone(),
         };
         let router = self.router();
-        crate::connections::serve(
+        hourlake_net::serve(
             listener,
             router,
             self.state.config.client_timeout,

@@ -39,10 +39,8 @@
 //! # Ok(()) }
 //! ```
 
-mod auth;
 mod cache;
 mod config;
-mod connections;
 mod dashboard;
 mod error;
 mod executor;

@@ -13,14 +13,14 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::Status;
 
-use crate::auth::Tokens;
+use hourlake_net::Tokens;
 
 /// The gRPC path suffix of the one call that may come without a bearer token.
 const HANDSHAKE: &str = "/Handshake";
 
 /// The user name and password of an `authorization: Basic ...` header value.
 pub fn basic_credentials(authorization: &str) -> Option<(String, String)> {
-    let encoded = crate::auth::credentials(authorization, "Basic")?;
+    let encoded = hourlake_net::credentials(authorization, "Basic")?;
     // Padded or not: Go's Flight client (ADBC) sends unpadded base64.
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,

@@ -34,7 +34,6 @@ use prometheus_client::registry::Registry;
 use prost::bytes::Bytes;
 use tonic::{Response, Status};
 
-use crate::auth::Tokens;
 use crate::error::ApiError;
 use crate::executor::{CancelHandle, Parameters, PlannedQuery, QueryExecutor};
 use crate::lookup::RecommendationIndex;
@@ -42,6 +41,7 @@ use crate::metrics::FlightMetrics;
 use crate::{ConfigError, ServerConfig};
 use auth::BearerCheck;
 use commands::CheckedCommands;
+use hourlake_net::Tokens;
 use metadata::{plain_batch, plain_schema};
 use prepared::{Prepared, PreparedStatements};
 

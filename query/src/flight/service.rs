@@ -41,7 +41,7 @@ use super::{
     lock, to_status, DoGetStream, FlightSqlServer, CANCEL_RESULT_CANCELLED,
     CANCEL_RESULT_NOT_CANCELLABLE, CLOSE_SESSION,
 };
-use crate::auth::credentials;
+use hourlake_net::credentials;
 
 #[tonic::async_trait]
 impl FlightSqlService for FlightSqlServer {

@@ -2,7 +2,11 @@
 
 use subtle::ConstantTimeEq;
 
-use crate::ConfigError;
+/// A blank accepted token: a stray comma in a token list would let in clients that send
+/// no token at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an accepted token is empty (a stray comma in the token list?); tokens must not be blank")]
+pub struct EmptyToken;
 
 /// The accepted tokens; none configured means every request is let in.
 #[derive(Debug, Clone, Default)]
@@ -18,9 +22,9 @@ pub fn credentials<'a>(authorization: &'a str, scheme: &str) -> Option<&'a str> 
 impl Tokens {
     /// Accepts these tokens. An empty (or blank) token is refused: a stray comma in a
     /// token list must not let in a client that sends no token at all.
-    pub fn new(tokens: &[String]) -> Result<Tokens, ConfigError> {
+    pub fn new(tokens: &[String]) -> Result<Tokens, EmptyToken> {
         if tokens.iter().any(|t| t.trim().is_empty()) {
-            return Err(ConfigError::EmptyToken);
+            return Err(EmptyToken);
         }
         Ok(Tokens(
             tokens
@@ -91,7 +95,7 @@ mod tests {
             vec!["secret".to_string(), String::new()],
             vec![" ".to_string()],
         ] {
-            assert!(matches!(Tokens::new(&tokens), Err(ConfigError::EmptyToken)));
+            assert!(matches!(Tokens::new(&tokens), Err(EmptyToken)));
         }
     }
 }
