@@ -42,6 +42,8 @@ pub const DEFAULT_LAKE: &str = "./lake";
 pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
 /// The consumer group (and txn app-id prefix) when none is named.
 pub const DEFAULT_GROUP: &str = "hourlake";
+/// The collector's HTTP address when none is named.
+pub const DEFAULT_COLLECT_ADDR: &str = "127.0.0.1:8081";
 /// The query server's HTTP address when none is named.
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 /// Memory all queries together may hold, when not configured.
@@ -65,6 +67,29 @@ pub struct FileConfig {
     pub server: ServerSection,
     #[serde(default)]
     pub worker: WorkerSection,
+    #[serde(default)]
+    pub collector: CollectorSection,
+}
+
+/// `[collector]`: the event collector (`hourlake collect`, and in `hourlake up`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// Serve `POST /v1/events` on this address.
+    pub http: Option<String>,
+    /// Accepted bearer tokens; none means no authentication.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    pub engagement_topic: Option<String>,
+    pub recommendation_topic: Option<String>,
+    pub max_body_kb: Option<usize>,
+    pub max_batch_events: Option<usize>,
+    pub produce_timeout_ms: Option<u64>,
+    pub max_queued_events: Option<usize>,
+    pub client_timeout_ms: Option<u64>,
+    /// Extra librdkafka producer settings.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
 }
 
 /// `[worker]`: a query worker (`hourlake worker`).
@@ -270,33 +295,7 @@ impl IngestArgs {
                 .map(Duration::from_millis)
                 .unwrap_or(flush.max_latency),
         };
-        let v = Validation::default();
-        // A window in seconds or days, as microseconds: negative or overflowing values are
-        // configuration errors, not a silent wrap.
-        let micros = |name: &str, value: Option<i64>, unit: i64, default: i64| match value {
-            None => Ok(default),
-            Some(n) if n < 0 => Err(anyhow::anyhow!(
-                "[ingest] {name} must not be negative (got {n})"
-            )),
-            Some(n) => n
-                .checked_mul(unit)
-                .with_context(|| format!("[ingest] {name} = {n} is too large")),
-        };
-        cfg.validation = Validation {
-            max_message_bytes: i.max_message_bytes.unwrap_or(v.max_message_bytes),
-            max_future_micros: micros(
-                "max_future_secs",
-                i.max_future_secs,
-                1_000_000,
-                v.max_future_micros,
-            )?,
-            retention_micros: micros(
-                "retention_days",
-                i.retention_days,
-                86_400_000_000,
-                v.retention_micros,
-            )?,
-        };
+        cfg.validation = validation(file)?;
         if let Some(n) = self.checkpoint_interval.or(i.checkpoint_interval) {
             cfg.checkpoint_interval = n;
         }
@@ -310,6 +309,38 @@ impl IngestArgs {
         }
         Ok(cfg)
     }
+}
+
+/// The event contract's limits (`[ingest]`), shared by ingest and the collector.
+pub fn validation(file: &FileConfig) -> anyhow::Result<Validation> {
+    let i = &file.ingest;
+    let v = Validation::default();
+    // A window in seconds or days, as microseconds: negative or overflowing values are
+    // configuration errors, not a silent wrap.
+    let micros = |name: &str, value: Option<i64>, unit: i64, default: i64| match value {
+        None => Ok(default),
+        Some(n) if n < 0 => Err(anyhow::anyhow!(
+            "[ingest] {name} must not be negative (got {n})"
+        )),
+        Some(n) => n
+            .checked_mul(unit)
+            .with_context(|| format!("[ingest] {name} = {n} is too large")),
+    };
+    Ok(Validation {
+        max_message_bytes: i.max_message_bytes.unwrap_or(v.max_message_bytes),
+        max_future_micros: micros(
+            "max_future_secs",
+            i.max_future_secs,
+            1_000_000,
+            v.max_future_micros,
+        )?,
+        retention_micros: micros(
+            "retention_days",
+            i.retention_days,
+            86_400_000_000,
+            v.retention_micros,
+        )?,
+    })
 }
 
 /// Flags of the compactor (`hourlake compact` and `hourlake up`).
@@ -580,6 +611,104 @@ impl WorkerArgs {
         let bytes = scaled_size("[worker] memory_limit_mb", mb, 1024 * 1024)?;
         anyhow::ensure!(bytes > 0, "[worker] memory_limit_mb must be 1 or more");
         Ok(bytes)
+    }
+}
+
+/// Flags of the event collector (`hourlake collect` and `hourlake up`).
+#[derive(Debug, Clone, Args)]
+pub struct CollectArgs {
+    /// Serve `POST /v1/events` on this address (port 0: any free port, logged).
+    /// [default: 127.0.0.1:8081]
+    #[arg(long, env = "HOURLAKE_COLLECT_HTTP")]
+    pub collect_http: Option<String>,
+    /// Bearer tokens the collector accepts, comma-separated; none means no authentication.
+    #[arg(
+        long = "collect-token",
+        env = "HOURLAKE_COLLECT_TOKENS",
+        value_delimiter = ','
+    )]
+    pub collect_tokens: Vec<String>,
+    /// Topic engagement events are produced to. [default: app-events; in `up`, the
+    /// first of --topics when two are given]
+    #[arg(long, env = "HOURLAKE_COLLECT_ENGAGEMENT_TOPIC")]
+    pub engagement_topic: Option<String>,
+    /// Topic recommendation events are produced to. [default: rec-events; in `up`, the
+    /// second of --topics when two are given]
+    #[arg(long, env = "HOURLAKE_COLLECT_RECOMMENDATION_TOPIC")]
+    pub recommendation_topic: Option<String>,
+    /// Largest request body in KiB, before and after gzip. [default: 8192]
+    #[arg(long, env = "HOURLAKE_COLLECT_MAX_BODY_KB")]
+    pub collect_max_body_kb: Option<usize>,
+    /// Milliseconds Kafka may take to acknowledge a batch before the answer is 503.
+    /// [default: 10000]
+    #[arg(long, env = "HOURLAKE_COLLECT_PRODUCE_TIMEOUT_MS")]
+    pub produce_timeout_ms: Option<u64>,
+    /// Events waiting for Kafka at most; a batch that does not fit gets 429. [default: 200000]
+    #[arg(long, env = "HOURLAKE_COLLECT_MAX_QUEUED_EVENTS")]
+    pub max_queued_events: Option<usize>,
+}
+
+impl CollectArgs {
+    /// Merges flags/env over `[collector]` over defaults; `topics` are the ones `up`
+    /// ingests (their first two become the collector's when exactly two are given).
+    pub fn resolve(
+        &self,
+        file: &FileConfig,
+        brokers: String,
+        topics: Option<&[String]>,
+    ) -> anyhow::Result<hourlake_collect::CollectorConfig> {
+        let c = &file.collector;
+        let mut cfg = hourlake_collect::CollectorConfig::new(brokers);
+        if let Some([engagement, recommendation]) = topics {
+            cfg.engagement_topic = engagement.clone();
+            cfg.recommendation_topic = recommendation.clone();
+        }
+        if let Some(t) = self
+            .engagement_topic
+            .clone()
+            .or_else(|| c.engagement_topic.clone())
+        {
+            cfg.engagement_topic = t;
+        }
+        if let Some(t) = self
+            .recommendation_topic
+            .clone()
+            .or_else(|| c.recommendation_topic.clone())
+        {
+            cfg.recommendation_topic = t;
+        }
+        cfg.tokens = if self.collect_tokens.is_empty() {
+            c.tokens.clone()
+        } else {
+            self.collect_tokens.clone()
+        };
+        if let Some(kb) = self.collect_max_body_kb.or(c.max_body_kb) {
+            cfg.max_body_bytes = scaled_size("[collector] max_body_kb", kb, 1024)?;
+        }
+        if let Some(n) = c.max_batch_events {
+            cfg.max_batch_events = n;
+        }
+        if let Some(ms) = self.produce_timeout_ms.or(c.produce_timeout_ms) {
+            cfg.produce_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.max_queued_events.or(c.max_queued_events) {
+            cfg.max_queued_events = n;
+        }
+        if let Some(ms) = c.client_timeout_ms {
+            cfg.client_timeout = Duration::from_millis(ms);
+        }
+        cfg.validation = validation(file)?;
+        cfg.producer_overrides = c.producer.clone();
+        cfg.validate().context("[collector] settings")?;
+        Ok(cfg)
+    }
+
+    /// The address to serve on.
+    pub fn http_addr(&self, file: &FileConfig) -> String {
+        self.collect_http
+            .clone()
+            .or_else(|| file.collector.http.clone())
+            .unwrap_or_else(|| DEFAULT_COLLECT_ADDR.into())
     }
 }
 

@@ -4,6 +4,7 @@
 //! run one part each. Configuration: see `config.rs` and the README.
 
 mod audit_command;
+mod collect_command;
 mod config;
 mod metrics_server;
 mod produce;
@@ -18,7 +19,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hourlake_ingest::Ingestor;
 
-use config::{CommonArgs, CompactArgs, FileConfig, IngestArgs, ServeArgs};
+use config::{CollectArgs, CommonArgs, CompactArgs, FileConfig, IngestArgs, ServeArgs};
 use hourlake_compactor::Compactor;
 use shutdown::Shutdown;
 
@@ -37,7 +38,8 @@ struct Cli {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole lakehouse: ingest, the compactor and the SQL server over HTTP.
+    /// Run the whole lakehouse: the event collector, ingest, the compactor and the SQL
+    /// server over HTTP.
     Up {
         #[command(flatten)]
         common: CommonArgs,
@@ -47,6 +49,8 @@ enum Command {
         compact: CompactArgs,
         #[command(flatten)]
         serve: ServeArgs,
+        #[command(flatten)]
+        collect: CollectArgs,
     },
     /// Ingest Kafka topics into the lake's Delta tables, exactly once.
     Ingest {
@@ -84,6 +88,9 @@ enum Command {
     /// checkpoint ages, compactor leases), rollup coverage, and with --brokers each
     /// partition's lag and the offset account.
     Status(status_command::StatusArgs),
+    /// Collect events over HTTP (`POST /v1/events`) into Kafka, answering only once
+    /// Kafka holds every accepted event.
+    Collect(collect_command::CollectCommandArgs),
     /// Run tasks of distributed query plans for `hourlake serve --workers`.
     Worker(worker_command::WorkerCommandArgs),
     /// Check that every Kafka offset is in exactly one place (a row, a dead letter or a
@@ -120,10 +127,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ingest,
             compact,
             serve,
+            collect,
         } => {
             let file = common.file()?;
             let lake = common.lake(&file)?;
             let config = ingest.resolve(&file)?;
+            let collector_config =
+                collect.resolve(&file, config.brokers.clone(), Some(&config.topics))?;
             let compactor = Compactor::new(lake.clone(), compact.resolve(&file)?, compact.holder());
             eprintln!(
                 "hourlake up: ingesting {:?} from {} into {}\n  query it with: hourlake sql --lake {} -c \"SELECT event_type, count(*) FROM engagement_events GROUP BY 1\"",
@@ -140,10 +150,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 compactor.metrics().register(&mut registry);
                 metrics_server::serve(addr, registry).await?;
             }
-            // The query server's /metrics shows ingest and compactor metrics too.
+            collect_command::create_topics(&collector_config, 4).await;
+            let (collecting, collector) =
+                collect_command::start(&collector_config, &collect.http_addr(&file), &shutdown)
+                    .await?;
+            // The query server's /metrics shows ingest, compactor and collector metrics too.
             let mut registry = prometheus_client::registry::Registry::default();
             ingestor.metrics().register(&mut registry);
             compactor.metrics().register(&mut registry);
+            collector.metrics().register(&mut registry);
             let server = start_server(&serve, &file, lake, registry, &shutdown).await?;
             // The compactor stops with the process, or when ingest ends (e.g. on an error).
             let (ingest_ended, ingest_end) = tokio::sync::oneshot::channel::<()>();
@@ -164,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let (compacted, ingested) = tokio::join!(compacting, ingesting);
             server.abort();
+            collecting.abort();
             ingested.context("ingest")?;
             compacted.context("compactor")
         }
@@ -216,6 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => sql_command::run(args).await,
         Command::Audit(args) => audit_command::run(args).await,
         Command::Worker(args) => worker_command::run(args).await,
+        Command::Collect(args) => collect_command::run(args).await,
         Command::Status(args) => status_command::run(args).await,
         Command::Produce(args) => {
             let report = produce::run(args).await?;

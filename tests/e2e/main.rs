@@ -4,6 +4,7 @@
 //! is the `hourlake-testkit` crate.
 
 mod cluster;
+mod collect;
 mod compaction;
 mod dashboard;
 mod distributed;

@@ -182,6 +182,8 @@ async fn prometheus_scrapes_every_process_and_fires_an_alert_when_ingest_stops()
             &lake_arg,
             "--http",
             "127.0.0.1:0",
+            "--collect-http",
+            "127.0.0.1:0",
             "--closed-after-secs",
             "0",
             "--compact-interval-secs",
@@ -189,6 +191,7 @@ async fn prometheus_scrapes_every_process_and_fires_an_alert_when_ingest_stops()
         ],
     );
     let up_addr = served_addr(&up);
+    let collect_addr = up.logged_addr("collecting events on http://");
     s.produce(&hourlake())
         .with("count", 5000)
         .with("seed", 17)
@@ -244,6 +247,24 @@ async fn prometheus_scrapes_every_process_and_fires_an_alert_when_ingest_stops()
         .send()
         .await
         .expect("lookup");
+    // `up` runs the collector too: a batch through it, so its metrics have samples.
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let events: Vec<serde_json::Value> = (0..3)
+        .map(|i| {
+            serde_json::json!({"event_id": format!("via-up-{i}"), "event_type": "click",
+                "event_time": now_ms, "user_id": "u1"})
+        })
+        .collect();
+    let answer: serde_json::Value = client
+        .post(format!("http://{collect_addr}/v1/events"))
+        .json(&events)
+        .send()
+        .await
+        .expect("collect")
+        .json()
+        .await
+        .expect("collector answer");
+    assert_eq!(answer["accepted"], 3, "{answer}");
     promtool_accepts(&[
         format!("http://{up_addr}"),
         format!("http://{}", ingest.metrics_addr()),
