@@ -14,6 +14,10 @@ use crate::report::{PassReport, TableReport};
 use crate::rollup::RollupPass;
 use crate::{maintenance, rewrite, CompactorConfig, CompactorError, CompactorMetrics, Lease};
 
+/// How long ago an offset must have been ingested to be audited: every table's commit
+/// of a flush has landed by then (see [`crate::audit::audit_settled`]).
+pub const AUDIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Rewrites small files, removes duplicates, keeps the hourly rollups current and
 /// tidies storage. Several may run against one lake: a lease per table lets only one
 /// act on a table at a time.
@@ -80,8 +84,50 @@ impl Compactor {
                 }
             }
         }
+        if maintain {
+            self.audit().await;
+        }
         self.metrics.passes.inc();
         Ok(report)
+    }
+
+    /// Checks that every Kafka offset ingested more than [`AUDIT_SETTLE`] ago is in
+    /// exactly one place, and publishes the missing and doubled counts per partition.
+    async fn audit(&self) {
+        let cutoff = chrono::Utc::now().timestamp_micros()
+            - i64::try_from(AUDIT_SETTLE.as_micros()).unwrap_or(i64::MAX);
+        match crate::audit::audit_settled(&self.lake, cutoff).await {
+            Ok(partitions) => {
+                for p in &partitions {
+                    let label = vec![
+                        ("topic", p.topic.clone()),
+                        ("partition", p.partition.to_string()),
+                    ];
+                    self.metrics
+                        .audit_missing
+                        .get_or_create(&label)
+                        .set(p.missing);
+                    self.metrics
+                        .audit_doubled
+                        .get_or_create(&label)
+                        .set(p.doubled);
+                    if !p.is_exact() {
+                        tracing::error!(
+                            topic = %p.topic,
+                            partition = p.partition,
+                            missing = p.missing,
+                            doubled = p.doubled,
+                            "offset audit: not every offset is in exactly one place (run `hourlake audit`)"
+                        );
+                    }
+                }
+                self.metrics.audits.inc();
+            }
+            Err(e) => {
+                self.metrics.audit_errors.inc();
+                tracing::warn!(error = %e, "offset audit failed; retried at the next maintenance pass");
+            }
+        }
     }
 
     /// Passes every `interval` until `shutdown` resolves, then releases the leases.

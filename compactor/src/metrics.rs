@@ -1,6 +1,8 @@
 //! Compactor counters in Prometheus form.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -31,7 +33,20 @@ pub struct CompactorMetrics {
     pub commit_to_compacted: Histogram,
     /// Seconds from an hour's end to the commit of its (re)computed rollup rows.
     pub hour_end_to_rollup: Histogram,
+    /// Per Kafka partition, at the last audit: offsets found nowhere in the lake
+    /// (neither a row, a dead letter nor a removed duplicate). Must be 0.
+    pub audit_missing: Family<PartitionLabel, Gauge>,
+    /// Per Kafka partition, at the last audit: offsets found in more than one row.
+    /// Must be 0.
+    pub audit_doubled: Family<PartitionLabel, Gauge>,
+    /// Audits completed (every maintenance pass).
+    pub audits: Counter,
+    /// Audits that failed.
+    pub audit_errors: Counter,
 }
+
+/// `topic` and `partition` of one Kafka partition (bounded: the topics' partitions).
+pub type PartitionLabel = Vec<(&'static str, String)>;
 
 impl Default for CompactorMetrics {
     fn default() -> Self {
@@ -49,6 +64,10 @@ impl Default for CompactorMetrics {
             // 1 s … ~9 days.
             commit_to_compacted: Histogram::new(exponential_buckets(1.0, 2.0, 20)),
             hour_end_to_rollup: Histogram::new(exponential_buckets(1.0, 2.0, 20)),
+            audit_missing: Family::default(),
+            audit_doubled: Family::default(),
+            audits: Counter::default(),
+            audit_errors: Counter::default(),
         }
     }
 }
@@ -103,6 +122,22 @@ impl CompactorMetrics {
             "files_vacuumed",
             "Data files deleted by vacuum",
             self.files_vacuumed.clone(),
+        );
+        sub.register(
+            "audit_missing_offsets",
+            "Per partition at the last audit: Kafka offsets in no table, dead letter or removed-duplicate record (must be 0)",
+            self.audit_missing.clone(),
+        );
+        sub.register(
+            "audit_doubled_offsets",
+            "Per partition at the last audit: Kafka offsets in more than one row (must be 0)",
+            self.audit_doubled.clone(),
+        );
+        sub.register("audits", "Offset audits completed", self.audits.clone());
+        sub.register(
+            "audit_errors",
+            "Offset audits that failed",
+            self.audit_errors.clone(),
         );
         sub.register(
             "lease_busy",
