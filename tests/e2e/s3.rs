@@ -203,3 +203,92 @@ async fn two_servers_over_one_s3_lake_answer_alike_with_the_same_etag() {
     }
     assert_eq!(answers[0], answers[1], "the two servers disagree");
 }
+
+/// The object store goes away under a running ingest: commits fail (the client is told
+/// to give up after one retry within 2 s), ingest drops the window and reads it again
+/// from Kafka once the store is back. Nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_rereads_what_it_could_not_commit_while_the_store_was_down() {
+    let broker = kafka::shared();
+    let server = s3::dedicated("outage");
+    let location = server.new_location("lake");
+    let lake = server.lake(&location);
+    let s = Setup::new(&broker.bootstrap, 2).await;
+    let topics = s.topics().join(",");
+    let ingest = hourlake().daemon_with_env(
+        "ingest-outage",
+        &s.lake_path(),
+        &[
+            "ingest",
+            "--brokers",
+            &s.bootstrap,
+            "--topics",
+            &topics,
+            "--group",
+            &s.group,
+            "--lake",
+            &location,
+            "--max-latency-ms",
+            "300",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--storage-option",
+            "max_retries=1",
+            "--storage-option",
+            "retry_timeout=2s",
+        ],
+        server.env(),
+    );
+    ingest.wait_assigned();
+    let producer = s
+        .produce(&hourlake())
+        .with("count", 8_000)
+        .with("rate", 800)
+        .with("bad-fraction", 0.01)
+        .with("seed", 41)
+        .spawn();
+    // Let some windows commit, then take the store away for 8 s mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: i64 = match hourlake_testkit::lake::try_partition_stats(&lake).await {
+            Ok(stats) => stats.values().map(|p| p.rows).sum(),
+            Err(_) => 0,
+        };
+        if rows > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing committed:\n{}",
+            ingest.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.stop();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    server.start_again();
+
+    let report = producer.wait_async().await;
+    assert!(num(&report, "/sent") >= 8_000, "{report}");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let log = ingest.log_text();
+    eprintln!(
+        "INGEST LOG (last 6000 chars):\n{}",
+        &log[log.len().saturating_sub(6000)..]
+    );
+    wait_exactly_once(&lake, &s.bootstrap, &s.topics(), Duration::from_secs(180)).await;
+    let (_, metrics) = hourlake_testkit::http::http_get(&ingest.metrics_addr(), "/metrics");
+    assert!(
+        hourlake_testkit::http::metric(&metrics, "hourlake_ingest_commit_errors_total") > 0.0,
+        "no commit failed during the outage: the failure path was not exercised\n{}",
+        ingest.log_text()
+    );
+    assert!(
+        ingest
+            .log_text()
+            .contains("re-reading the window from Kafka"),
+        "{}",
+        ingest.log_text()
+    );
+}

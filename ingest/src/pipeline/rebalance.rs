@@ -3,7 +3,12 @@
 //! is assigned at the offset its tables still need (read from their Delta `txn`
 //! actions), so no message is skipped or taken twice.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long ingest keeps trying to read the lake's offsets (a storage outage) before it
+/// gives up: below Kafka's `max.poll.interval.ms` (300 s), so the member keeps its
+/// partitions meanwhile.
+const OFFSETS_PATIENCE: Duration = Duration::from_secs(240);
 
 use hourlake_catalog::TableId;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -29,16 +34,7 @@ impl Pipeline {
             .iter()
             .map(|e| TopicPartition::new(e.topic(), e.partition()))
             .collect();
-        let mut loaded = self.load_committed(&partitions);
-        for attempt in 1..=5 {
-            if loaded.is_ok() {
-                break;
-            }
-            tracing::warn!(attempt, "reading offsets from the lake failed; retrying");
-            std::thread::sleep(Duration::from_millis(500 * attempt));
-            loaded = self.load_committed(&partitions);
-        }
-        loaded?;
+        self.load_committed_patiently(&partitions)?;
         for tp in &partitions {
             let offset = self.start_offset(tp);
             if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, offset) {
@@ -78,11 +74,7 @@ impl Pipeline {
     ) -> Result<(), IngestError> {
         self.window.discard();
         let partitions: Vec<TopicPartition> = self.assigned.iter().cloned().collect();
-        if let Err(e) = self.load_committed(&partitions) {
-            tracing::error!(error = %e, "reading offsets from the lake failed; retrying");
-            std::thread::sleep(Duration::from_secs(1));
-            self.load_committed(&partitions)?;
-        }
+        self.load_committed_patiently(&partitions)?;
         let mut tpl = TopicPartitionList::new();
         for tp in &partitions {
             let offset = self.start_offset(tp);
@@ -103,6 +95,29 @@ impl Pipeline {
     }
 
     /// Reads the tables' stored offsets for these partitions (at the newest versions).
+    /// [`Pipeline::load_committed`], retried with backoff while the lake's storage is
+    /// unreachable, for up to [`OFFSETS_PATIENCE`]: an outage of the object store then
+    /// only pauses ingest (nothing is read that could not be committed), and a longer one
+    /// ends the process with the storage error.
+    fn load_committed_patiently(
+        &mut self,
+        partitions: &[TopicPartition],
+    ) -> Result<(), IngestError> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match self.load_committed(partitions) {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() + wait < OFFSETS_PATIENCE => {
+                    tracing::warn!(error = %e, retry_in = ?wait, "reading offsets from the lake failed; retrying");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(15));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn load_committed(&mut self, partitions: &[TopicPartition]) -> Result<(), IngestError> {
         let loaded = self.flusher.load_offsets(partitions)?;
         self.committed.replace(partitions, loaded);
