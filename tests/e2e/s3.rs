@@ -271,12 +271,6 @@ async fn ingest_rereads_what_it_could_not_commit_while_the_store_was_down() {
 
     let report = producer.wait_async().await;
     assert!(num(&report, "/sent") >= 8_000, "{report}");
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    let log = ingest.log_text();
-    eprintln!(
-        "INGEST LOG (last 6000 chars):\n{}",
-        &log[log.len().saturating_sub(6000)..]
-    );
     wait_exactly_once(&lake, &s.bootstrap, &s.topics(), Duration::from_secs(180)).await;
     let (_, metrics) = hourlake_testkit::http::http_get(&ingest.metrics_addr(), "/metrics");
     assert!(
