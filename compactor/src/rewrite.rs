@@ -222,7 +222,11 @@ pub async fn rewrite_hour(
     actions.extend(rewrite.iter().map(|f| Action::Remove(f.remove.clone())));
 
     // Never commit on a lease we no longer hold: another compactor may be rewriting
-    // the same files, and two rewrites of one file would double its rows.
+    // the same files, and two rewrites of one file would double its rows. The lease is
+    // the only guard here: deltalake's conflict checker ignores concurrent removes with
+    // dataChange=false (an OPTIMIZE's), so two rewrites of one hour would both commit
+    // (tried: a second rewrite from a stale plan committed and doubled the hour). A
+    // DELETE's removes do conflict (tests: a_rewrite_that_loses_a_real_commit_race…).
     lease.renew().await?;
     // The removed copies go to the ledger first: a rewrite that fails after this leaves
     // ledger rows whose copies are still in the table, which readers do not count.

@@ -1014,3 +1014,89 @@ async fn the_maintenance_audit_publishes_missing_offsets_of_settled_rows() {
     assert_eq!(metrics.audit_missing.get_or_create(&label).get(), 1);
     assert_eq!(metrics.audit_doubled.get_or_create(&label).get(), 1);
 }
+
+/// A rewrite planned on a snapshot that a concurrent DELETE then changed (an erasure
+/// rewrote the same files): deltalake refuses the rewrite's commit as a conflict, so the
+/// deleted rows cannot come back; the retrying rewrite re-plans the hour on a fresh
+/// snapshot and commits. Nothing deleted returns, nothing else is lost or doubled.
+#[tokio::test]
+async fn a_rewrite_that_loses_a_real_commit_race_is_replanned_and_commits() {
+    use crate::plan::{files_by_hour, RewriteReason};
+    use crate::rewrite::{is_commit_conflict, rewrite_hour, rewrite_hour_retrying};
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let hour = Hour::of_micros(chrono::Utc::now().timestamp_micros() - 3 * 3_600_000_000);
+    for append_no in 0..4u64 {
+        let rows: Vec<_> = (append_no * 50..append_no * 50 + 50)
+            .map(|i| event(9, i, hour, 20, i as i64))
+            .collect();
+        append(&lake, &rows).await;
+    }
+    let count = |sql: &'static str| {
+        let lake = lake.clone();
+        async move { scalar_i64(&lake, sql).await }
+    };
+    let erased = count("SELECT count(*) FROM engagement_events WHERE user_id = 'user-3'").await;
+    assert!(erased > 0);
+    let id = TableId::EngagementEvents;
+    let (config, factory) = (config(), SessionFactory::new(lake.clone()));
+    // The compactor plans the hour now...
+    let mut table = lake.open(id).await.unwrap().unwrap();
+    let planned = files_by_hour(id, &table).unwrap().remove(&hour).unwrap();
+    assert_eq!(planned.len(), 4);
+    let store = table.log_store().object_store(None);
+    let mut lease = crate::Lease::acquire(id, store, "race", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // ...and a DELETE of one user rewrites those files before the compactor commits.
+    let other = lake.open(id).await.unwrap().unwrap();
+    let (_, deleted) = other
+        .delete()
+        .with_predicate("user_id = 'user-3'")
+        .await
+        .unwrap();
+    assert_eq!(deleted.num_deleted_rows, Some(erased as usize));
+    let before = lake.open(id).await.unwrap().unwrap().version();
+
+    // Committed as planned, the rewrite is refused: it would bring the rows back.
+    let mut plain = table.clone();
+    let lost = rewrite_hour(
+        id,
+        &mut plain,
+        &factory,
+        &config,
+        &mut lease,
+        hour,
+        &planned,
+        RewriteReason::ClosedHourFragmented,
+    )
+    .await
+    .expect_err("a rewrite of files a DELETE replaced must not commit");
+    assert!(is_commit_conflict(&lost), "{lost}");
+    assert_eq!(lake.open(id).await.unwrap().unwrap().version(), before);
+
+    // The retrying rewrite re-plans on the fresh snapshot and commits.
+    let done = rewrite_hour_retrying(
+        id,
+        &mut table,
+        &factory,
+        &config,
+        &mut lease,
+        hour,
+        &planned,
+        RewriteReason::ClosedHourFragmented,
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.rows_out, 200 - erased as u64);
+    assert!(lake.open(id).await.unwrap().unwrap().version() > before);
+    assert_eq!(active_files(&lake, hour).await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM engagement_events WHERE user_id = 'user-3'").await,
+        0
+    );
+    let all = count("SELECT count(*) FROM engagement_events").await;
+    let distinct = count("SELECT count(DISTINCT event_id) FROM engagement_events").await;
+    assert_eq!((all, distinct), (200 - erased, 200 - erased));
+    lease.release().await.unwrap();
+}
