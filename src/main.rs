@@ -6,6 +6,7 @@
 mod audit_command;
 mod collect_command;
 mod config;
+mod forget_command;
 mod metrics_server;
 mod produce;
 mod shutdown;
@@ -91,6 +92,9 @@ enum Command {
     /// Collect events over HTTP (`POST /v1/events`) into Kafka, answering only once
     /// Kafka holds every accepted event.
     Collect(collect_command::CollectCommandArgs),
+    /// Erase users everywhere (raw events, dead letters, rollups and their sketches, older
+    /// file versions); recorded in `erasure_log` with a salted hash, never the id.
+    ForgetUser(forget_command::ForgetArgs),
     /// Run tasks of distributed query plans for `hourlake serve --workers`.
     Worker(worker_command::WorkerCommandArgs),
     /// Check that every Kafka offset is in exactly one place (a row, a dead letter or a
@@ -233,6 +237,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => audit_command::run(args).await,
         Command::Worker(args) => worker_command::run(args).await,
         Command::Collect(args) => collect_command::run(args).await,
+        Command::ForgetUser(args) => forget_command::run(args).await,
         Command::Status(args) => status_command::run(args).await,
         Command::Produce(args) => {
             let report = produce::run(args).await?;

@@ -35,6 +35,12 @@ pub fn hour_start_micros(date: i32, hour: i32) -> i64 {
     (i64::from(date) * HOURS_PER_DAY + i64::from(hour)) * MICROS_PER_HOUR
 }
 
+/// A `YYYY-MM-DD` date (as partition values and SQL date literals write it) as days
+/// since the epoch.
+pub fn parse_date(text: &str) -> Option<i32> {
+    Date32Type::parse_formatted(text, DATE_FORMAT)
+}
+
 /// An hour partition: days since 1970-01-01 and the hour 0–23 (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hour {
@@ -58,6 +64,17 @@ impl Hour {
         let hour = values.get(EVENT_HOUR)?.as_deref()?.parse().ok()?;
         let date = Date32Type::parse_formatted(date, DATE_FORMAT)?;
         Some(Hour { date, hour })
+    }
+
+    /// The hour's folder inside its table: `event_date=YYYY-MM-DD/event_hour=H`.
+    pub fn path_prefix(&self) -> String {
+        format!("{}/{EVENT_HOUR}={}", self.date_prefix(), self.hour)
+    }
+
+    /// The folder of the hour's day inside a table partitioned by date:
+    /// `event_date=YYYY-MM-DD`.
+    pub fn date_prefix(&self) -> String {
+        format!("{EVENT_DATE}={}", self.date_string())
     }
 
     /// The date as `YYYY-MM-DD` (as Delta writes the partition value).

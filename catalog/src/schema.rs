@@ -10,6 +10,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+/// The user an event belongs to (and the Kafka key of its message).
+pub const USER_ID: &str = "user_id";
 /// Partition column: the UTC date of `event_time`.
 pub const EVENT_DATE: &str = "event_date";
 /// Partition column: the UTC hour (0–23) of `event_time`.
@@ -166,6 +168,27 @@ pub const REMOVED_AT: &str = "removed_at";
 /// copy is still in its table; such a row is not counted as a removal.
 pub fn removed_duplicates() -> SchemaRef {
     REMOVED_DUPLICATES.clone()
+}
+
+static ERASURE_LOG: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        utf8("request_id", false),
+        Field::new("requested_at", timestamp_type(), false),
+        Field::new("erased_at", timestamp_type(), false),
+        utf8("user_hash", false),
+        utf8("tables", false),
+        Field::new("rows_removed", DataType::Int64, false),
+        Field::new("hours_recomputed", DataType::Int64, false),
+        Field::new("files_purged", DataType::Int64, false),
+    ]))
+});
+
+/// `erasure_log`: one row per user of each `hourlake forget-user` request — the request,
+/// when it was asked and carried out, `user_hash` (hex SHA-256 of a per-lake salt and
+/// the user id: never the id), the tables touched (comma-separated), the user's rows
+/// removed, and the request's hours recomputed and files purged.
+pub fn erasure_log() -> SchemaRef {
+    ERASURE_LOG.clone()
 }
 
 /// `dead_letters`: every message ingest could not accept, with its raw bytes

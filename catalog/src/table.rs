@@ -23,6 +23,9 @@ pub enum TableId {
     /// The ledger of resent copies the compactor removed: where each was in Kafka and
     /// which copy was kept, so every offset stays accounted for after deduplication.
     RemovedDuplicates,
+    /// One row per user erased by `hourlake forget-user`: when, a salted hash of the
+    /// user id (never the id), what was removed and recomputed.
+    ErasureLog,
 }
 
 impl TableId {
@@ -34,7 +37,7 @@ impl TableId {
     ];
 
     /// The compactor's ledgers (neither ingested nor rollups).
-    pub const LEDGERS: &'static [TableId] = &[TableId::RemovedDuplicates];
+    pub const LEDGERS: &'static [TableId] = &[TableId::RemovedDuplicates, TableId::ErasureLog];
 
     /// Every table of the lake.
     pub const ALL: &'static [TableId] = &[
@@ -44,6 +47,7 @@ impl TableId {
         TableId::EngagementHourly,
         TableId::RecommendationHourly,
         TableId::RemovedDuplicates,
+        TableId::ErasureLog,
     ];
 
     /// The event tables partitioned by event hour (what the compactor compacts).
@@ -59,6 +63,7 @@ impl TableId {
             TableId::EngagementHourly => "engagement_hourly",
             TableId::RecommendationHourly => "recommendation_hourly",
             TableId::RemovedDuplicates => "removed_duplicates",
+            TableId::ErasureLog => "erasure_log",
         }
     }
 
@@ -81,6 +86,7 @@ impl TableId {
             TableId::EngagementHourly => rollup::ENGAGEMENT_HOURLY.schema(),
             TableId::RecommendationHourly => rollup::RECOMMENDATION_HOURLY.schema(),
             TableId::RemovedDuplicates => schema::removed_duplicates(),
+            TableId::ErasureLog => schema::erasure_log(),
         }
     }
 
@@ -93,6 +99,7 @@ impl TableId {
             TableId::DeadLetters => &[schema::INGEST_DATE],
             TableId::EngagementHourly | TableId::RecommendationHourly => Rollup::PARTITION_COLUMNS,
             TableId::RemovedDuplicates => &[schema::EVENT_DATE],
+            TableId::ErasureLog => &[],
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The compactor: passes over every event table, each under that table's lease.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Instant;
 
@@ -9,6 +9,7 @@ use hourlake_catalog::{Lake, Rollup, TableId};
 use hourlake_sql::SessionFactory;
 use tokio::sync::Mutex;
 
+use crate::erasure::{self, ErasureReport};
 use crate::plan::{files_by_hour, is_closed, rewrite_reason};
 use crate::report::{PassReport, TableReport};
 use crate::rollup::RollupPass;
@@ -74,6 +75,10 @@ impl Compactor {
 
     async fn pass(&self, maintain: bool) -> Result<PassReport, CompactorError> {
         let mut report = PassReport::default();
+        if let Err(e) = self.process_erasures().await {
+            self.metrics.pass_errors.inc();
+            return Err(e);
+        }
         for &id in TableId::EVENTS {
             match self.compact_table(id, maintain).await {
                 Ok(Some(table_report)) => report.tables.push(table_report),
@@ -148,6 +153,58 @@ impl Compactor {
             }
         }
         self.release().await
+    }
+
+    /// Carries out the erasure requests waiting in the lake ([`crate::erasure`]) when
+    /// this compactor holds, or can take, the lease of every event table; otherwise they
+    /// stay queued for the compactor that holds them. Each pass calls this first.
+    pub async fn process_erasures(&self) -> Result<Vec<ErasureReport>, CompactorError> {
+        let requests = erasure::pending(&self.lake).await?;
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut leases = BTreeMap::new();
+        for &id in TableId::EVENTS {
+            let Some(table) = self.lake.open(id).await? else {
+                continue;
+            };
+            match self.lease(id, &table).await {
+                Ok(Some(lease)) => {
+                    leases.insert(id, lease);
+                }
+                other => {
+                    self.leases.lock().await.extend(leases);
+                    return other.map(|_| Vec::new());
+                }
+            }
+        }
+        let mut reports = Vec::new();
+        let mut failed = None;
+        for request in &requests {
+            match erasure::carry_out(&self.lake, &self.factory, &mut leases, request).await {
+                Ok(report) => {
+                    tracing::info!(
+                        request = %report.request_id,
+                        users = report.users,
+                        rows_removed = ?report.rows_removed,
+                        hours_recomputed = report.hours_recomputed,
+                        files_purged = report.files_purged,
+                        "users erased"
+                    );
+                    self.metrics.erased_users.inc_by(report.users as u64);
+                    reports.push(report);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        self.leases.lock().await.extend(leases);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(reports),
+        }
     }
 
     /// Gives up every lease this compactor holds.

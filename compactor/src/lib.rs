@@ -33,6 +33,7 @@ mod batch;
 mod compactor;
 mod config;
 pub mod dedup;
+pub mod erasure;
 mod error;
 mod lease;
 pub mod ledger;

@@ -41,6 +41,8 @@ pub struct CompactorMetrics {
     pub audit_doubled: Family<PartitionLabel, Gauge>,
     /// Audits completed (every maintenance pass).
     pub audits: Counter,
+    /// Users erased (`hourlake forget-user` requests carried out).
+    pub erased_users: Counter,
     /// Audits that failed.
     pub audit_errors: Counter,
 }
@@ -67,6 +69,7 @@ impl Default for CompactorMetrics {
             audit_missing: Family::default(),
             audit_doubled: Family::default(),
             audits: Counter::default(),
+            erased_users: Counter::default(),
             audit_errors: Counter::default(),
         }
     }
@@ -134,6 +137,11 @@ impl CompactorMetrics {
             self.audit_doubled.clone(),
         );
         sub.register("audits", "Offset audits completed", self.audits.clone());
+        sub.register(
+            "erased_users",
+            "Users erased by forget-user requests",
+            self.erased_users.clone(),
+        );
         sub.register(
             "audit_errors",
             "Offset audits that failed",

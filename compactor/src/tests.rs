@@ -2,6 +2,7 @@
 //! (many small appends, duplicates by resend, late events).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -1099,4 +1100,256 @@ async fn a_rewrite_that_loses_a_real_commit_race_is_replanned_and_commits() {
     let distinct = count("SELECT count(DISTINCT event_id) FROM engagement_events").await;
     assert_eq!((all, distinct), (200 - erased, 200 - erased));
     lease.release().await.unwrap();
+}
+
+/// `forget-user` end to end in the lake: the user's events, recommendation events and
+/// dead letters are gone, the rollups of their hours are recomputed (the HLL count of
+/// an hour drops by exactly one), every older version of the tables that time travel
+/// still reaches returns nothing of the user, `erasure_log` holds a hash and counts,
+/// and other users' rows are untouched.
+#[tokio::test]
+async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versions() {
+    use arrow::array::{
+        BinaryArray, Date32Array, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    use hourlake_catalog::rollup::ENGAGEMENT_HOURLY;
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let (a, b) = (
+        Hour::of_micros(now - 5 * 3_600_000_000),
+        Hour::of_micros(now - 3 * 3_600_000_000),
+    );
+    let ev = |id: String, user: &str, hour: Hour, offset: i64| {
+        json!({"event_id": id, "event_type": "screen_view", "event_time": hour.start_micros() + offset,
+               "user_id": user, "screen": "home", "country": "DE",
+               "_kafka_topic": "app-events", "_kafka_partition": 0, "_kafka_offset": offset,
+               "_ingested_at": offset, "event_date": hour.date, "event_hour": hour.hour})
+    };
+    // hour a: the victim and 9 others; hour b: the victim and 4 others; two commits each
+    let mut offset = 0;
+    for round in 0..2 {
+        let mut rows = Vec::new();
+        for (hour, others) in [(a, 9), (b, 4)] {
+            for u in 0..=others {
+                offset += 1;
+                let user = if u == 0 {
+                    "victim".to_string()
+                } else {
+                    format!("user-{u}")
+                };
+                rows.push(ev(format!("e-{round}-{offset}"), &user, hour, offset));
+            }
+        }
+        append(&lake, &rows).await;
+    }
+    // hour c: only the victim (its rollup rows must go entirely)
+    let c = Hour::of_micros(now - 7 * 3_600_000_000);
+    append(&lake, &[ev("e-c".into(), "victim", c, 500)]).await;
+    let mut rec = rec_event(1, a, 1000);
+    rec["user_id"] = json!("victim");
+    let mut other_rec = rec_event(2, a, 1001);
+    other_rec["user_id"] = json!("user-1");
+    append_recs(&lake, &[rec, other_rec]).await;
+    // dead letters: by key, by a readable user_id in broken JSON, and someone else's
+    let dead = RecordBatch::try_new(
+        TableId::DeadLetters.schema(),
+        vec![
+            Arc::new(StringArray::from(vec!["app-events"; 3])),
+            Arc::new(Int32Array::from(vec![0; 3])),
+            Arc::new(Int64Array::from(vec![2000, 2001, 2002])),
+            Arc::new(BinaryArray::from(vec![
+                Some(&b"victim"[..]),
+                None,
+                Some(&b"user-2"[..]),
+            ])),
+            Arc::new(TimestampMicrosecondArray::from(vec![None::<i64>; 3]).with_timezone("UTC")),
+            Arc::new(BinaryArray::from(vec![
+                &b"\xff not json"[..],
+                &br#"{"user_id": "victim", "amount": }"#[..],
+                &b"{broken"[..],
+            ])),
+            Arc::new(Int64Array::from(vec![10, 32, 7])),
+            Arc::new(StringArray::from(vec!["bad_json"; 3])),
+            Arc::new(StringArray::from(vec!["not JSON"; 3])),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; 3]).with_timezone("UTC")),
+            Arc::new(Date32Array::from(vec![a.date; 3])),
+        ],
+    )
+    .unwrap();
+    lake.open_or_create(TableId::DeadLetters)
+        .await
+        .unwrap()
+        .write(vec![dead])
+        .with_save_mode(deltalake::protocol::SaveMode::Append)
+        .await
+        .unwrap();
+    compact(&lake).await;
+
+    let all_rows = ENGAGEMENT_HOURLY
+        .dimensions
+        .iter()
+        .map(|d| format!("{d} = '{ALL_MEMBER}'"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let users_of = |hour: Hour| {
+        format!(
+            "SELECT CAST(hll_estimate(users_sketch) AS BIGINT) FROM engagement_hourly WHERE {all_rows} AND {}",
+            hour.sql_predicate()
+        )
+    };
+    assert_eq!(scalar_i64(&lake, &users_of(a)).await, 10);
+    assert_eq!(scalar_i64(&lake, &users_of(c)).await, 1);
+    assert_eq!(scalar_i64(&lake, &users_of(b)).await, 5);
+    let per_user = "SELECT user_id, count(*) FROM engagement_events GROUP BY 1 ORDER BY 1";
+    let before_rows = |batches: Vec<RecordBatch>| {
+        arrow::util::pretty::pretty_format_batches(&batches)
+            .unwrap()
+            .to_string()
+    };
+    let others_before = before_rows(
+        query(
+            &lake,
+            &per_user.replace("GROUP BY", "WHERE user_id <> 'victim' GROUP BY"),
+        )
+        .await,
+    );
+    let versions_before = |id: TableId| {
+        let lake = lake.clone();
+        async move { lake.open(id).await.unwrap().unwrap().version().unwrap() }
+    };
+    let event_versions = versions_before(TableId::EngagementEvents).await;
+    let rollup_versions = versions_before(TableId::EngagementHourly).await;
+
+    let checks = [
+        (
+            TableId::EngagementEvents,
+            event_versions,
+            "SELECT count(*) FROM t WHERE user_id = 'victim'".to_string(),
+        ),
+        (
+            TableId::EngagementHourly,
+            rollup_versions,
+            format!(
+                "SELECT CAST(hll_estimate(users_sketch) AS BIGINT) - 9 FROM t WHERE {all_rows} AND {}",
+                a.sql_predicate()
+            ),
+        ),
+    ];
+    for (id, upto, sql) in &checks {
+        assert!(versions_returning(&lake, *id, *upto, sql).await > 0, "{id}");
+    }
+
+    let request = crate::erasure::enqueue(&lake, &["victim".to_string()])
+        .await
+        .unwrap();
+    assert!(crate::erasure::is_pending(&lake, &request.id)
+        .await
+        .unwrap());
+    let compactor = Compactor::new(lake.clone(), config(), "eraser");
+    let reports = compactor.process_erasures().await.unwrap();
+    compactor.release().await.unwrap();
+    assert_eq!(reports.len(), 1);
+    let report = &reports[0];
+    assert_eq!(report.rows_removed.get("engagement_events"), Some(&5));
+    assert_eq!(report.rows_removed.get("recommendation_events"), Some(&1));
+    assert_eq!(report.rows_removed.get("dead_letters"), Some(&2));
+    assert_eq!(
+        report.hours_recomputed, 4,
+        "engagement a, b and c, recommendation a"
+    );
+    assert!(report.files_purged > 0);
+    assert!(!crate::erasure::is_pending(&lake, &request.id)
+        .await
+        .unwrap());
+
+    // gone from every table, rollups recomputed, others untouched
+    for sql in [
+        "SELECT count(*) FROM engagement_events WHERE user_id = 'victim'",
+        "SELECT count(*) FROM recommendation_events WHERE user_id = 'victim'",
+        "SELECT count(*) FROM dead_letters WHERE kafka_key = X'76696374696d' OR _kafka_offset = 2001",
+    ] {
+        assert_eq!(scalar_i64(&lake, sql).await, 0, "{sql}");
+    }
+    assert_eq!(
+        scalar_i64(&lake, "SELECT count(*) FROM dead_letters").await,
+        1
+    );
+    assert_eq!(
+        scalar_i64(&lake, "SELECT count(*) FROM recommendation_events").await,
+        1
+    );
+    let rollup_rows_of_c = format!(
+        "SELECT count(*) FROM engagement_hourly WHERE {}",
+        c.sql_predicate()
+    );
+    assert_eq!(scalar_i64(&lake, &rollup_rows_of_c).await, 0);
+    assert_eq!(scalar_i64(&lake, &users_of(a)).await, 9);
+    assert_eq!(scalar_i64(&lake, &users_of(b)).await, 4);
+    let others_after = before_rows(query(&lake, per_user).await);
+    assert_eq!(others_before, others_after);
+
+    // no older version still reachable returns the user: its files are gone (an error)
+    // or it never held them (the same check found them in every version before)
+    for (id, upto, sql) in &checks {
+        assert_eq!(
+            versions_returning(&lake, *id, *upto, sql).await,
+            0,
+            "{id}: an older version still returns the user"
+        );
+    }
+
+    // the log: one row, a salted hash, never the id
+    let logged = query(
+        &lake,
+        "SELECT request_id, user_hash, rows_removed, tables FROM erasure_log",
+    )
+    .await;
+    let text = arrow::util::pretty::pretty_format_batches(&logged)
+        .unwrap()
+        .to_string();
+    assert_eq!(logged.iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+    assert!(
+        text.contains(&request.id) && text.contains("| 8 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("engagement_events,recommendation_events,dead_letters"),
+        "{text}"
+    );
+    assert!(!text.contains("victim"), "{text}");
+}
+
+/// How many versions `0..=upto` of `id` answer `sql` (over the version registered as
+/// `t`) with a positive number; a version that cannot be read counts as none.
+async fn versions_returning(lake: &Lake, id: TableId, upto: u64, sql: &str) -> usize {
+    let factory = SessionFactory::new(lake.clone());
+    let mut returning = 0;
+    for version in 0..=upto {
+        let mut table = lake.open(id).await.unwrap().unwrap();
+        if table.load_version(version).await.is_err() {
+            continue;
+        }
+        let ctx = factory.context().unwrap();
+        if hourlake_sql::register_table(&ctx, "t", &table)
+            .await
+            .is_err()
+        {
+            continue;
+        }
+        let Ok(df) = ctx.sql(sql).await else { continue };
+        let Ok(batches) = df.collect().await else {
+            continue;
+        };
+        let positive = batches.iter().any(|b| {
+            let col =
+                arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int64).unwrap();
+            col.as_primitive::<Int64Type>()
+                .iter()
+                .flatten()
+                .any(|n| n > 0)
+        });
+        returning += usize::from(positive);
+    }
+    returning
 }

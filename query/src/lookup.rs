@@ -309,6 +309,14 @@ impl RecommendationIndex {
                 return self.load_all(table).await;
             };
             let actions = deltalake::logstore::get_actions(version, &bytes)?;
+            // Rows removed (an erasure, retention): the index cannot take single rows
+            // out, so it is rebuilt from the table as it is now.
+            if actions
+                .iter()
+                .any(|a| matches!(a, Action::Remove(r) if r.data_change))
+            {
+                return self.load_all(table).await;
+            }
             let paths: Vec<String> = actions
                 .into_iter()
                 .filter_map(|a| match a {

@@ -95,7 +95,14 @@ async fn spark_reads_every_table_with_hourlakes_counts_and_sketch_estimates() {
 
     // hourlake's answers.
     let mut row_counts = serde_json::Map::new();
+    let mut tables = Vec::new();
     for table in TableId::ALL {
+        // A ledger nothing wrote to (no erasure here) is not in the lake.
+        if s.lake.open(*table).await.expect("open").is_none() {
+            assert!(TableId::LEDGERS.contains(table), "{table} missing");
+            continue;
+        }
+        tables.push(*table);
         let n = scalar(&s.lake, &format!("SELECT count(*) FROM {table}")).await;
         row_counts.insert(table.name().to_string(), json!(n));
     }
@@ -163,11 +170,7 @@ async fn spark_reads_every_table_with_hourlakes_counts_and_sketch_estimates() {
     });
     assert_eq!(summary["ok"], json!(true), "{summary}");
     let read = summary["row_counts"].as_object().map_or(0, |m| m.len());
-    assert_eq!(
-        read,
-        TableId::ALL.len(),
-        "Spark read every table: {summary}"
-    );
+    assert_eq!(read, tables.len(), "Spark read every table: {summary}");
     let hours_checked: u64 = summary["hll"]
         .as_array()
         .map(|h| h.iter().filter_map(|x| x["hours_checked"].as_u64()).sum())
