@@ -9,6 +9,7 @@ mod compaction;
 mod dashboard;
 mod distributed;
 mod flight;
+mod forget;
 mod hostile;
 mod ingest;
 mod kafka_script;
