@@ -4,6 +4,7 @@
 //! run one part each. Configuration: see `config.rs` and the README.
 
 mod audit_command;
+mod backfill_command;
 mod collect_command;
 mod config;
 mod forget_command;
@@ -92,6 +93,8 @@ enum Command {
     /// Collect events over HTTP (`POST /v1/events`) into Kafka, answering only once
     /// Kafka holds every accepted event.
     Collect(collect_command::CollectCommandArgs),
+    /// Load historical events from NDJSON (gzip) and Parquet files, exactly once per file.
+    Backfill(backfill_command::BackfillArgs),
     /// Erase users everywhere (raw events, dead letters, rollups and their sketches, older
     /// file versions); recorded in `erasure_log` with a salted hash, never the id.
     ForgetUser(forget_command::ForgetArgs),
@@ -238,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => worker_command::run(args).await,
         Command::Collect(args) => collect_command::run(args).await,
         Command::ForgetUser(args) => forget_command::run(args).await,
+        Command::Backfill(args) => backfill_command::run(args).await,
         Command::Status(args) => status_command::run(args).await,
         Command::Produce(args) => {
             let report = produce::run(args).await?;

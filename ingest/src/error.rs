@@ -25,6 +25,9 @@ pub enum IngestError {
     /// The configuration is not usable.
     #[error("invalid ingest configuration: {0}")]
     Config(String),
+    /// An input file of a backfill cannot be read.
+    #[error("{path}: {reason}")]
+    Input { path: String, reason: String },
     /// The ingest thread died.
     #[error("ingest thread failed: {0}")]
     Thread(String),

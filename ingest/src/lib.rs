@@ -23,6 +23,8 @@
 //! - `contract`: [`check`] — the same checks without building rows, for the collector.
 //! - `message` (Kafka metadata), `clock` (one clock read per message), [`IngestMetrics`].
 //! - [`OfflineIngest`]: the same window and flusher over messages held in memory (benches).
+//! - `backfill`: [`backfill`] — historical NDJSON (gzip) and Parquet files through
+//!   [`OfflineIngest`], each file a pseudo-partition named by its content hash.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backfill;
 mod chunk;
 mod clock;
 mod commit;
@@ -53,6 +56,9 @@ mod rejection;
 mod rows;
 mod window;
 
+pub use backfill::{
+    backfill, files_under, BackfillFile, BackfillProgress, FileFormat, BACKFILL_TOPIC_PREFIX,
+};
 pub use config::{
     FlushPolicy, IngestConfig, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_PROGRESS_INTERVAL,
 };

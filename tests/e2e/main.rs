@@ -3,6 +3,7 @@
 //! `hourlake` binary as a child process. The harness (broker, processes, lake readers)
 //! is the `hourlake-testkit` crate.
 
+mod backfill;
 mod cluster;
 mod collect;
 mod compaction;
