@@ -19,6 +19,8 @@
 //!    against a local folder, and 1, 2, 3 ingest processes in one group, each catching
 //!    up on the same backlog: events/s and commit latency p50/p99;
 //!    **freshness-s3**: the freshness run with the lake on S3.
+//! 5. **backfill** (`backfill.rs`, only when named): the same backlog ingested from Kafka
+//!    and loaded by `hourlake backfill` from an NDJSON dump of it, events/s side by side.
 //!
 //! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_ROUNDS (default 3),
 //! HOURLAKE_BENCH_RATE, HOURLAKE_BENCH_SECONDS,
@@ -28,6 +30,7 @@
 //! `benches/json-parsers`; `offline` reads them), HOURLAKE_BENCH_SCALE_EVENTS (default
 //! 2 000 000).
 
+mod backfill;
 mod freshness;
 mod scale;
 mod stages;
@@ -78,6 +81,9 @@ fn main() {
     // Long, and they need the S3 server: only when named.
     if filter.iter().any(|f| f == "scale") {
         scale::scale(broker);
+    }
+    if filter.iter().any(|f| f == "backfill") {
+        backfill::backfill(broker);
     }
     if filter.iter().any(|f| f == "freshness-s3") {
         let dir = tempfile::tempdir().expect("tempdir");

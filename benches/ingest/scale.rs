@@ -177,6 +177,16 @@ fn catch_up(
     }
 }
 
+/// Events/s of one `hourlake ingest` catching up on `marks` into `storage`.
+pub fn catch_up_rate(
+    bootstrap: &str,
+    topics: &[&str],
+    marks: &EndOffsets,
+    storage: &Storage,
+) -> f64 {
+    catch_up(bootstrap, topics, marks, storage, 1).rate
+}
+
 pub fn scale(broker: &Broker) {
     let bootstrap = broker.bootstrap.as_str();
     let events: u64 = env_or("HOURLAKE_BENCH_SCALE_EVENTS", 2_000_000);
