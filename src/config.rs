@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use hourlake_catalog::{Lake, APP_EVENTS_TOPIC, REC_EVENTS_TOPIC};
-use hourlake_ingest::{FlushPolicy, IngestConfig, Validation};
+use hourlake_ingest::{FlushPolicy, IngestConfig, StartAt, Validation};
 use serde::Deserialize;
 
 /// `value` (in `unit`s of the setting `name`) times `unit`, or a configuration error when
@@ -280,6 +280,12 @@ pub struct IngestArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port).
     #[arg(long, env = "HOURLAKE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Replay: start partitions the lake holds no offsets of at the first message Kafka
+    /// timestamped at or after TIME (RFC 3339, e.g. 2026-11-20T10:00:00Z), or at the log
+    /// start (`earliest`). Partitions with offsets in the lake continue from them. Needs
+    /// a --group of its own (not `hourlake`). [default: earliest]
+    #[arg(long, value_name = "TIME|earliest")]
+    pub start_at: Option<StartAt>,
 }
 
 impl IngestArgs {
@@ -319,6 +325,17 @@ impl IngestArgs {
         }
         if let Some(ms) = i.progress_interval_ms {
             cfg.progress_interval = Duration::from_millis(ms);
+        }
+        if let Some(start_at) = self.start_at {
+            // A replay that joined the production group would take partitions away from
+            // the production ingest, and commit offsets that its lag tools then read.
+            anyhow::ensure!(
+                cfg.group != DEFAULT_GROUP,
+                "--start-at replays into a lake of its own: give it a consumer group of its own \
+                 with --group (the default group `{DEFAULT_GROUP}` is the production ingest's; \
+                 joining it would take partitions away from it)"
+            );
+            cfg.start_at = start_at;
         }
         cfg.kafka_overrides = k.consumer.clone();
         if let Some(id) = &self.instance_id {
@@ -775,6 +792,7 @@ mod tests {
             checkpoint_interval: None,
             instance_id: Some("m1".into()),
             metrics_addr: None,
+            start_at: None,
         };
         let cfg = args.resolve(&file).unwrap();
         assert_eq!(cfg.brokers, "flag:1");
@@ -801,6 +819,36 @@ mod tests {
             let file: FileConfig = toml::from_str(bad).unwrap();
             assert!(args.resolve(&file).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn start_at_needs_a_group_of_its_own() {
+        let file = FileConfig::default();
+        let time: StartAt = "2026-11-20T10:00:00Z".parse().unwrap();
+        let replay = |group: Option<&str>, start_at: Option<StartAt>| IngestArgs {
+            group: group.map(String::from),
+            start_at,
+            ..defaults::<IngestArgs>()
+        };
+        assert_eq!(
+            replay(Some("sandbox"), Some(time))
+                .resolve(&file)
+                .unwrap()
+                .start_at,
+            time
+        );
+        for group in [None, Some(DEFAULT_GROUP)] {
+            let err = replay(group, Some(time)).resolve(&file).unwrap_err();
+            assert!(err.to_string().contains("--group"), "{err}");
+        }
+        assert!(replay(None, Some(StartAt::Earliest))
+            .resolve(&file)
+            .is_err());
+        let plain = replay(None, None).resolve(&file).unwrap();
+        assert_eq!(plain.start_at, StartAt::Earliest);
+        // A group from the file counts as given.
+        let file: FileConfig = toml::from_str("[kafka]\ngroup = \"replay-1\"\n").unwrap();
+        assert!(replay(None, Some(time)).resolve(&file).is_ok());
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub enum IngestError {
     /// The configuration is not usable.
     #[error("invalid ingest configuration: {0}")]
     Config(String),
+    /// Kafka did not say where a `--start-at` time falls in a partition.
+    #[error("no start offset: {0}")]
+    StartOffset(String),
     /// The ingest thread died.
     #[error("ingest thread failed: {0}")]
     Thread(String),
