@@ -221,6 +221,14 @@ pub async fn expire(
 ) -> Result<Vec<Dropped>, CompactorError> {
     let mut dropped = Vec::new();
     if let Some(keep) = config.retention.keep(id) {
+        // The ledger exists wherever retention runs, dropped anything yet or not, so
+        // readers of every table (SQL, Spark) find it.
+        if TableId::INGESTED.contains(&id) {
+            factory
+                .lake()
+                .open_or_create(TableId::ExpiredOffsets)
+                .await?;
+        }
         dropped.extend(drop_before(factory, config, id, table, lease, keep, now_micros).await?);
     }
     if let Some(keep) = config.retention.rollups {

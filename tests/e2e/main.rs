@@ -14,6 +14,7 @@ mod ingest;
 mod kafka_script;
 mod produce;
 mod prometheus;
+mod replay;
 mod s3;
 mod serve;
 mod spark;

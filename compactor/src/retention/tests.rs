@@ -393,6 +393,28 @@ async fn retention_waits_for_the_lease() {
     waiting.release().await.unwrap();
 }
 
+/// Where retention runs, the ledger exists (empty until something is dropped), so
+/// whoever reads every table of the lake finds it.
+#[tokio::test]
+async fn retention_creates_the_ledger_before_it_drops_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let recent = Hour::of_micros(chrono::Utc::now().timestamp_micros() - HOUR);
+    append(&lake, &[event(6, 0, recent, 5, 0)]).await;
+    let compactor = Compactor::new(lake.clone(), retention(None), "test");
+    let report = compactor.run_pass_with_maintenance().await.unwrap();
+    assert!(report.dropped.is_empty(), "{report}");
+    assert_eq!(
+        scalar(&lake, "SELECT count(*) FROM expired_offsets").await,
+        0
+    );
+    assert_eq!(
+        scalar(&lake, "SELECT count(*) FROM engagement_events").await,
+        1
+    );
+    compactor.release().await.unwrap();
+}
+
 #[test]
 fn partitions_are_cut_at_whole_hours_and_days() {
     // 2026-11-22T13:45Z, 30 days kept: hours before 2026-10-23T13 go.
