@@ -93,8 +93,9 @@ enum Command {
     Collect(collect_command::CollectCommandArgs),
     /// Run tasks of distributed query plans for `hourlake serve --workers`.
     Worker(worker_command::WorkerCommandArgs),
-    /// Check that every Kafka offset is in exactly one place (a row, a dead letter or a
-    /// removed duplicate); exits non-zero on a missing or doubled one.
+    /// Check that every Kafka offset is in exactly one place (a row, a dead letter, a
+    /// removed duplicate, or expired by retention); exits non-zero on a missing or
+    /// doubled one.
     Audit(audit_command::AuditArgs),
 }
 
