@@ -266,21 +266,7 @@ async fn drop_before(
 ) -> Result<Option<Dropped>, CompactorError> {
     table.update_state().await.map_err(id.delta_error())?;
     let cutoff = Cutoff::of(id, keep, now_micros);
-    let snapshot = table.snapshot().map_err(id.delta_error())?;
-    let mut files = Vec::new();
-    let mut partitions = BTreeSet::new();
-    for view in snapshot.log_data().iter() {
-        if let Some(partition) = cutoff.expired(id, &view.partition_values_map())? {
-            partitions.insert(partition);
-            files.push(DataFile {
-                path: view.path().into_owned(),
-                size: u64::try_from(view.size()).unwrap_or(0),
-                rows: view.num_records().map(|n| n as u64),
-                written_at_ms: view.modification_time(),
-                remove: view.remove_action(true),
-            });
-        }
-    }
+    let (files, partitions) = expired_files(id, table, cutoff)?;
     if files.is_empty() {
         return Ok(None);
     }
@@ -301,6 +287,54 @@ async fn drop_before(
     // Never commit on a lease we no longer hold: another compactor may be dropping (and
     // recording) the same partitions.
     lease.renew().await?;
+    let version = commit_drop(id, table, &files, props, cutoff).await?;
+    table.update_state().await.map_err(id.delta_error())?;
+    Ok(Some(Dropped {
+        table: id,
+        partitions,
+        files: files.len(),
+        rows: files.iter().map(|f| f.rows.unwrap_or(0)).sum(),
+        offset_runs,
+        version,
+    }))
+}
+
+/// The files of `table`'s partitions before `cutoff` (to be removed with a
+/// data-changing `remove`), and how many partitions they are in.
+fn expired_files(
+    id: TableId,
+    table: &DeltaTable,
+    cutoff: Cutoff,
+) -> Result<(Vec<DataFile>, usize), CompactorError> {
+    let snapshot = table.snapshot().map_err(id.delta_error())?;
+    let mut files = Vec::new();
+    let mut partitions = BTreeSet::new();
+    for view in snapshot.log_data().iter() {
+        if let Some(partition) = cutoff.expired(id, &view.partition_values_map())? {
+            partitions.insert(partition);
+            files.push(DataFile {
+                path: view.path().into_owned(),
+                size: u64::try_from(view.size()).unwrap_or(0),
+                rows: view.num_records().map(|n| n as u64),
+                written_at_ms: view.modification_time(),
+                remove: view.remove_action(true),
+            });
+        }
+    }
+    Ok((files, partitions.len()))
+}
+
+/// Commits the removal of `files` (planned on `table`'s loaded snapshot) as a DELETE
+/// of the partitions before `cutoff`; the new version. Concurrent appends elsewhere do
+/// not conflict with it; an append into a dropped partition does (deltalake checks
+/// added files against the predicate), and the drop is retried at the next pass.
+async fn commit_drop(
+    id: TableId,
+    table: &DeltaTable,
+    files: &[DataFile],
+    props: CommitProperties,
+    cutoff: Cutoff,
+) -> Result<u64, CompactorError> {
     let actions = files
         .iter()
         .map(|f| Action::Remove(f.remove.clone()))
@@ -317,16 +351,7 @@ async fn drop_before(
         )
         .await
         .map_err(id.delta_error())?;
-    let version = committed.version();
-    table.update_state().await.map_err(id.delta_error())?;
-    Ok(Some(Dropped {
-        table: id,
-        partitions: partitions.len(),
-        files: files.len(),
-        rows: files.iter().map(|f| f.rows.unwrap_or(0)).sum(),
-        offset_runs,
-        version,
-    }))
+    Ok(committed.version())
 }
 
 /// The number of the last retention drop committed to `table` (0: none yet): the runs

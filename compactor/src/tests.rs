@@ -336,7 +336,7 @@ async fn fill_both_tables(lake: &Lake) -> Vec<Hour> {
 }
 
 /// One compactor pass over `lake`.
-async fn compact(lake: &Lake) {
+pub(crate) async fn compact(lake: &Lake) {
     let compactor = Compactor::new(lake.clone(), config(), "test");
     compactor.run_pass().await.unwrap();
     compactor.release().await.unwrap();

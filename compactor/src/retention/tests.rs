@@ -19,7 +19,7 @@ use hourlake_testkit::lake::{query, scalar};
 use super::*;
 use crate::audit::{audit, audit_settled, PartitionAudit};
 use crate::dedup::RemovedCopy;
-use crate::tests::{append, config, event, files_in};
+use crate::tests::{append, compact, config, event, files_in};
 use crate::{Compactor, CompactorConfig};
 
 const HOUR: i64 = 3_600_000_000;
@@ -143,9 +143,7 @@ async fn old_partitions_go_whole_and_every_offset_stays_accounted_for() {
     append_dead_letters(&lake, 1, &letters).await;
 
     // Roll every hour up, with retention off.
-    let plain = Compactor::new(lake.clone(), config(), "test");
-    plain.run_pass().await.unwrap();
-    plain.release().await.unwrap();
+    compact(&lake).await;
     let all_hours: BTreeSet<Hour> = old.iter().chain(&recent).copied().collect();
     assert_eq!(hours_of(&lake, "engagement_hourly").await, all_hours);
     let table = lake.open(TableId::EngagementEvents).await.unwrap().unwrap();
@@ -413,6 +411,50 @@ async fn retention_creates_the_ledger_before_it_drops_anything() {
         1
     );
     compactor.release().await.unwrap();
+}
+
+/// Ingest keeps appending while a drop commits: appends to kept hours do not conflict
+/// with it; an append into a dropped hour does (that drop would miss its rows), so the
+/// drop fails and the next pass retries it.
+#[tokio::test]
+async fn a_drop_conflicts_only_with_appends_into_the_dropped_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let (old, recent) = (
+        Hour::of_micros(now - 40 * DAY_MICROS),
+        Hour::of_micros(now - HOUR),
+    );
+    append(&lake, &[event(8, 0, old, 5, 0), event(8, 1, recent, 5, 1)]).await;
+    let id = TableId::EngagementEvents;
+    let cutoff = Cutoff::of(id, DAYS_30, now);
+    let plan = |table: DeltaTable| async move {
+        let (files, partitions) = expired_files(id, &table, cutoff).unwrap();
+        assert_eq!((files.len(), partitions), (1, 1));
+        (table, files)
+    };
+    let (planned, files) = plan(lake.open(id).await.unwrap().unwrap()).await;
+    append(&lake, &[event(8, 2, recent, 5, 2)]).await;
+    let props = || CommitProperties::default().with_create_checkpoint(false);
+    commit_drop(id, &planned, &files, props(), cutoff)
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar(&lake, "SELECT count(*) FROM engagement_events").await,
+        2
+    );
+
+    append(&lake, &[event(8, 3, old, 5, 3)]).await;
+    let (planned, files) = plan(lake.open(id).await.unwrap().unwrap()).await;
+    append(&lake, &[event(8, 4, old, 5, 4)]).await;
+    let err = commit_drop(id, &planned, &files, props(), cutoff)
+        .await
+        .unwrap_err();
+    assert!(crate::rewrite::is_commit_conflict(&err), "{err}");
+    assert_eq!(
+        scalar(&lake, "SELECT count(*) FROM engagement_events").await,
+        4
+    );
 }
 
 #[test]
