@@ -1,5 +1,5 @@
 //! `hourlake audit`: proves that every Kafka offset is in exactly one place — a row, a
-//! dead letter, or a removed duplicate — and exits non-zero when one is missing or
+//! dead letter, a removed duplicate, or expired (its row dropped by retention) — and exits non-zero when one is missing or
 //! doubled. Offsets after the last one the lake holds are lag (not ingested yet), shown
 //! apart, not counted as missing.
 
@@ -150,13 +150,14 @@ fn kafka_ranges(
 /// The account as an aligned table.
 fn table(account: &[PartitionAccount]) -> String {
     let mut out = format!(
-        "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8} {:>8}\n",
+        "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8} {:>8} {:>8}\n",
         "topic",
         "partition",
         "expected",
         "in_tables",
         "dead_letters",
         "removed_dups",
+        "expired",
         "lag",
         "missing",
         "doubled"
@@ -164,13 +165,14 @@ fn table(account: &[PartitionAccount]) -> String {
     for a in account {
         let p = &a.audit;
         out.push_str(&format!(
-            "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>8} {:>8} {:>8}\n",
+            "{:<40} {:>9} {:>10} {:>10} {:>12} {:>12} {:>10} {:>8} {:>8} {:>8}\n",
             p.topic,
             p.partition,
             p.expected,
             p.in_tables,
             p.dead_letters,
             p.removed_duplicates,
+            p.expired,
             a.lag.map_or_else(|| "-".to_string(), |l| l.to_string()),
             a.gaps,
             p.doubled

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use hourlake_catalog::{Lake, APP_EVENTS_TOPIC, REC_EVENTS_TOPIC};
-use hourlake_ingest::{FlushPolicy, IngestConfig, Validation};
+use hourlake_ingest::{FlushPolicy, IngestConfig, StartAt, Validation};
 use serde::Deserialize;
 
 /// `value` (in `unit`s of the setting `name`) times `unit`, or a configuration error when
@@ -48,6 +48,9 @@ pub const DEFAULT_COLLECT_ADDR: &str = "127.0.0.1:8081";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 /// Memory all queries together may hold, when not configured.
 pub const DEFAULT_MEMORY_LIMIT_MB: usize = 2048;
+/// Days the compactor keeps dead letters when not configured (and raw events, through
+/// `[ingest] retention_days`, whose default is the same).
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
 /// A query worker's address when none is named.
 pub const DEFAULT_WORKER_ADDR: &str = "127.0.0.1:50061";
 
@@ -63,6 +66,8 @@ pub struct FileConfig {
     pub ingest: IngestSection,
     #[serde(default)]
     pub compactor: CompactorSection,
+    #[serde(default)]
+    pub retention: RetentionSection,
     #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
@@ -178,6 +183,19 @@ pub struct CompactorSection {
     pub memory_limit_mb: Option<usize>,
 }
 
+/// `[retention]`: how many days the compactor keeps each kind of table (0: forever).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Raw events: hours that ended more than this many days ago are dropped.
+    /// Default: `[ingest] retention_days` (30).
+    pub events_days: Option<u64>,
+    /// Dead letters, by the day they were ingested. Default: 30.
+    pub dead_letters_days: Option<u64>,
+    /// Rollup rows, by event day (at least `events_days`). Default: kept forever.
+    pub rollups_days: Option<u64>,
+}
+
 impl FileConfig {
     /// Reads the file if one is named (by flag or `HOURLAKE_CONFIG`), else defaults.
     pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
@@ -262,6 +280,12 @@ pub struct IngestArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics (port 0 picks a free port).
     #[arg(long, env = "HOURLAKE_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Replay: start partitions the lake holds no offsets of at the first message Kafka
+    /// timestamped at or after TIME (RFC 3339, e.g. 2026-11-20T10:00:00Z), or at the log
+    /// start (`earliest`). Partitions with offsets in the lake continue from them. Needs
+    /// a --group of its own (not `hourlake`). [default: earliest]
+    #[arg(long, value_name = "TIME|earliest")]
+    pub start_at: Option<StartAt>,
 }
 
 impl IngestArgs {
@@ -301,6 +325,17 @@ impl IngestArgs {
         }
         if let Some(ms) = i.progress_interval_ms {
             cfg.progress_interval = Duration::from_millis(ms);
+        }
+        if let Some(start_at) = self.start_at {
+            // A replay that joined the production group would take partitions away from
+            // the production ingest, and commit offsets that its lag tools then read.
+            anyhow::ensure!(
+                cfg.group != DEFAULT_GROUP,
+                "--start-at replays into a lake of its own: give it a consumer group of its own \
+                 with --group (the default group `{DEFAULT_GROUP}` is the production ingest's; \
+                 joining it would take partitions away from it)"
+            );
+            cfg.start_at = start_at;
         }
         cfg.kafka_overrides = k.consumer.clone();
         if let Some(id) = &self.instance_id {
@@ -361,6 +396,10 @@ pub struct CompactArgs {
     /// Name of this compactor in leases and logs. [default: compactor-<host>-<pid>]
     #[arg(long, env = "HOURLAKE_COMPACTOR_ID")]
     pub compactor_id: Option<String>,
+    /// Drop raw-event hours that ended more than this many days ago (0: keep forever).
+    /// [default: `[ingest] retention_days`, 30]
+    #[arg(long = "retention-days", env = "HOURLAKE_RETENTION_DAYS")]
+    pub retention_days: Option<u64>,
 }
 
 impl CompactArgs {
@@ -401,8 +440,30 @@ impl CompactArgs {
                 .map_or(d.interval, Duration::from_secs),
             maintenance_every: c.maintenance_every.unwrap_or(d.maintenance_every),
             memory_limit,
+            retention: self.retention(file)?,
             ..d
         })
+    }
+
+    /// What the compactor keeps (`[retention]`, `--retention-days`): raw events as long
+    /// as ingest accepts them (`[ingest] retention_days`) unless told otherwise, dead
+    /// letters 30 days, rollups forever; 0 days keeps forever.
+    fn retention(&self, file: &FileConfig) -> anyhow::Result<hourlake_compactor::RetentionConfig> {
+        let r = &file.retention;
+        let ingest_days = validation(file)?.retention_micros / 86_400_000_000;
+        let events = self
+            .retention_days
+            .or(r.events_days)
+            .unwrap_or(u64::try_from(ingest_days).unwrap_or(u64::MAX));
+        let dead_letters = r.dead_letters_days.unwrap_or(DEFAULT_RETENTION_DAYS);
+        let kept = |days: u64| (days > 0).then_some(days);
+        let config = hourlake_compactor::RetentionConfig::days(
+            kept(events),
+            kept(dead_letters),
+            r.rollups_days.and_then(kept),
+        );
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
     }
 
     /// The name this compactor uses in leases.
@@ -731,6 +792,7 @@ mod tests {
             checkpoint_interval: None,
             instance_id: Some("m1".into()),
             metrics_addr: None,
+            start_at: None,
         };
         let cfg = args.resolve(&file).unwrap();
         assert_eq!(cfg.brokers, "flag:1");
@@ -757,6 +819,78 @@ mod tests {
             let file: FileConfig = toml::from_str(bad).unwrap();
             assert!(args.resolve(&file).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn start_at_needs_a_group_of_its_own() {
+        let file = FileConfig::default();
+        let time: StartAt = "2026-11-20T10:00:00Z".parse().unwrap();
+        let replay = |group: Option<&str>, start_at: Option<StartAt>| IngestArgs {
+            group: group.map(String::from),
+            start_at,
+            ..defaults::<IngestArgs>()
+        };
+        assert_eq!(
+            replay(Some("sandbox"), Some(time))
+                .resolve(&file)
+                .unwrap()
+                .start_at,
+            time
+        );
+        for group in [None, Some(DEFAULT_GROUP)] {
+            let err = replay(group, Some(time)).resolve(&file).unwrap_err();
+            assert!(err.to_string().contains("--group"), "{err}");
+        }
+        assert!(replay(None, Some(StartAt::Earliest))
+            .resolve(&file)
+            .is_err());
+        let plain = replay(None, None).resolve(&file).unwrap();
+        assert_eq!(plain.start_at, StartAt::Earliest);
+        // A group from the file counts as given.
+        let file: FileConfig = toml::from_str("[kafka]\ngroup = \"replay-1\"\n").unwrap();
+        assert!(replay(None, Some(time)).resolve(&file).is_ok());
+    }
+
+    #[test]
+    fn retention_keeps_raw_events_as_long_as_ingest_accepts_them_unless_told_otherwise() {
+        let day = |d: u64| Some(Duration::from_secs(d * 86_400));
+        let resolve = |toml_text: &str, flag: Option<u64>| {
+            let file: FileConfig = toml::from_str(toml_text).unwrap();
+            let args = CompactArgs {
+                retention_days: flag,
+                ..defaults::<CompactArgs>()
+            };
+            args.resolve(&file).map(|c| c.retention)
+        };
+        let r = resolve("", None).unwrap();
+        assert_eq!(
+            (r.events, r.dead_letters, r.rollups),
+            (day(30), day(30), None)
+        );
+        let r = resolve("[ingest]\nretention_days = 7\n", None).unwrap();
+        assert_eq!(r.events, day(7), "follows ingest");
+        let r = resolve(
+            "[ingest]\nretention_days = 7\n[retention]\nevents_days = 10\ndead_letters_days = 0\nrollups_days = 400\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            (r.events, r.dead_letters, r.rollups),
+            (day(10), None, day(400))
+        );
+        let r = resolve("[retention]\nevents_days = 10\n", Some(3)).unwrap();
+        assert_eq!(r.events, day(3), "the flag wins");
+        let r = resolve("[retention]\nevents_days = 0\n", None).unwrap();
+        assert_eq!(
+            (r.events, r.dead_letters),
+            (None, day(30)),
+            "0 keeps forever"
+        );
+        assert!(
+            resolve("[retention]\nrollups_days = 7\n", None).is_err(),
+            "rollups shorter than raw events"
+        );
+        assert!(toml::from_str::<FileConfig>("[retention]\nevent_days = 1\n").is_err());
     }
 
     #[test]

@@ -100,8 +100,9 @@ enum Command {
     ForgetUser(forget_command::ForgetArgs),
     /// Run tasks of distributed query plans for `hourlake serve --workers`.
     Worker(worker_command::WorkerCommandArgs),
-    /// Check that every Kafka offset is in exactly one place (a row, a dead letter or a
-    /// removed duplicate); exits non-zero on a missing or doubled one.
+    /// Check that every Kafka offset is in exactly one place (a row, a dead letter, a
+    /// removed duplicate, or expired by retention); exits non-zero on a missing or
+    /// doubled one.
     Audit(audit_command::AuditArgs),
 }
 

@@ -49,6 +49,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         compact_interval_secs: None,
         vacuum_retention_hours: None,
         compactor_id: None,
+        retention_days: None,
     }
     .resolve(&file)?;
     let lake_status = status(&lake, &config, args.hours)

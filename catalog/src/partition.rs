@@ -30,6 +30,22 @@ pub fn date_of(micros: i64) -> i32 {
     date_and_hour(micros).0
 }
 
+/// A date partition value (`YYYY-MM-DD`, as Delta writes `event_date` and
+/// `ingest_date`) as days since the epoch.
+pub fn parse_date(text: &str) -> Option<i32> {
+    Date32Type::parse_formatted(text, DATE_FORMAT)
+}
+
+/// A date (days since the epoch) as `YYYY-MM-DD`: the partition value Delta writes and
+/// the text of a SQL `DATE '…'` literal.
+pub fn date_string(date: i32) -> String {
+    match date32_to_datetime(date) {
+        Some(d) => d.format(DATE_FORMAT).to_string(),
+        // Beyond any representable date: no valid literal, and no panic either.
+        None => date.to_string(),
+    }
+}
+
 /// The first microsecond of an `(event_date, event_hour)` partition.
 pub fn hour_start_micros(date: i32, hour: i32) -> i64 {
     (i64::from(date) * HOURS_PER_DAY + i64::from(hour)) * MICROS_PER_HOUR
@@ -62,8 +78,10 @@ impl Hour {
     pub fn from_partition_values(values: &HashMap<String, Option<String>>) -> Option<Hour> {
         let date = values.get(EVENT_DATE)?.as_deref()?;
         let hour = values.get(EVENT_HOUR)?.as_deref()?.parse().ok()?;
-        let date = Date32Type::parse_formatted(date, DATE_FORMAT)?;
-        Some(Hour { date, hour })
+        Some(Hour {
+            date: parse_date(date)?,
+            hour,
+        })
     }
 
     /// The hour's folder inside its table: `event_date=YYYY-MM-DD/event_hour=H`.
@@ -79,11 +97,7 @@ impl Hour {
 
     /// The date as `YYYY-MM-DD` (as Delta writes the partition value).
     pub fn date_string(&self) -> String {
-        match date32_to_datetime(self.date) {
-            Some(d) => d.format(DATE_FORMAT).to_string(),
-            // Beyond any representable date: no valid literal, and no panic either.
-            None => self.date.to_string(),
-        }
+        date_string(self.date)
     }
 
     /// The first microsecond of the hour.

@@ -150,7 +150,38 @@ static REMOVED_DUPLICATES: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// `removed_duplicates` column: the event table the copy was removed from.
+static EXPIRED_OFFSETS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        utf8(KAFKA_TOPIC, false),
+        Field::new(KAFKA_PARTITION, DataType::Int32, false),
+        Field::new(FIRST_OFFSET, DataType::Int64, false),
+        Field::new(LAST_OFFSET, DataType::Int64, false),
+        Field::new(DROP_ID, DataType::Int64, false),
+        Field::new(DROPPED_AT, timestamp_type(), false),
+        utf8(SOURCE_TABLE, false),
+    ]))
+});
+
+/// `expired_offsets` column: the first offset of a run of consecutive dropped offsets.
+pub const FIRST_OFFSET: &str = "first_offset";
+/// `expired_offsets` column: the last offset of the run (inclusive).
+pub const LAST_OFFSET: &str = "last_offset";
+/// `expired_offsets` column: which retention drop of its source table removed the run
+/// (1, 2, …; the drop's commit records it as a `txn` version, and only runs of
+/// committed drops count).
+pub const DROP_ID: &str = "drop_id";
+/// `expired_offsets` column: when the compactor recorded the run.
+pub const DROPPED_AT: &str = "dropped_at";
+
+/// `expired_offsets`: one row per run of consecutive Kafka offsets (`first_offset` to
+/// `last_offset` of `_kafka_topic`/`_kafka_partition`) whose rows a retention drop
+/// removed from `source_table` (an event table or `dead_letters`).
+pub fn expired_offsets() -> SchemaRef {
+    EXPIRED_OFFSETS.clone()
+}
+
+/// `removed_duplicates` and `expired_offsets` column: the table the rows were removed
+/// from.
 pub const SOURCE_TABLE: &str = "source_table";
 /// `removed_duplicates` column: the Kafka topic of the copy that was kept.
 pub const KEPT_TOPIC: &str = "kept_topic";

@@ -23,6 +23,9 @@ pub enum TableId {
     /// The ledger of resent copies the compactor removed: where each was in Kafka and
     /// which copy was kept, so every offset stays accounted for after deduplication.
     RemovedDuplicates,
+    /// The ledger of Kafka offsets whose rows the compactor's retention dropped (runs of
+    /// consecutive offsets per partition), so the offset audit still accounts for them.
+    ExpiredOffsets,
     /// One row per user erased by `hourlake forget-user`: when, a salted hash of the
     /// user id (never the id), what was removed and recomputed.
     ErasureLog,
@@ -37,9 +40,15 @@ impl TableId {
     ];
 
     /// The compactor's ledgers (neither ingested nor rollups).
-    pub const LEDGERS: &'static [TableId] = &[TableId::RemovedDuplicates, TableId::ErasureLog];
+    pub const LEDGERS: &'static [TableId] = &[
+        TableId::RemovedDuplicates,
+        TableId::ExpiredOffsets,
+        TableId::ErasureLog,
+    ];
 
-    /// Every table of the lake.
+    /// Every table of the lake (the ledgers after the tables whose offsets they account
+    /// for: a reader loading the tables in this order sees a ledger written before a
+    /// commit of theirs whenever it sees that commit).
     pub const ALL: &'static [TableId] = &[
         TableId::EngagementEvents,
         TableId::RecommendationEvents,
@@ -47,6 +56,7 @@ impl TableId {
         TableId::EngagementHourly,
         TableId::RecommendationHourly,
         TableId::RemovedDuplicates,
+        TableId::ExpiredOffsets,
         TableId::ErasureLog,
     ];
 
@@ -63,6 +73,7 @@ impl TableId {
             TableId::EngagementHourly => "engagement_hourly",
             TableId::RecommendationHourly => "recommendation_hourly",
             TableId::RemovedDuplicates => "removed_duplicates",
+            TableId::ExpiredOffsets => "expired_offsets",
             TableId::ErasureLog => "erasure_log",
         }
     }
@@ -86,6 +97,7 @@ impl TableId {
             TableId::EngagementHourly => rollup::ENGAGEMENT_HOURLY.schema(),
             TableId::RecommendationHourly => rollup::RECOMMENDATION_HOURLY.schema(),
             TableId::RemovedDuplicates => schema::removed_duplicates(),
+            TableId::ExpiredOffsets => schema::expired_offsets(),
             TableId::ErasureLog => schema::erasure_log(),
         }
     }
@@ -99,6 +111,7 @@ impl TableId {
             TableId::DeadLetters => &[schema::INGEST_DATE],
             TableId::EngagementHourly | TableId::RecommendationHourly => Rollup::PARTITION_COLUMNS,
             TableId::RemovedDuplicates => &[schema::EVENT_DATE],
+            TableId::ExpiredOffsets => &[schema::SOURCE_TABLE],
             TableId::ErasureLog => &[],
         }
     }

@@ -1,17 +1,26 @@
 //! Loss accounting, proven: every Kafka offset from the log start (or the first offset
 //! hourlake saw) to the end is in exactly one place — a row of an event table, a dead
-//! letter, or a removed duplicate in the [`ledger`](crate::ledger) whose copy is gone.
-//! [`audit`] counts, per topic-partition, what is where, what is missing and what is
-//! doubled.
+//! letter, a removed duplicate in the [`ledger`](crate::ledger) whose copy is gone, or
+//! an offset whose row a committed [`retention`](crate::retention) drop removed
+//! (`expired_offsets`). [`audit`] counts, per topic-partition, what is where, what is
+//! missing and what is doubled.
+//!
+//! What the audit cannot see once retention dropped rows: whether a dropped offset was
+//! doubled (its copies are gone together, and an expired run is not compared with the
+//! rows still held), and the runs themselves are taken as recorded from the dropped
+//! files.
 
 use std::collections::BTreeMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type};
 use datafusion::error::DataFusionError;
-use hourlake_catalog::schema::{INGESTED_AT, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC};
+use hourlake_catalog::schema::{
+    DROP_ID, FIRST_OFFSET, INGESTED_AT, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC, LAST_OFFSET,
+    SOURCE_TABLE,
+};
 use hourlake_catalog::{Lake, TableId};
-use hourlake_sql::SessionFactory;
+use hourlake_sql::{LakeSnapshot, SessionFactory};
 use serde::Serialize;
 
 use crate::CompactorError;
@@ -43,6 +52,9 @@ pub struct PartitionAudit {
     pub dead_letters: i64,
     /// Removed duplicates whose copy is gone from the tables.
     pub removed_duplicates: i64,
+    /// Offsets whose rows retention dropped (runs of committed drops in
+    /// `expired_offsets`).
+    pub expired: i64,
     /// Expected offsets found nowhere.
     pub missing: i64,
     /// Offsets found in more than one row.
@@ -73,6 +85,7 @@ struct Held {
     distinct: i64,
     doubled: i64,
     ledger_only: i64,
+    expired: i64,
     first: Option<i64>,
     last: Option<i64>,
 }
@@ -102,7 +115,11 @@ async fn account(
     kafka: &BTreeMap<TopicPartition, KafkaRange>,
     ingested_before_micros: Option<i64>,
 ) -> Result<Vec<PartitionAudit>, CompactorError> {
-    let ctx = SessionFactory::new(lake.clone()).session().await?;
+    let factory = SessionFactory::new(lake.clone());
+    // Tables load in `TableId::ALL` order, the ledgers last: a commit seen in a table has
+    // its ledger rows (written before it) seen too.
+    let snapshot = LakeSnapshot::load(&factory, None).await?;
+    let ctx = snapshot.session(&factory).await?;
     let settled = match ingested_before_micros {
         Some(micros) => format!(" WHERE {INGESTED_AT} < to_timestamp_micros({micros})"),
         None => String::new(),
@@ -168,6 +185,14 @@ async fn account(
                 h.last = Some(h.last.map_or(row.2[2], |l| l.max(row.2[2])));
             }
         }
+        if let Some(sql) = expired_sql(&snapshot, &parts, ingested_before_micros).await? {
+            for row in rows(&ctx, &sql).await? {
+                let h = held.entry((row.0, row.1 as i32)).or_default();
+                h.expired = row.2[0];
+                h.first = Some(h.first.map_or(row.2[1], |f| f.min(row.2[1])));
+                h.last = Some(h.last.map_or(row.2[2], |l| l.max(row.2[2])));
+            }
+        }
     }
     let mut keys: Vec<TopicPartition> = held.keys().cloned().collect();
     keys.extend(kafka.keys().cloned());
@@ -201,12 +226,61 @@ async fn account(
                 in_tables: h.in_tables,
                 dead_letters: h.dead_letters,
                 removed_duplicates: h.ledger_only,
-                missing: (expected - h.distinct - h.ledger_only).max(0),
+                expired: h.expired,
+                missing: (expected - h.distinct - h.ledger_only - h.expired).max(0),
                 doubled: h.doubled,
                 last_offset: h.last,
             }
         })
         .collect())
+}
+
+/// The query counting, per partition, the offsets of the runs in `expired_offsets` that
+/// committed drops recorded (with their lowest and highest offset); `None` when no drop
+/// ever committed. `held` are the queries of the rows held; with a cutoff, runs are cut
+/// at the highest settled offset of their partition, as removed duplicates are.
+async fn expired_sql(
+    snapshot: &LakeSnapshot,
+    held: &[String],
+    ingested_before_micros: Option<i64>,
+) -> Result<Option<String>, CompactorError> {
+    let ledger = TableId::ExpiredOffsets;
+    if snapshot.table(ledger).is_none() {
+        return Ok(None);
+    }
+    let mut committed = Vec::new();
+    for &id in TableId::INGESTED {
+        if let Some(table) = snapshot.table(id) {
+            let n = crate::retention::committed_drop(id, table).await?;
+            if n > 0 {
+                committed.push(format!("({SOURCE_TABLE} = '{id}' AND {DROP_ID} <= {n})"));
+            }
+        }
+    }
+    if committed.is_empty() {
+        return Ok(None);
+    }
+    let (settled_ctes, last, settled_join) = match ingested_before_micros {
+        Some(_) => (
+            format!(
+                "held AS ({}), settled AS (SELECT t, p, max(o) AS top FROM held GROUP BY t, p), ",
+                held.join(" UNION ALL ")
+            ),
+            "least(r.last, coalesce(s.top, r.last))",
+            " LEFT JOIN settled s ON s.t = r.t AND s.p = r.p",
+        ),
+        None => (String::new(), "r.last", ""),
+    };
+    Ok(Some(format!(
+        "WITH {settled_ctes}\
+              runs AS (SELECT DISTINCT {KAFKA_TOPIC} AS t, {KAFKA_PARTITION} AS p, {FIRST_OFFSET} AS first, \
+                              {LAST_OFFSET} AS last, {SOURCE_TABLE} AS src, {DROP_ID} AS n \
+                       FROM {ledger} WHERE {committed}), \
+              counted AS (SELECT r.t, r.p, r.first, {last} AS last FROM runs r{settled_join}) \
+         SELECT CAST(t AS VARCHAR), CAST(p AS BIGINT), sum(last - first + 1), min(first), max(last) \
+         FROM counted WHERE first <= last GROUP BY t, p",
+        committed = committed.join(" OR "),
+    )))
 }
 
 /// The rows of `sql`: a text, a number and more numbers.

@@ -79,6 +79,13 @@ impl Compactor {
             self.metrics.pass_errors.inc();
             return Err(e);
         }
+        // Retention first, so that this pass's vacuum already sees what it dropped; a
+        // failure there fails the pass only after the rest of it ran.
+        let expired = if maintain {
+            self.expire(&mut report).await
+        } else {
+            Ok(())
+        };
         for &id in TableId::EVENTS {
             match self.compact_table(id, maintain).await {
                 Ok(Some(table_report)) => report.tables.push(table_report),
@@ -92,6 +99,7 @@ impl Compactor {
         if maintain {
             self.audit().await;
         }
+        expired?;
         self.metrics.passes.inc();
         Ok(report)
     }
@@ -363,6 +371,83 @@ impl Compactor {
             }
             self.metrics.files_vacuumed.inc_by(m.files_vacuumed as u64);
             report.maintenance = Some(m);
+        }
+        Ok(())
+    }
+}
+
+// Retention (see `crate::retention`): at maintenance passes, before compaction.
+impl Compactor {
+    /// Drops the partitions past their retention of every table that has one, each
+    /// under the lease of its event table (`dead_letters` under a lease of its own),
+    /// then tidies `dead_letters` (its vacuum deletes the dropped files once they are
+    /// past the vacuum retention; the event tables' vacuum comes later in the pass). A
+    /// table that fails is logged and the others go on; the first error is returned.
+    async fn expire(&self, report: &mut PassReport) -> Result<(), CompactorError> {
+        let retention = &self.config.retention;
+        if retention.is_off() {
+            return Ok(());
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        let mut first_error = None;
+        for &id in TableId::EVENTS.iter().chain(&[TableId::DeadLetters]) {
+            let trims_rollups =
+                retention.rollups.is_some() && Rollup::of_source(id).next().is_some();
+            if retention.keep(id).is_none() && !trims_rollups {
+                continue;
+            }
+            if let Err(e) = self.expire_table(id, now, report).await {
+                self.metrics.pass_errors.inc();
+                tracing::warn!(table = id.name(), error = %e, "retention failed; retried at the next maintenance pass");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn expire_table(
+        &self,
+        id: TableId,
+        now: i64,
+        report: &mut PassReport,
+    ) -> Result<(), CompactorError> {
+        let Some(mut table) = self.lake.open(id).await? else {
+            return Ok(());
+        };
+        let Some(mut lease) = self.lease(id, &table).await? else {
+            self.metrics.lease_busy.inc();
+            return Ok(());
+        };
+        let result = async {
+            let dropped = crate::retention::expire(
+                &self.factory,
+                &self.config,
+                id,
+                &mut table,
+                &mut lease,
+                now,
+            )
+            .await?;
+            if id == TableId::DeadLetters {
+                let m = maintenance::maintain(id, &mut table, &self.config).await?;
+                self.metrics.files_vacuumed.inc_by(m.files_vacuumed as u64);
+            }
+            Ok::<_, CompactorError>(dropped)
+        }
+        .await;
+        self.leases.lock().await.insert(id, lease);
+        for dropped in result? {
+            tracing::info!(
+                table = dropped.table.name(),
+                partitions = dropped.partitions,
+                files = dropped.files,
+                rows = dropped.rows,
+                offset_runs = dropped.offset_runs,
+                version = dropped.version,
+                "retention dropped partitions"
+            );
+            self.metrics.record_drop(&dropped);
+            report.dropped.push(dropped);
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::RetentionConfig;
+
 /// Settings of a [`Compactor`](crate::Compactor).
 #[derive(Debug, Clone)]
 pub struct CompactorConfig {
@@ -24,6 +26,9 @@ pub struct CompactorConfig {
     pub maintenance_every: u32,
     /// Memory the compactor's queries may hold before sorts spill to disk.
     pub memory_limit: usize,
+    /// How long each kind of table keeps its partitions (dropped at maintenance passes).
+    /// Off by default here; the `hourlake` binary keeps events and dead letters 30 days.
+    pub retention: RetentionConfig,
 }
 
 impl Default for CompactorConfig {
@@ -38,6 +43,7 @@ impl Default for CompactorConfig {
             interval: Duration::from_secs(30),
             maintenance_every: 20,
             memory_limit: 1024 * 1024 * 1024,
+            retention: RetentionConfig::default(),
         }
     }
 }

@@ -10,7 +10,9 @@
 //!   every so often it checkpoints, cleans up the log and vacuums ([`maintenance`]).
 //! - [`ledger`]: every removed duplicate recorded in `removed_duplicates`; [`audit`]:
 //!   every Kafka offset accounted for, per partition (rows, dead letters, removed
-//!   duplicates, missing, doubled).
+//!   duplicates, expired, missing, doubled).
+//! - [`retention`]: at maintenance passes, partitions past their keep time
+//!   ([`RetentionConfig`]) dropped whole, their offsets recorded in `expired_offsets`.
 //! - [`Lease`]: only one compactor acts on a table at a time.
 //! - [`status`]: the lake at a glance (`hourlake status`): versions, rows, files per
 //!   hour, commit and checkpoint ages, lease holders, rollup coverage.
@@ -41,6 +43,7 @@ pub mod maintenance;
 mod metrics;
 pub mod plan;
 mod report;
+pub mod retention;
 pub mod rewrite;
 pub mod rollup;
 pub mod status;
@@ -54,4 +57,5 @@ pub use lease::{Lease, LeaseState};
 pub use maintenance::Maintenance;
 pub use metrics::CompactorMetrics;
 pub use report::{PassReport, TableReport};
+pub use retention::{Dropped, RetentionConfig};
 pub use rewrite::HourRewrite;

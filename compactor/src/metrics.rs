@@ -45,7 +45,14 @@ pub struct CompactorMetrics {
     pub erased_users: Counter,
     /// Audits that failed.
     pub audit_errors: Counter,
+    /// Per table: partitions dropped by retention (hours of event tables, days otherwise).
+    pub retention_dropped_partitions: Family<TableLabel, Counter>,
+    /// Per table: rows dropped by retention (from the log's file statistics).
+    pub retention_dropped_rows: Family<TableLabel, Counter>,
 }
+
+/// `table`: one table of the lake (bounded: the lake's tables).
+pub type TableLabel = Vec<(&'static str, String)>;
 
 /// `topic` and `partition` of one Kafka partition (bounded: the topics' partitions).
 pub type PartitionLabel = Vec<(&'static str, String)>;
@@ -71,11 +78,24 @@ impl Default for CompactorMetrics {
             audits: Counter::default(),
             erased_users: Counter::default(),
             audit_errors: Counter::default(),
+            retention_dropped_partitions: Family::default(),
+            retention_dropped_rows: Family::default(),
         }
     }
 }
 
 impl CompactorMetrics {
+    /// Counts what a retention drop removed.
+    pub(crate) fn record_drop(&self, dropped: &crate::Dropped) {
+        let label = vec![("table", dropped.table.name().to_string())];
+        self.retention_dropped_partitions
+            .get_or_create(&label)
+            .inc_by(dropped.partitions as u64);
+        self.retention_dropped_rows
+            .get_or_create(&label)
+            .inc_by(dropped.rows);
+    }
+
     /// Registers every counter under the `hourlake_compactor_` prefix.
     pub fn register(&self, registry: &mut Registry) {
         let sub = registry.sub_registry_with_prefix("hourlake_compactor");
@@ -146,6 +166,16 @@ impl CompactorMetrics {
             "audit_errors",
             "Offset audits that failed",
             self.audit_errors.clone(),
+        );
+        sub.register(
+            "retention_dropped_partitions",
+            "Per table: partitions dropped by retention (hours of event tables, days otherwise)",
+            self.retention_dropped_partitions.clone(),
+        );
+        sub.register(
+            "retention_dropped_rows",
+            "Per table: rows dropped by retention",
+            self.retention_dropped_rows.clone(),
         );
         sub.register(
             "lease_busy",

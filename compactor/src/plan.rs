@@ -50,6 +50,30 @@ pub fn files_by_hour(
     Ok(hours)
 }
 
+/// The URLs of `files` (paths relative to the root of `table`), as DataFusion reads
+/// them once the table's object store is registered in the session.
+pub fn file_urls(
+    id: TableId,
+    table: &DeltaTable,
+    files: &[&DataFile],
+) -> Result<Vec<String>, CompactorError> {
+    let mut root = table.table_url().clone();
+    if !root.path().ends_with('/') {
+        root.set_path(&format!("{}/", root.path()));
+    }
+    files
+        .iter()
+        .map(|f| {
+            root.join(&f.path)
+                .map(|u| u.to_string())
+                .map_err(|e| CompactorError::Unexpected {
+                    table: id.name(),
+                    reason: format!("file path {}: {e}", f.path),
+                })
+        })
+        .collect()
+}
+
 /// Why an hour is rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RewriteReason {

@@ -4,7 +4,7 @@ use std::fmt;
 
 use hourlake_catalog::{Hour, TableId};
 
-use crate::{HourRewrite, Maintenance};
+use crate::{Dropped, HourRewrite, Maintenance};
 
 /// What one pass did to one event table and its rollups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,16 +49,20 @@ impl TableReport {
 pub struct PassReport {
     /// One entry per event table that exists.
     pub tables: Vec<TableReport>,
+    /// What retention dropped (maintenance passes only), one entry per table that lost
+    /// partitions.
+    pub dropped: Vec<Dropped>,
 }
 
 impl PassReport {
     /// Whether the pass changed nothing.
     pub fn is_idle(&self) -> bool {
-        self.tables.iter().all(|t| {
-            t.rewrites.is_empty()
-                && t.rolled_up.is_empty()
-                && t.maintenance.as_ref().is_none_or(|m| m.files_vacuumed == 0)
-        })
+        self.dropped.is_empty()
+            && self.tables.iter().all(|t| {
+                t.rewrites.is_empty()
+                    && t.rolled_up.is_empty()
+                    && t.maintenance.as_ref().is_none_or(|m| m.files_vacuumed == 0)
+            })
     }
 
     /// The report of one table, if the pass looked at it.
@@ -110,7 +114,13 @@ impl fmt::Display for TableReport {
 
 impl fmt::Display for PassReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.tables.iter().map(ToString::to_string).collect();
+        let mut lines: Vec<String> = self.tables.iter().map(ToString::to_string).collect();
+        lines.extend(self.dropped.iter().map(|d| {
+            format!(
+                "{}: retention dropped {} partitions ({} files, {} rows, {} offset runs recorded)",
+                d.table, d.partitions, d.files, d.rows, d.offset_runs
+            )
+        }));
         f.write_str(&lines.join("; "))
     }
 }

@@ -18,7 +18,7 @@ use hourlake_sql::SessionFactory;
 
 use crate::batch::conform;
 use crate::dedup::{find_duplicates, without_duplicates};
-use crate::plan::{DataFile, RewriteReason};
+use crate::plan::{file_urls, DataFile, RewriteReason};
 use crate::{CompactorConfig, CompactorError, Lease};
 
 /// What rewriting one hour did.
@@ -128,23 +128,8 @@ pub async fn rewrite_hour(
     let (rewrite, keep): (Vec<&DataFile>, Vec<&DataFile>) = files
         .iter()
         .partition(|f| f.size < config.undersized_below());
-    let mut root = table.table_url().clone();
-    if !root.path().ends_with('/') {
-        root.set_path(&format!("{}/", root.path()));
-    }
-    let url = |f: &DataFile| -> Result<String, CompactorError> {
-        root.join(&f.path)
-            .map(|u| u.to_string())
-            .map_err(|e| CompactorError::Unexpected {
-                table: id.name(),
-                reason: format!("file path {}: {e}", f.path),
-            })
-    };
-    let rewrite_urls = rewrite
-        .iter()
-        .map(|f| url(f))
-        .collect::<Result<Vec<_>, _>>()?;
-    let keep_urls = keep.iter().map(|f| url(f)).collect::<Result<Vec<_>, _>>()?;
+    let rewrite_urls = file_urls(id, table, &rewrite)?;
+    let keep_urls = file_urls(id, table, &keep)?;
 
     let ctx = factory.context()?;
     table

@@ -29,7 +29,7 @@ const TYPES: &[&str] = &[
 ];
 
 /// One engagement event row as ingest writes it (JSON in the table's column names).
-fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> serde_json::Value {
+pub(crate) fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> serde_json::Value {
     let r = mix(seed, i);
     let event_type = TYPES[(r % TYPES.len() as u64) as usize];
     let micros = hour.start_micros() + (r % 3_600_000_000) as i64;
@@ -62,11 +62,11 @@ fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> serde_json::
     })
 }
 
-async fn append(lake: &Lake, rows: &[serde_json::Value]) {
+pub(crate) async fn append(lake: &Lake, rows: &[serde_json::Value]) {
     append_rows(lake, TableId::EngagementEvents, rows).await;
 }
 
-fn config() -> CompactorConfig {
+pub(crate) fn config() -> CompactorConfig {
     CompactorConfig {
         closed_after: Duration::ZERO,
         interval: Duration::from_millis(50),
@@ -87,7 +87,7 @@ async fn event_ids(lake: &Lake) -> BTreeSet<String> {
     ids
 }
 
-fn files_in(lake: &Lake, hour: Hour) -> usize {
+pub(crate) fn files_in(lake: &Lake, hour: Hour) -> usize {
     let dir = lake
         .root()
         .to_file_path()
@@ -337,7 +337,7 @@ async fn fill_both_tables(lake: &Lake) -> Vec<Hour> {
 }
 
 /// One compactor pass over `lake`.
-async fn compact(lake: &Lake) {
+pub(crate) async fn compact(lake: &Lake) {
     let compactor = Compactor::new(lake.clone(), config(), "test");
     compactor.run_pass().await.unwrap();
     compactor.release().await.unwrap();

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::decode::Validation;
+use crate::StartAt;
 
 /// A table's Delta checkpoint is written every this many of its commits by default.
 pub const DEFAULT_CHECKPOINT_INTERVAL: u64 = 100;
@@ -52,6 +53,9 @@ pub struct IngestConfig {
     pub progress_interval: Duration,
     /// Extra librdkafka consumer settings (e.g. `fetch.max.bytes`).
     pub kafka_overrides: BTreeMap<String, String>,
+    /// Where partitions that no table holds offsets of start (a replay from a point in
+    /// time); partitions with offsets in the lake always continue from them.
+    pub start_at: StartAt,
 }
 
 impl IngestConfig {
@@ -70,6 +74,7 @@ impl IngestConfig {
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             progress_interval: DEFAULT_PROGRESS_INTERVAL,
             kafka_overrides: BTreeMap::new(),
+            start_at: StartAt::Earliest,
         }
     }
 }

@@ -28,6 +28,9 @@ pub enum IngestError {
     /// An input file of a backfill cannot be read.
     #[error("{path}: {reason}")]
     Input { path: String, reason: String },
+    /// Kafka did not say where a `--start-at` time falls in a partition.
+    #[error("no start offset: {0}")]
+    StartOffset(String),
     /// The ingest thread died.
     #[error("ingest thread failed: {0}")]
     Thread(String),

@@ -19,7 +19,9 @@
 //! - `decode`: bytes → validated fields, or a `rejection` ([`ReasonCode`] and reason).
 //! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`.
 //! - `commit`: one table's atomic commit with its `txn` offsets and fence check;
-//!   `offsets`: which offsets each table holds, and where a partition starts.
+//!   `offsets`: which offsets each table holds, and where a partition starts;
+//!   [`StartAt`]: where a partition the lake holds nothing of starts (log start, or a
+//!   point in time for a replay).
 //! - `contract`: [`check`] — the same checks without building rows, for the collector.
 //! - `message` (Kafka metadata), `clock` (one clock read per message), [`IngestMetrics`].
 //! - [`OfflineIngest`]: the same window and flusher over messages held in memory (benches).
@@ -54,6 +56,7 @@ mod offsets;
 mod pipeline;
 mod rejection;
 mod rows;
+mod start_at;
 mod window;
 
 pub use backfill::{
@@ -70,3 +73,4 @@ pub use offline::{DecodedWindow, OfflineIngest};
 pub use offsets::TopicPartition;
 pub use pipeline::Ingestor;
 pub use rejection::{ReasonCode, Rejection};
+pub use start_at::StartAt;

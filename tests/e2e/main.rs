@@ -16,6 +16,7 @@ mod ingest;
 mod kafka_script;
 mod produce;
 mod prometheus;
+mod replay;
 mod s3;
 mod serve;
 mod spark;

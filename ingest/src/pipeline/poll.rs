@@ -2,7 +2,7 @@
 //! hands the window to the flusher when the policy says so, and applies each flush's
 //! outcome (offsets committed to Kafka, or a re-read).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,6 +36,9 @@ pub(super) struct Pipeline {
     pub(super) clock: Clock,
     /// The partition of the last message (messages come in runs per partition).
     pub(super) current: Option<TopicPartition>,
+    /// Where `config.start_at` puts each partition that no table holds offsets of,
+    /// once asked of Kafka (the same answer on every later assignment).
+    pub(super) start_at_offsets: HashMap<TopicPartition, Offset>,
 }
 
 impl Pipeline {
@@ -57,6 +60,7 @@ impl Pipeline {
             window,
             clock: Clock::default(),
             current: None,
+            start_at_offsets: HashMap::new(),
         }
     }
 

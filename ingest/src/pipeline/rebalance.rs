@@ -1,7 +1,9 @@
 //! Where each partition starts: on assignment, and again after a flush that did not
 //! commit. The in-flight flush is finished, the open window dropped, and each partition
 //! is assigned at the offset its tables still need (read from their Delta `txn`
-//! actions), so no message is skipped or taken twice.
+//! actions), so no message is skipped or taken twice. A partition that some table holds
+//! nothing of starts where [`StartAt`](crate::StartAt) says: the log start, or the first
+//! message at or after a point in time (asked of Kafka once, then kept).
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +11,8 @@ use std::time::{Duration, Instant};
 /// gives up: below Kafka's `max.poll.interval.ms` (300 s), so the member keeps its
 /// partitions meanwhile.
 const OFFSETS_PATIENCE: Duration = Duration::from_secs(240);
+/// How long Kafka may take to answer which offset a `--start-at` time falls on.
+const OFFSETS_FOR_TIMES_TIMEOUT: Duration = Duration::from_secs(30);
 
 use hourlake_catalog::TableId;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -35,6 +39,7 @@ impl Pipeline {
             .map(|e| TopicPartition::new(e.topic(), e.partition()))
             .collect();
         self.load_committed_patiently(&partitions)?;
+        self.resolve_start_at(consumer, &partitions)?;
         for tp in &partitions {
             let offset = self.start_offset(tp);
             if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, offset) {
@@ -75,6 +80,7 @@ impl Pipeline {
         self.window.discard();
         let partitions: Vec<TopicPartition> = self.assigned.iter().cloned().collect();
         self.load_committed_patiently(&partitions)?;
+        self.resolve_start_at(consumer, &partitions)?;
         let mut tpl = TopicPartitionList::new();
         for tp in &partitions {
             let offset = self.start_offset(tp);
@@ -90,8 +96,55 @@ impl Pipeline {
     fn start_offset(&self, tp: &TopicPartition) -> Offset {
         match self.committed.start_offset(TableId::INGESTED, tp) {
             Some(o) => Offset::Offset(o),
-            None => Offset::Beginning,
+            None => self
+                .start_at_offsets
+                .get(tp)
+                .copied()
+                .unwrap_or(Offset::Beginning),
         }
+    }
+
+    /// Asks Kafka where the `--start-at` time falls in each of `partitions` that some
+    /// table holds nothing of, unless it was asked before. Only such partitions start
+    /// there: a table that holds offsets skips what it holds, so a restarted replay
+    /// continues exactly once from the lake.
+    fn resolve_start_at(
+        &mut self,
+        consumer: &BaseConsumer<IngestContext>,
+        partitions: &[TopicPartition],
+    ) -> Result<(), IngestError> {
+        let Some(millis) = self.config.start_at.timestamp_millis() else {
+            return Ok(());
+        };
+        // "Nothing at or after the time yet" is asked again: messages may have come since.
+        self.start_at_offsets
+            .retain(|_, o| matches!(o, Offset::Offset(_)));
+        let mut wanted = TopicPartitionList::new();
+        for tp in partitions {
+            let unheld = self.committed.start_offset(TableId::INGESTED, tp).is_none();
+            if unheld && !self.start_at_offsets.contains_key(tp) {
+                wanted.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(millis))?;
+            }
+        }
+        if wanted.count() == 0 {
+            return Ok(());
+        }
+        let found = consumer.offsets_for_times(wanted, OFFSETS_FOR_TIMES_TIMEOUT)?;
+        for e in found.elements() {
+            e.error()?;
+            let tp = TopicPartition::new(e.topic(), e.partition());
+            // `End`: no message at or after the time yet; the next one is the first.
+            let offset = e.offset();
+            if !matches!(offset, Offset::Offset(_) | Offset::End) {
+                return Err(IngestError::StartOffset(format!(
+                    "Kafka answered {offset:?} for {tp} at --start-at {}",
+                    self.config.start_at
+                )));
+            }
+            tracing::info!(%tp, start_at = %self.config.start_at, ?offset, "start-at offset");
+            self.start_at_offsets.insert(tp, offset);
+        }
+        Ok(())
     }
 
     /// Reads the tables' stored offsets for these partitions (at the newest versions).

@@ -279,7 +279,7 @@ async fn answers_what_the_delta_provider_answers() {
     let snapshot = session(&lake, ScanKind::Snapshot).await;
 
     // Every table the lake holds has the schema deltalake's provider gives it (this
-    // lake has no removed duplicates and no erasures, so no ledgers).
+    // lake has no removed duplicates, expired offsets or erasures, so no ledgers).
     let mut compared = 0;
     for table in TableId::ALL {
         if !delta.table_exist(table.name()).unwrap() {
