@@ -57,4 +57,4 @@ kill $COLLECTOR; wait $COLLECTOR 2>/dev/null || true
 COUNT=${PRODUCE_COUNT:-2000000}
 echo "== hourlake produce: $COUNT generated events straight to Kafka (acks=all, idempotent)"
 "$BIN" produce --brokers "$BROKERS" --topic "$APP" --rec-topic "$REC" --count "$COUNT" --seed 7 2>/dev/null \
-  | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"   {r[\"sent\"]} events in {r[\"elapsed_s\"]:.2f} s: {r[\"sent\"]/r[\"elapsed_s\"]:,.0f} events/s")'
+  | python3 -c 'import json,sys; r=json.load(sys.stdin); print("   %d events in %.2f s: %.0f events/s" % (r["sent"], r["elapsed_s"], r["sent"] / r["elapsed_s"]))'

@@ -21,6 +21,8 @@ use arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 use hourlake_catalog::schema::{INGEST_DATE, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC, USER_ID};
@@ -33,8 +35,9 @@ use sha2::{Digest, Sha256};
 
 use crate::lease::Lease;
 use crate::rewrite::is_commit_conflict;
+use crate::retention::{self, OffsetRun};
 use crate::rollup::{recompute_hours, watermark};
-use crate::CompactorError;
+use crate::{CompactorConfig, CompactorError};
 
 /// Files not referenced by the table and younger than this may be a commit still in
 /// flight (ingest writes files, then commits): they are left alone unless a remove
@@ -218,6 +221,7 @@ struct Erased {
 pub async fn carry_out(
     lake: &Lake,
     factory: &SessionFactory,
+    config: &CompactorConfig,
     leases: &mut BTreeMap<TableId, Lease>,
     request: &ErasureRequest,
 ) -> Result<ErasureReport, CompactorError> {
@@ -235,12 +239,13 @@ pub async fn carry_out(
         let lease = leases
             .get_mut(id)
             .ok_or_else(|| unexpected(format!("erasing from {id} needs its compactor lease")))?;
-        let erased = erase_events(lake, factory, *id, &mut table, lease, &request.users).await?;
+        let erased =
+            erase_events(lake, factory, config, *id, &mut table, lease, &request.users).await?;
         record(&mut report, &mut rows_by_user, &mut touched, *id, &erased);
         report.hours_recomputed += erased.hours.len();
     }
     if let Some(mut table) = lake.open(TableId::DeadLetters).await? {
-        let erased = erase_dead_letters(factory, &mut table, &request.users).await?;
+        let erased = erase_dead_letters(factory, config, &mut table, &request.users).await?;
         record(
             &mut report,
             &mut rows_by_user,
@@ -318,6 +323,7 @@ async fn log(
 async fn erase_events(
     lake: &Lake,
     factory: &SessionFactory,
+    config: &CompactorConfig,
     id: TableId,
     table: &mut DeltaTable,
     lease: &mut Lease,
@@ -367,7 +373,7 @@ async fn erase_events(
         "{USER_ID} IN ({list}) AND ({})",
         Hour::sql_predicate_any(&erased.hours)
     );
-    delete_retrying(id, table, lease, &predicate).await?;
+    delete_retrying(factory, config, id, table, Some(lease), &predicate, None).await?;
     let prefixes: Vec<String> = erased.hours.iter().map(|h| h.path_prefix()).collect();
     erased.files_purged += purge(id, table, &prefixes).await?;
     deltalake::checkpoints::create_checkpoint(table, None)
@@ -415,17 +421,48 @@ async fn erase_events(
 }
 
 /// A Delta delete of the rows matching `predicate`, retried on a fresh snapshot when it
-/// loses to concurrent commits.
+/// loses to concurrent commits. The offsets of the deleted rows go to `expired_offsets`
+/// first, under the table's next drop number, which the delete's commit carries: the
+/// offset audit then counts them as gone on purpose, not missing. `runs`: the offsets,
+/// when the caller knows them (else they are read from the rows the predicate matches).
 async fn delete_retrying(
+    factory: &SessionFactory,
+    config: &CompactorConfig,
     id: TableId,
     table: &mut DeltaTable,
-    lease: &mut Lease,
+    mut lease: Option<&mut Lease>,
     predicate: &str,
+    runs: Option<&[OffsetRun]>,
 ) -> Result<(), CompactorError> {
     let mut attempt = 1;
     loop {
-        lease.renew().await?;
-        match table.clone().delete().with_predicate(predicate).await {
+        let drop_id = retention::committed_drop(id, table).await? + 1;
+        let found;
+        let runs = match runs {
+            Some(runs) => runs,
+            None => {
+                found = retention::runs_matching(factory, id, table, predicate).await?;
+                &found
+            }
+        };
+        if let Some(lease) = lease.as_deref_mut() {
+            lease.renew().await?;
+        }
+        retention::record_runs(factory.lake(), config, id, drop_id, runs).await?;
+        let props = CommitProperties::default().with_application_transactions(vec![Transaction::new(
+            retention::DROP_APP_ID,
+            i64::try_from(drop_id).unwrap_or(i64::MAX),
+        )]);
+        if let Some(lease) = lease.as_deref_mut() {
+            lease.renew().await?;
+        }
+        match table
+            .clone()
+            .delete()
+            .with_predicate(predicate)
+            .with_commit_properties(props)
+            .await
+        {
             Ok((deleted, _)) => {
                 *table = deleted;
                 return Ok(());
@@ -506,6 +543,7 @@ async fn purge(
 /// whose raw bytes name one as `user_id`.
 async fn erase_dead_letters(
     factory: &SessionFactory,
+    config: &CompactorConfig,
     table: &mut DeltaTable,
     users: &[String],
 ) -> Result<Erased, CompactorError> {
@@ -574,29 +612,27 @@ async fn erase_dead_letters(
         .collect::<Vec<_>>()
         .join(", ");
     let predicate = format!("{INGEST_DATE} IN ({days}) AND ({positions})");
-    let mut attempt = 1;
-    loop {
-        match table
-            .clone()
-            .delete()
-            .with_predicate(predicate.as_str())
-            .await
-        {
-            Ok((deleted, _)) => {
-                *table = deleted;
-                break;
-            }
-            Err(e) => {
-                let e = CompactorError::from(id.delta_error()(e));
-                if attempt >= DELETE_ATTEMPTS || !is_commit_conflict(&e) {
-                    return Err(e);
+    let mut runs = Vec::new();
+    for ((topic, partition), offsets) in &mut matches {
+        offsets.sort_unstable();
+        offsets.dedup();
+        for &o in offsets.iter() {
+            match runs.last_mut() {
+                Some(OffsetRun { topic: t, partition: p, last, .. })
+                    if t == topic && p == partition && *last + 1 == o =>
+                {
+                    *last = o;
                 }
-                tokio::time::sleep(Duration::from_millis(100 << attempt.min(5))).await;
-                attempt += 1;
-                table.update_state().await.map_err(id.delta_error())?;
+                _ => runs.push(OffsetRun {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    first: o,
+                    last: o,
+                }),
             }
         }
     }
+    delete_retrying(factory, config, id, table, None, &predicate, Some(&runs)).await?;
     let prefixes: Vec<String> = dates.iter().map(|d| format!("{INGEST_DATE}={d}")).collect();
     erased.files_purged = purge(id, table, &prefixes).await?;
     deltalake::checkpoints::create_checkpoint(table, None)

@@ -384,11 +384,35 @@ async fn runs_of(
         .read_parquet(urls, ParquetReadOptions::default())
         .await?;
     ctx.register_table("dropped", dropped.into_view())?;
+    runs_of_dropped(factory, &ctx, id, "true").await
+}
+
+/// The offsets of `table`'s rows matching `predicate` (what a delete is about to
+/// remove), as runs like [`runs_of`]'s.
+pub async fn runs_matching(
+    factory: &SessionFactory,
+    id: TableId,
+    table: &DeltaTable,
+    predicate: &str,
+) -> Result<Vec<OffsetRun>, CompactorError> {
+    let ctx = factory.local_context()?;
+    register_table(&ctx, "dropped", table).await?;
+    runs_of_dropped(factory, &ctx, id, predicate).await
+}
+
+/// The runs of the offsets of the rows of table `dropped` (registered in `ctx`) that
+/// match `predicate`, leaving out copies `removed_duplicates` lists.
+async fn runs_of_dropped(
+    factory: &SessionFactory,
+    ctx: &datafusion::prelude::SessionContext,
+    id: TableId,
+    predicate: &str,
+) -> Result<Vec<OffsetRun>, CompactorError> {
     let mut leftovers = String::new();
     let ledger = TableId::RemovedDuplicates;
     if TableId::EVENTS.contains(&id) {
         if let Some(removed) = factory.lake().open(ledger).await? {
-            register_table(&ctx, ledger.name(), &removed).await?;
+            register_table(ctx, ledger.name(), &removed).await?;
             leftovers = format!(
                 " WHERE NOT EXISTS (SELECT 1 FROM {ledger} r WHERE r.{KAFKA_TOPIC} = d.{KAFKA_TOPIC} \
                    AND r.{KAFKA_PARTITION} = d.{KAFKA_PARTITION} AND r.{KAFKA_OFFSET} = d.{KAFKA_OFFSET})"
@@ -398,7 +422,7 @@ async fn runs_of(
     // Consecutive offsets share `o - row_number()`: one group per run.
     let sql = format!(
         "WITH held AS (SELECT DISTINCT CAST(d.{KAFKA_TOPIC} AS VARCHAR) AS t, d.{KAFKA_PARTITION} AS p, \
-                        d.{KAFKA_OFFSET} AS o FROM dropped d{leftovers}), \
+                        d.{KAFKA_OFFSET} AS o FROM (SELECT * FROM dropped WHERE {predicate}) d{leftovers}), \
               grouped AS (SELECT t, p, o, o - CAST(row_number() OVER (PARTITION BY t, p ORDER BY o) AS BIGINT) AS run \
                           FROM held) \
          SELECT t, CAST(p AS BIGINT), min(o), max(o) FROM grouped GROUP BY t, p, run"

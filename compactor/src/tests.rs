@@ -1299,6 +1299,12 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
         );
     }
 
+    // every offset still in exactly one place: the erased ones count as expired
+    let account = crate::audit::audit(&lake, &Default::default()).await.unwrap();
+    assert!(account.iter().all(|p| p.is_exact()), "{account:?}");
+    let expired: i64 = account.iter().map(|p| p.expired).sum();
+    assert_eq!(expired, 8, "5 + 1 events and 2 dead letters: {account:?}");
+
     // the log: one row, a salted hash, never the id
     let logged = query(
         &lake,
