@@ -51,12 +51,6 @@ pub fn hour_start_micros(date: i32, hour: i32) -> i64 {
     (i64::from(date) * HOURS_PER_DAY + i64::from(hour)) * MICROS_PER_HOUR
 }
 
-/// A `YYYY-MM-DD` date (as partition values and SQL date literals write it) as days
-/// since the epoch.
-pub fn parse_date(text: &str) -> Option<i32> {
-    Date32Type::parse_formatted(text, DATE_FORMAT)
-}
-
 /// An hour partition: days since 1970-01-01 and the hour 0–23 (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hour {

@@ -189,7 +189,15 @@ impl Compactor {
         let mut reports = Vec::new();
         let mut failed = None;
         for request in &requests {
-            match erasure::carry_out(&self.lake, &self.factory, &self.config, &mut leases, request).await {
+            match erasure::carry_out(
+                &self.lake,
+                &self.factory,
+                &self.config,
+                &mut leases,
+                request,
+            )
+            .await
+            {
                 Ok(report) => {
                     tracing::info!(
                         request = %report.request_id,

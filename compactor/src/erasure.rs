@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::lease::Lease;
-use crate::rewrite::is_commit_conflict;
 use crate::retention::{self, OffsetRun};
+use crate::rewrite::is_commit_conflict;
 use crate::rollup::{recompute_hours, watermark};
 use crate::{CompactorConfig, CompactorError};
 
@@ -239,8 +239,16 @@ pub async fn carry_out(
         let lease = leases
             .get_mut(id)
             .ok_or_else(|| unexpected(format!("erasing from {id} needs its compactor lease")))?;
-        let erased =
-            erase_events(lake, factory, config, *id, &mut table, lease, &request.users).await?;
+        let erased = erase_events(
+            lake,
+            factory,
+            config,
+            *id,
+            &mut table,
+            lease,
+            &request.users,
+        )
+        .await?;
         record(&mut report, &mut rows_by_user, &mut touched, *id, &erased);
         report.hours_recomputed += erased.hours.len();
     }
@@ -449,10 +457,11 @@ async fn delete_retrying(
             lease.renew().await?;
         }
         retention::record_runs(factory.lake(), config, id, drop_id, runs).await?;
-        let props = CommitProperties::default().with_application_transactions(vec![Transaction::new(
-            retention::DROP_APP_ID,
-            i64::try_from(drop_id).unwrap_or(i64::MAX),
-        )]);
+        let props =
+            CommitProperties::default().with_application_transactions(vec![Transaction::new(
+                retention::DROP_APP_ID,
+                i64::try_from(drop_id).unwrap_or(i64::MAX),
+            )]);
         if let Some(lease) = lease.as_deref_mut() {
             lease.renew().await?;
         }
@@ -618,9 +627,12 @@ async fn erase_dead_letters(
         offsets.dedup();
         for &o in offsets.iter() {
             match runs.last_mut() {
-                Some(OffsetRun { topic: t, partition: p, last, .. })
-                    if t == topic && p == partition && *last + 1 == o =>
-                {
+                Some(OffsetRun {
+                    topic: t,
+                    partition: p,
+                    last,
+                    ..
+                }) if t == topic && p == partition && *last + 1 == o => {
                     *last = o;
                 }
                 _ => runs.push(OffsetRun {

@@ -109,7 +109,7 @@ impl RetentionConfig {
             TableId::EngagementEvents | TableId::RecommendationEvents => self.events,
             TableId::DeadLetters => self.dead_letters,
             TableId::EngagementHourly | TableId::RecommendationHourly => self.rollups,
-            TableId::RemovedDuplicates | TableId::ExpiredOffsets => None,
+            TableId::RemovedDuplicates | TableId::ExpiredOffsets | TableId::ErasureLog => None,
         }
     }
 }
