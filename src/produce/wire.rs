@@ -112,7 +112,7 @@ pub fn render(
     } else {
         EventTime::EpochMillis(r.event_time_micros.div_euclid(1000))
     };
-    let session_id = format!("s-{:012x}", u.session >> 16);
+    let session_id;
     let request_id;
     let notification_id;
     let mut w = Wire {
@@ -126,6 +126,7 @@ pub fn render(
     };
     let p = &u.profile;
     if event_type.kind() == EventKind::Engagement {
+        session_id = format!("s-{:012x}", u.session >> 16);
         w.session_id = Some(&session_id);
         w.device = Some(Device {
             kind: p.device_type(),
