@@ -1,7 +1,12 @@
 //! `hourlake produce`: a realistic event generator that writes to Kafka.
 
+mod behaviour;
+mod daily_cycle;
 mod malformed;
+mod population;
+mod profile;
 mod report;
+mod wire;
 mod world;
 
 use std::collections::VecDeque;
@@ -17,8 +22,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
+use daily_cycle::DailyCycle;
 pub use report::Report;
-use world::{What, World, WorldConfig};
+use world::{What, World, WorldConfig, MAX_DIURNAL};
 
 /// Options of `hourlake produce`.
 #[derive(Debug, Clone, Args)]
@@ -35,18 +41,28 @@ pub struct ProduceArgs {
     /// Partitions for topics this command creates (existing topics are left alone).
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
-    /// Events per second; unlimited when absent.
+    /// Events per second on average (each is sent when it happens: event time follows the
+    /// wall clock); unlimited when absent.
     #[arg(long)]
     pub rate: Option<f64>,
     /// Number of messages to send; forever (until Ctrl-C) when absent.
     #[arg(long)]
     pub count: Option<u64>,
-    /// Number of distinct users (Zipf-distributed activity).
+    /// Population size: users with the app installed at any moment, each with a stable
+    /// device, country and activity level (users who churn are replaced by new installs).
+    /// Their inactivity gaps are sized so the population makes the requested event rate.
     #[arg(long, default_value_t = 100_000)]
     pub users: u64,
     /// Number of distinct items (Zipf-distributed popularity).
     #[arg(long, default_value_t = 20_000)]
     pub items: u64,
+    /// Fraction of sessions that end without `session_end` (the app was killed).
+    #[arg(long, default_value_t = 0.05)]
+    pub killed_fraction: f64,
+    /// Amplitude of the daily cycle (0 = flat, up to 0.95): the event rate follows
+    /// 1 + A·cos(…) around --rate/--sim-rate, busiest at 19:00 UTC.
+    #[arg(long, default_value_t = 0.0)]
+    pub diurnal: f64,
     /// Fraction of events sent with an event time 1–48 hours in the past.
     #[arg(long, default_value_t = 0.0)]
     pub late_fraction: f64,
@@ -60,11 +76,11 @@ pub struct ProduceArgs {
     /// (event times too, when --start-time is given).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Event time of the first event (RFC 3339). Default: now with --rate, otherwise
-    /// early enough that the last event is about now.
+    /// Event time at which the simulation starts (RFC 3339). Default: now with --rate,
+    /// otherwise early enough that the last event is about now.
     #[arg(long)]
     pub start_time: Option<DateTime<Utc>>,
-    /// Simulated events per second of event time when --rate is absent.
+    /// Simulated events per second of event time (on average) when --rate is absent.
     #[arg(long, default_value_t = 2_000.0)]
     pub sim_rate: f64,
 }
@@ -80,7 +96,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<Report> {
     let step_micros = 1e6 / events_per_sim_second;
     let start_micros = match (args.start_time, args.rate, args.count) {
         (Some(t), _, _) => t.timestamp_micros(),
-        (None, None, Some(n)) => Utc::now().timestamp_micros() - (n as f64 * step_micros) as i64,
+        (None, None, Some(n)) => {
+            ends_now(n as f64 * step_micros, args.diurnal.clamp(0.0, MAX_DIURNAL))
+        }
         _ => Utc::now().timestamp_micros(),
     };
     let mut world = World::new(WorldConfig {
@@ -89,10 +107,20 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<Report> {
         seed: args.seed,
         start_micros,
         step_micros,
+        diurnal: args.diurnal,
+        killed_fraction: args.killed_fraction,
         late_fraction: args.late_fraction,
         duplicate_fraction: args.duplicate_fraction,
         bad_fraction: args.bad_fraction,
     })?;
+    let sizing = world.sizing();
+    tracing::info!(
+        users = args.users,
+        events_per_session = format!("{:.1}", sizing.events_per_session),
+        mean_gap_between_sessions_s = format!("{:.0}", sizing.mean_gap_s),
+        time_scale = format!("{:.3}", sizing.time_scale),
+        "simulating users (time_scale < 1: too few users for the rate, behaviour sped up)"
+    );
 
     ensure_topics(
         &args.brokers,
@@ -121,8 +149,11 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<Report> {
     tokio::pin!(ctrl_c);
     let mut sent: u64 = 0;
     while args.count.is_none_or(|n| sent < n) {
-        if let Some(rate) = args.rate {
-            let due = started + Duration::from_secs_f64(sent as f64 / rate);
+        let msg = world.next_message();
+        if args.rate.is_some() {
+            // sent when it happens: event time runs with the wall clock
+            let elapsed = u64::try_from(world.elapsed_micros()).unwrap_or(0);
+            let due = started + Duration::from_micros(elapsed);
             if due > Instant::now() {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due.into()) => {}
@@ -130,7 +161,6 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<Report> {
                 }
             }
         }
-        let msg = world.next_message();
         let topic = match msg.kind {
             EventKind::Engagement => &args.topic,
             EventKind::Recommendation => &args.rec_topic,
@@ -176,6 +206,17 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<Report> {
         );
     }
     Ok(report)
+}
+
+/// A start time such that a run of `activity_micros` on the activity clock ends now.
+fn ends_now(activity_micros: f64, diurnal: f64) -> i64 {
+    let now = Utc::now().timestamp_micros();
+    let mut start = now - activity_micros as i64;
+    for _ in 0..3 {
+        let span = DailyCycle::new(diurnal, start).real(activity_micros, activity_micros);
+        start = now - span as i64;
+    }
+    start
 }
 
 async fn settle_half(in_flight: &mut VecDeque<(What, DeliveryFuture)>, report: &mut Report) {

@@ -1,33 +1,37 @@
-//! A small simulated world of users, sessions and recommendation funnels that
-//! produces realistic, reproducible event streams (see `docs/events.md`).
-//!
-//! Users and items are Zipf-distributed; each session is planned up front
-//! (install on first sight, start, screen views with clicks and searches, a
-//! recommendation served → impression → click funnel, maybe a purchase, end) and
-//! many sessions are interleaved, so event times advance realistically.
+//! The simulated world: a population of app users (see `population.rs`) whose events
+//! become messages, plus the transport's imperfections on top: late events, resends
+//! and malformed messages. The same config yields the same messages, byte for byte.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use hourlake_catalog::{EventKind, EventType};
-use rand::distr::Distribution;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{LogNormal, Zipf};
-use serde::Serialize;
 
+use super::behaviour::{Behaviour, MODELS};
+use super::daily_cycle::DailyCycle;
 use super::malformed::{self, MalformedKind};
+use super::population::{Population, Sizing};
+use super::profile::Releases;
+use super::wire::{self, Render};
 
 /// Knobs of the simulation.
 #[derive(Debug, Clone)]
 pub struct WorldConfig {
+    /// Population size: users with the app installed at any moment.
     pub users: u64,
     pub items: u64,
     pub seed: u64,
     /// Event time of the first event, microseconds since the epoch.
     pub start_micros: i64,
-    /// Simulated time between two consecutive events, microseconds.
+    /// Simulated time between two consecutive messages, microseconds (the mean over a
+    /// day when `diurnal` > 0).
     pub step_micros: f64,
+    /// Amplitude of the daily cycle of activity (0 = flat; 0.5 = the busiest hour has
+    /// three times the events of the quietest).
+    pub diurnal: f64,
+    /// Fraction of sessions that end without `session_end` (the app was killed).
+    pub killed_fraction: f64,
     pub late_fraction: f64,
     pub duplicate_fraction: f64,
     pub bad_fraction: f64,
@@ -50,353 +54,80 @@ pub enum What {
     Malformed(MalformedKind),
 }
 
-const MODEL_VERSIONS: &[(&str, f64)] = &[("ranker-v7", 0.05), ("ranker-v8", 0.08)];
-const SURFACES: &[(&str, u32)] = &[("home", 50), ("search", 20), ("item_page", 25), ("push", 5)];
-const DEVICES: &[(&str, &[&str], u32)] = &[
-    (
-        "phone",
-        &["android 15", "android 14", "ios 18", "ios 17"],
-        70,
-    ),
-    ("tablet", &["ipados 18", "android 14"], 15),
-    ("tv", &["tvos 18", "android tv 12"], 5),
-    ("desktop", &["macos 15", "windows 11"], 10),
-];
-const APP_VERSIONS: &[(&str, u32)] = &[("5.3.0", 50), ("5.2.1", 30), ("5.1.0", 15), ("4.9.2", 5)];
-const COUNTRIES: &[(&str, &str, u32)] = &[
-    ("US", "USD", 30),
-    ("IN", "INR", 15),
-    ("BR", "BRL", 10),
-    ("DE", "EUR", 8),
-    ("GB", "GBP", 7),
-    ("FR", "EUR", 6),
-    ("JP", "JPY", 6),
-    ("ID", "IDR", 6),
-    ("MX", "MXN", 6),
-    ("NG", "NGN", 6),
-];
-const SCREENS: &[&str] = &[
-    "home", "feed", "item", "cart", "profile", "settings", "search",
-];
-const QUERIES: &[&str] = &[
-    "running shoes",
-    "headphones",
-    "coffee",
-    "yoga mat",
-    "phone case",
-    "backpack",
-    "desk lamp",
-    "water bottle",
-    "sunglasses",
-    "keyboard",
-];
-
-#[derive(Debug, Clone)]
-struct Profile {
-    device: usize,
-    os: usize,
-    app_version: usize,
-    country: usize,
-    model: usize,
-}
-
-#[derive(Debug, Clone)]
-enum Step {
-    Install,
-    NotificationView(String),
-    NotificationOpen(String),
-    SessionStart,
-    ScreenView(&'static str),
-    Click(&'static str, u64),
-    Search(&'static str),
-    RecServed {
-        request: String,
-        surface: &'static str,
-        items: Vec<u64>,
-    },
-    RecImpression {
-        request: String,
-        surface: &'static str,
-        item: u64,
-        rank: i32,
-    },
-    RecClick {
-        request: String,
-        surface: &'static str,
-        item: u64,
-        rank: i32,
-    },
-    Purchase {
-        item: u64,
-        amount: f64,
-    },
-    SessionEnd,
-}
-
-#[derive(Debug)]
-struct Session {
-    user: u64,
-    session_id: String,
-    started_micros: Option<i64>,
-    steps: VecDeque<Step>,
-}
-
-#[derive(Serialize)]
-struct Device<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    os: &'a str,
-    app_version: &'a str,
-}
-
-#[derive(Serialize)]
-struct RecItem {
-    item_id: String,
-    score: f64,
-    rank: i32,
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum EventTime {
-    Rfc3339(String),
-    EpochMillis(i64),
-}
-
-/// The JSON wire form of every event (absent fields are left out).
-#[derive(Serialize, Default)]
-struct Wire<'a> {
-    event_id: String,
-    event_type: &'a str,
-    event_time: Option<EventTime>,
-    user_id: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    device: Option<Device<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    country: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    screen: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    item_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    session_length_ms: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    amount: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    currency: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    notification_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    model_version: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    surface: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    items: Option<Vec<RecItem>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rank: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    properties: Option<serde_json::Value>,
-}
+/// Highest accepted `diurnal` amplitude (the quietest hour keeps some activity).
+pub const MAX_DIURNAL: f64 = 0.95;
 
 /// The simulated world; call [`World::next_message`] for each message to send.
 pub struct World {
     cfg: WorldConfig,
     rng: ChaCha8Rng,
-    user_dist: Zipf<f64>,
-    item_dist: Zipf<f64>,
-    session_length: LogNormal<f64>,
-    profiles: HashMap<u64, Profile>,
-    installed: HashSet<u64>,
-    sessions: Vec<Session>,
-    pool_size: usize,
+    population: Population,
+    releases: Releases,
     resends: VecDeque<(u64, Outgoing)>,
     emitted: u64,
-    serial: u64,
-}
-
-/// Sessions last ~3 minutes and hold ~12 events, so this many interleave.
-fn pool_size_for(step_micros: f64) -> usize {
-    let session_micros = 180e6;
-    let events_per_session = 12.0;
-    ((session_micros / (step_micros.max(1.0) * events_per_session)) as usize).clamp(1, 50_000)
-}
-
-fn weighted<T>(rng: &mut ChaCha8Rng, choices: &[T], weight: impl Fn(&T) -> u32) -> usize {
-    let total: u32 = choices.iter().map(&weight).sum();
-    let mut pick = rng.random_range(0..total.max(1));
-    for (i, c) in choices.iter().enumerate() {
-        let w = weight(c);
-        if pick < w {
-            return i;
-        }
-        pick -= w;
-    }
-    choices.len() - 1
+    /// Event time of the latest event, µs since the epoch.
+    now_micros: i64,
 }
 
 impl World {
     /// A world seeded from `cfg.seed`: the same config yields the same messages.
     pub fn new(cfg: WorldConfig) -> anyhow::Result<World> {
-        let users = cfg.users.max(1) as f64;
-        let items = cfg.items.max(1) as f64;
-        let user_dist = Zipf::new(users, 1.1).map_err(|e| anyhow::anyhow!("users: {e}"))?;
-        let item_dist = Zipf::new(items, 1.2).map_err(|e| anyhow::anyhow!("items: {e}"))?;
-        let session_length =
-            LogNormal::new(0.0, 0.8).map_err(|e| anyhow::anyhow!("lognormal: {e}"))?;
         for (name, f) in [
             ("late-fraction", cfg.late_fraction),
             ("duplicate-fraction", cfg.duplicate_fraction),
             ("bad-fraction", cfg.bad_fraction),
+            ("killed-fraction", cfg.killed_fraction),
         ] {
             if !(0.0..=1.0).contains(&f) {
                 anyhow::bail!("{name} must be between 0 and 1, got {f}");
             }
         }
+        if !(0.0..=MAX_DIURNAL).contains(&cfg.diurnal) {
+            anyhow::bail!(
+                "diurnal must be between 0 and {MAX_DIURNAL}, got {}",
+                cfg.diurnal
+            );
+        }
+        if !(cfg.step_micros.is_finite() && cfg.step_micros > 0.0) {
+            anyhow::bail!("the time between events must be positive");
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let cycle = DailyCycle::new(cfg.diurnal, cfg.start_micros);
+        let behaviour = Behaviour {
+            killed_fraction: cfg.killed_fraction,
+            ..Behaviour::default()
+        };
+        // resends are messages too: the population makes the rest
+        let resends = cfg.duplicate_fraction * (1.0 - cfg.bad_fraction);
+        let population = Population::new(
+            cfg.users,
+            cfg.items,
+            cfg.step_micros * (1.0 + resends),
+            cfg.start_micros,
+            cycle,
+            behaviour,
+            &mut rng,
+        )?;
         Ok(World {
-            rng: ChaCha8Rng::seed_from_u64(cfg.seed),
-            pool_size: pool_size_for(cfg.step_micros),
+            now_micros: cfg.start_micros,
             cfg,
-            user_dist,
-            item_dist,
-            session_length,
-            profiles: HashMap::new(),
-            installed: HashSet::new(),
-            sessions: Vec::new(),
+            rng,
+            population,
+            releases: Releases::default(),
             resends: VecDeque::new(),
             emitted: 0,
-            serial: 0,
         })
     }
 
-    fn now_micros(&self) -> i64 {
-        self.cfg.start_micros + (self.emitted as f64 * self.cfg.step_micros) as i64
+    /// How the population was sized against the event rate.
+    pub fn sizing(&self) -> Sizing {
+        self.population.sizing
     }
 
-    fn uuid(&mut self) -> String {
-        uuid::Builder::from_random_bytes(self.rng.random())
-            .into_uuid()
-            .to_string()
-    }
-
-    fn short_id(&mut self, prefix: &str) -> String {
-        self.serial += 1;
-        format!(
-            "{prefix}-{:x}-{:04x}",
-            self.serial,
-            self.rng.random::<u16>()
-        )
-    }
-
-    fn pick_item(&mut self) -> u64 {
-        self.item_dist.sample(&mut self.rng) as u64
-    }
-
-    fn profile(&mut self, user: u64) -> Profile {
-        if let Some(p) = self.profiles.get(&user) {
-            return p.clone();
-        }
-        let device = weighted(&mut self.rng, DEVICES, |d| d.2);
-        let os = self.rng.random_range(0..DEVICES[device].1.len());
-        let app_version = weighted(&mut self.rng, APP_VERSIONS, |a| a.1);
-        let country = weighted(&mut self.rng, COUNTRIES, |c| c.2);
-        let model = self.rng.random_range(0..MODEL_VERSIONS.len());
-        let p = Profile {
-            device,
-            os,
-            app_version,
-            country,
-            model,
-        };
-        self.profiles.insert(user, p.clone());
-        p
-    }
-
-    /// Plans a whole session for a Zipf-chosen user.
-    fn plan_session(&mut self) -> Session {
-        let user = self.user_dist.sample(&mut self.rng) as u64;
-        let profile = self.profile(user);
-        let mut steps = VecDeque::new();
-        if self.installed.insert(user) {
-            steps.push_back(Step::Install);
-        }
-        if self.rng.random_bool(0.15) {
-            let notification = self.short_id("n");
-            steps.push_back(Step::NotificationView(notification.clone()));
-            if self.rng.random_bool(0.3) {
-                steps.push_back(Step::NotificationOpen(notification));
-            }
-        }
-        steps.push_back(Step::SessionStart);
-        // Session length is lognormal; more screens in longer sessions.
-        let screens = (self.session_length.sample(&mut self.rng) * 4.0).ceil() as usize;
-        for _ in 0..screens.clamp(1, 40) {
-            let screen = SCREENS[self.rng.random_range(0..SCREENS.len())];
-            steps.push_back(Step::ScreenView(screen));
-            if self.rng.random_bool(0.3) {
-                let item = self.pick_item();
-                steps.push_back(Step::Click(screen, item));
-            }
-            if self.rng.random_bool(0.1) {
-                steps.push_back(Step::Search(
-                    QUERIES[self.rng.random_range(0..QUERIES.len())],
-                ));
-            }
-        }
-        if self.rng.random_bool(0.6) {
-            let request = self.short_id("r");
-            let surface = SURFACES[weighted(&mut self.rng, SURFACES, |s| s.1)].0;
-            let mut items: Vec<u64> = Vec::with_capacity(10);
-            while items.len() < 10 {
-                let item = self.pick_item();
-                if !items.contains(&item) || items.len() as u64 >= self.cfg.items {
-                    items.push(item);
-                }
-            }
-            steps.push_back(Step::RecServed {
-                request: request.clone(),
-                surface,
-                items: items.clone(),
-            });
-            let shown = self.rng.random_range(3..=6);
-            let ctr = MODEL_VERSIONS[profile.model].1;
-            for (i, item) in items.iter().take(shown).enumerate() {
-                let rank = i as i32 + 1;
-                steps.push_back(Step::RecImpression {
-                    request: request.clone(),
-                    surface,
-                    item: *item,
-                    rank,
-                });
-                // Higher-ranked items are clicked more often.
-                if self.rng.random_bool((ctr * 3.0 / f64::from(rank)).min(1.0)) {
-                    steps.push_back(Step::RecClick {
-                        request: request.clone(),
-                        surface,
-                        item: *item,
-                        rank,
-                    });
-                }
-            }
-        }
-        if self.rng.random_bool(0.04) {
-            let item = self.pick_item();
-            let amount = (self.session_length.sample(&mut self.rng) * 20.0 * 100.0).round() / 100.0;
-            steps.push_back(Step::Purchase { item, amount });
-        }
-        steps.push_back(Step::SessionEnd);
-        let session_id = self.short_id("s");
-        Session {
-            user,
-            session_id,
-            started_micros: None,
-            steps,
-        }
+    /// When the latest message happened (before any late shift), µs after the start:
+    /// `--rate` sends each message at this much wall time after starting.
+    pub fn elapsed_micros(&self) -> i64 {
+        self.now_micros - self.cfg.start_micros
     }
 
     /// The next message to send, forever.
@@ -420,7 +151,7 @@ impl World {
         if self.cfg.bad_fraction > 0.0 && self.rng.random_bool(self.cfg.bad_fraction) {
             let good = self.next_event();
             let kind = malformed::pick(&mut self.rng);
-            return malformed::corrupt(good, kind, self.now_micros());
+            return malformed::corrupt(good, kind, self.now_micros);
         }
         let event = self.next_event();
         if self.cfg.duplicate_fraction > 0.0 && self.rng.random_bool(self.cfg.duplicate_fraction) {
@@ -434,152 +165,33 @@ impl World {
         event
     }
 
+    /// The event of the user who is due, then that user moves on.
     fn next_event(&mut self) -> Outgoing {
-        while self.sessions.len() < self.pool_size {
-            let s = self.plan_session();
-            self.sessions.push(s);
-        }
-        let idx = self.rng.random_range(0..self.sessions.len());
-        let now = self.now_micros();
-        let step = match self.sessions[idx].steps.pop_front() {
-            Some(step) => step,
-            None => Step::SessionEnd,
-        };
-        let session = &mut self.sessions[idx];
-        if matches!(step, Step::SessionStart) {
-            session.started_micros = Some(now);
-        }
-        let user = session.user;
-        let session_id = session.session_id.clone();
-        let started = session.started_micros;
-        if self.sessions[idx].steps.is_empty() {
-            self.sessions.swap_remove(idx);
-        }
+        let (i, at) = self.population.due();
+        self.now_micros = at;
         let late = self.cfg.late_fraction > 0.0 && self.rng.random_bool(self.cfg.late_fraction);
         let event_time = if late {
-            now - self.rng.random_range(3_600_000_000i64..48 * 3_600_000_000)
+            at - self.rng.random_range(3_600_000_000i64..48 * 3_600_000_000)
         } else {
-            now
+            at
         };
-        self.render(user, &session_id, started, step, event_time, late)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn render(
-        &mut self,
-        user: u64,
-        session_id: &str,
-        started: Option<i64>,
-        step: Step,
-        event_time: i64,
-        late: bool,
-    ) -> Outgoing {
-        let p = self.profile(user);
-        let (device_type, oses, _) = DEVICES[p.device];
-        let (country, currency, _) = COUNTRIES[p.country];
-        let model = MODEL_VERSIONS[p.model].0;
-        let time = if self.rng.random_bool(0.5) {
-            let dt = DateTime::<Utc>::from_timestamp_micros(event_time).unwrap_or_default();
-            EventTime::Rfc3339(dt.to_rfc3339_opts(SecondsFormat::Millis, true))
-        } else {
-            EventTime::EpochMillis(event_time.div_euclid(1000))
-        };
-        let mut w = Wire {
-            event_id: self.uuid(),
-            event_time: Some(time),
-            user_id: format!("u{user:07}"),
-            ..Wire::default()
-        };
-        let event_type = match &step {
-            Step::Install => EventType::Install,
-            Step::NotificationView(_) => EventType::NotificationView,
-            Step::NotificationOpen(_) => EventType::NotificationOpen,
-            Step::SessionStart => EventType::SessionStart,
-            Step::ScreenView(_) => EventType::ScreenView,
-            Step::Click(..) => EventType::Click,
-            Step::Search(_) => EventType::Search,
-            Step::RecServed { .. } => EventType::RecServed,
-            Step::RecImpression { .. } => EventType::RecImpression,
-            Step::RecClick { .. } => EventType::RecClick,
-            Step::Purchase { .. } => EventType::Purchase,
-            Step::SessionEnd => EventType::SessionEnd,
-        };
-        w.event_type = event_type.as_str();
-        if event_type.kind() == EventKind::Engagement {
-            w.session_id = Some(session_id);
-            w.device = Some(Device {
-                kind: device_type,
-                os: oses[p.os],
-                app_version: APP_VERSIONS[p.app_version].0,
-            });
-            w.country = Some(country);
-        } else {
-            w.model_version = Some(model);
-        }
-        match &step {
-            Step::Install => {
-                w.properties = Some(
-                    serde_json::json!({"referrer": if user.is_multiple_of(3) { "ads" } else { "organic" }}),
-                );
-            }
-            Step::NotificationView(n) | Step::NotificationOpen(n) => w.notification_id = Some(n),
-            Step::SessionStart => {}
-            Step::ScreenView(s) => w.screen = Some(s),
-            Step::Click(s, item) => {
-                w.screen = Some(s);
-                w.item_id = Some(format!("i{item:06}"));
-            }
-            Step::Search(q) => w.query = Some(q),
-            Step::RecServed {
-                request,
-                surface,
-                items,
-            } => {
-                w.request_id = Some(request);
-                w.surface = Some(surface);
-                w.items = Some(
-                    items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| RecItem {
-                            item_id: format!("i{item:06}"),
-                            score: ((1.0 - i as f64 * 0.07) * 1000.0).round() / 1000.0,
-                            rank: i as i32 + 1,
-                        })
-                        .collect(),
-                );
-            }
-            Step::RecImpression {
-                request,
-                surface,
-                item,
-                rank,
-            }
-            | Step::RecClick {
-                request,
-                surface,
-                item,
-                rank,
-            } => {
-                w.request_id = Some(request);
-                w.surface = Some(surface);
-                w.item_id = Some(format!("i{item:06}"));
-                w.rank = Some(*rank);
-            }
-            Step::Purchase { item, amount } => {
-                w.item_id = Some(format!("i{item:06}"));
-                w.amount = Some(*amount);
-                w.currency = Some(currency);
-            }
-            Step::SessionEnd => {
-                let start = started.unwrap_or(event_time);
-                w.session_length_ms = Some(((event_time - start) / 1000).max(0));
-            }
-        }
-        let payload = serde_json::to_vec(&w).unwrap_or_default();
+        let user = &self.population.users[i];
+        let event_type = user.next.event_type();
+        let (kind, key, payload) = wire::render(
+            Render {
+                user,
+                funnel: self.population.funnel(i),
+                model_version: MODELS[usize::from(user.profile.model) % MODELS.len()].version,
+                at_micros: at,
+                event_time_micros: event_time,
+            },
+            &mut self.releases,
+            &mut self.rng,
+        );
+        self.population.advance(i, &mut self.rng, at);
         Outgoing {
-            kind: event_type.kind(),
-            key: w.user_id.clone(),
+            kind,
+            key,
             payload,
             what: What::Event { event_type, late },
         }
@@ -588,6 +200,8 @@ impl World {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     fn config(seed: u64) -> WorldConfig {
@@ -597,6 +211,8 @@ mod tests {
             seed,
             start_micros: 1_795_355_100_000_000,
             step_micros: 500.0,
+            diurnal: 0.0,
+            killed_fraction: 0.05,
             late_fraction: 0.05,
             duplicate_fraction: 0.02,
             bad_fraction: 0.02,
@@ -650,5 +266,493 @@ mod tests {
                 "{n} vs {expected}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod simulation_tests {
+    //! Properties of long generated runs: users, sessions and recommendation funnels
+    //! hold together, and the rates come out as configured.
+
+    use std::collections::{HashMap, HashSet};
+    use std::sync::LazyLock;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    /// One parsed event.
+    struct Ev {
+        t: String,
+        ms: i64,
+        v: Value,
+    }
+
+    impl Ev {
+        fn s(&self, field: &str) -> &str {
+            self.v[field].as_str().unwrap_or_default()
+        }
+    }
+
+    fn millis(v: &Value) -> i64 {
+        match &v["event_time"] {
+            Value::Number(n) => n.as_i64().unwrap(),
+            Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis(),
+            other => panic!("event_time {other}"),
+        }
+    }
+
+    struct Run {
+        cfg: WorldConfig,
+        events: Vec<Ev>,
+        sizing: Sizing,
+    }
+
+    impl Run {
+        fn new(cfg: WorldConfig, n: usize) -> Run {
+            let mut w = World::new(cfg.clone()).unwrap();
+            let events = (0..n)
+                .map(|_| {
+                    let m = w.next_message();
+                    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+                    Ev {
+                        t: v["event_type"].as_str().unwrap().to_string(),
+                        ms: millis(&v),
+                        v,
+                    }
+                })
+                .collect();
+            Run {
+                cfg,
+                events,
+                sizing: w.sizing(),
+            }
+        }
+
+        fn count(&self, t: &str) -> usize {
+            self.events.iter().filter(|e| e.t == t).count()
+        }
+
+        /// Each user's events, in order.
+        fn by_user(&self) -> HashMap<&str, Vec<&Ev>> {
+            let mut users: HashMap<&str, Vec<&Ev>> = HashMap::new();
+            for e in &self.events {
+                users.entry(e.s("user_id")).or_default().push(e);
+            }
+            users
+        }
+
+        fn start_ms(&self) -> i64 {
+            self.cfg.start_micros / 1000
+        }
+    }
+
+    fn config(users: u64, step_micros: f64) -> WorldConfig {
+        WorldConfig {
+            users,
+            items: 5000,
+            seed: 3,
+            start_micros: 1_795_355_100_000_000,
+            step_micros,
+            diurnal: 0.0,
+            killed_fraction: 0.1,
+            late_fraction: 0.0,
+            duplicate_fraction: 0.0,
+            bad_fraction: 0.0,
+        }
+    }
+
+    /// 2 000 users at 20 events/s: about 2.8 hours, sessions every ~40 minutes.
+    static REALISTIC: LazyLock<Run> = LazyLock::new(|| Run::new(config(2000, 50_000.0), 200_000));
+    /// 40 users at 2 000 events/s: far too few, so behaviour time is compressed.
+    static CROWDED: LazyLock<Run> = LazyLock::new(|| Run::new(config(40, 500.0), 30_000));
+    /// A daily cycle of amplitude 0.5 over more than a day.
+    static CYCLING: LazyLock<Run> = LazyLock::new(|| {
+        let cfg = WorldConfig {
+            diurnal: 0.5,
+            ..config(2000, 900_000.0)
+        };
+        Run::new(cfg, 100_000)
+    });
+
+    /// Every session's events carry its id; `session_length_ms` is the span from its
+    /// `session_start`; returns (sessions checked, sessions that began before the run).
+    fn check_sessions(run: &Run) -> (usize, usize) {
+        let (mut checked, mut before_run) = (0, 0);
+        for (user, events) in run.by_user() {
+            let mut open: Option<(&str, i64)> = None;
+            for e in events {
+                let session = e.s("session_id");
+                match e.t.as_str() {
+                    "session_start" => open = Some((session, e.ms)),
+                    "session_end" => {
+                        let length = e.v["session_length_ms"].as_i64().unwrap();
+                        match open.take() {
+                            Some((id, started)) => {
+                                assert_eq!(id, session, "{user}: ends another session");
+                                assert_eq!(length, e.ms - started, "{user} {session}");
+                                checked += 1;
+                            }
+                            None => {
+                                // still open when the run began: it began before it
+                                assert!(e.ms - length <= run.start_ms(), "{user} {session}");
+                                assert!(e.ms - run.start_ms() < 3_600_000, "{user} {session}");
+                                before_run += 1;
+                            }
+                        }
+                    }
+                    "screen_view" | "click" | "search" | "purchase" => {
+                        if let Some((id, _)) = open {
+                            assert_eq!(id, session, "{user}: {} outside its session", e.t);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (checked, before_run)
+    }
+
+    /// Impressions and clicks refer to an item of a list served to the same user in the
+    /// same request, an impression before its click; returns (impressions, clicks).
+    fn check_funnels(run: &Run) -> (usize, usize) {
+        struct Served<'a> {
+            user: &'a str,
+            model: &'a str,
+            items: Vec<&'a str>,
+            seen: HashSet<&'a str>,
+        }
+        let mut lists: HashMap<&str, Served> = HashMap::new();
+        let (mut impressions, mut clicks) = (0, 0);
+        for e in &run.events {
+            let request = e.s("request_id");
+            match e.t.as_str() {
+                "rec_served" => {
+                    let items: Vec<&str> = e.v["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| {
+                            assert_eq!(item["rank"], i + 1);
+                            item["item_id"].as_str().unwrap()
+                        })
+                        .collect();
+                    assert_eq!(items.len(), 10);
+                    let distinct: HashSet<&&str> = items.iter().collect();
+                    assert_eq!(distinct.len(), 10, "{request}: repeated items");
+                    let fresh = Served {
+                        user: e.s("user_id"),
+                        model: e.s("model_version"),
+                        items,
+                        seen: HashSet::new(),
+                    };
+                    assert!(
+                        lists.insert(request, fresh).is_none(),
+                        "{request} served twice"
+                    );
+                }
+                "rec_impression" | "rec_click" => {
+                    let Some(list) = lists.get_mut(request) else {
+                        // a list served before the run began, looked at in its first minutes
+                        assert!(e.ms - run.start_ms() < 600_000, "{request} never served");
+                        continue;
+                    };
+                    let (item, rank) = (e.s("item_id"), e.v["rank"].as_u64().unwrap());
+                    assert_eq!(list.user, e.s("user_id"), "{request}: another user");
+                    assert_eq!(list.model, e.s("model_version"), "{request}");
+                    assert_eq!(list.items[rank as usize - 1], item, "{request}: rank");
+                    if e.t == "rec_impression" {
+                        list.seen.insert(item);
+                        impressions += 1;
+                    } else {
+                        assert!(
+                            list.seen.contains(item),
+                            "{request}: click before impression"
+                        );
+                        clicks += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        (impressions, clicks)
+    }
+
+    #[test]
+    fn sessions_end_as_often_as_they_start_minus_the_killed_ones() {
+        let run = &*REALISTIC;
+        let (starts, ends) = (run.count("session_start"), run.count("session_end"));
+        let ratio = ends as f64 / starts as f64;
+        // 1 − killed fraction (0.1), ± 0.03
+        assert!((ratio - 0.9).abs() < 0.03, "{ends} ends / {starts} starts");
+        assert!(starts > 5000, "{starts}");
+    }
+
+    #[test]
+    fn every_session_length_is_the_span_of_its_session() {
+        for run in [&*REALISTIC, &*CROWDED, &*CYCLING] {
+            let (checked, before_run) = check_sessions(run);
+            assert!(checked > 500, "only {checked} sessions checked");
+            assert!(before_run > 0, "no user was mid-session at the start");
+        }
+    }
+
+    #[test]
+    fn recommendation_clicks_follow_impressions_of_the_served_list() {
+        for run in [&*REALISTIC, &*CROWDED] {
+            let (impressions, clicks) = check_funnels(run);
+            assert!(impressions > 5000 && clicks > 200, "{impressions} {clicks}");
+        }
+    }
+
+    #[test]
+    fn click_through_depends_on_the_model_and_the_rank_as_configured() {
+        let run = &*REALISTIC;
+        let behaviour = Behaviour::default();
+        let mut shown: HashMap<(&str, u64), (f64, f64)> = HashMap::new(); // (impressions, clicks)
+        for e in &run.events {
+            let key = (e.s("model_version"), e.v["rank"].as_u64().unwrap_or(0));
+            match e.t.as_str() {
+                "rec_impression" => shown.entry(key).or_default().0 += 1.0,
+                "rec_click" => shown.entry(key).or_default().1 += 1.0,
+                _ => {}
+            }
+        }
+        let mut ctr = HashMap::new();
+        for (m, model) in MODELS.iter().enumerate() {
+            let (mut impressions, mut clicks, mut expected) = (0.0, 0.0, 0.0);
+            for rank in 1..=6u8 {
+                let (i, c) = shown
+                    .get(&(model.version, u64::from(rank)))
+                    .copied()
+                    .unwrap_or_default();
+                impressions += i;
+                clicks += c;
+                expected += i * behaviour.click_probability(m as u8, rank);
+            }
+            assert!(
+                (clicks / expected - 1.0).abs() < 0.1,
+                "{}: {clicks} clicks, {expected:.0} expected",
+                model.version
+            );
+            ctr.insert(model.version, clicks / impressions);
+        }
+        // v8's lists are clicked 1.5 times as often
+        let lift = ctr["ranker-v8"] / ctr["ranker-v7"];
+        assert!((1.3..1.7).contains(&lift), "{ctr:?}");
+        // rank 1 is clicked 3^0.8 ≈ 2.4 times as often as rank 3
+        let at = |rank| {
+            let (i, c) = MODELS
+                .iter()
+                .map(|m| shown[&(m.version, rank)])
+                .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+            c / i
+        };
+        assert!(at(1) > 1.8 * at(3), "rank 1 {} vs rank 3 {}", at(1), at(3));
+    }
+
+    #[test]
+    fn purchases_follow_list_clicks_and_carts_at_the_configured_rates() {
+        let run = &*REALISTIC;
+        let behaviour = Behaviour::default();
+        let (mut rec_clicks, mut rec_buys, mut carts, mut cart_buys) = (0.0, 0.0, 0.0, 0.0);
+        for events in run.by_user().values() {
+            for (i, e) in events.iter().enumerate() {
+                let next = |k: usize| events.get(i + k);
+                if e.t == "rec_click" {
+                    let Some(page) = next(1) else { continue };
+                    assert_eq!((page.t.as_str(), page.s("screen")), ("screen_view", "item"));
+                    let Some(then) = next(2) else { continue };
+                    rec_clicks += 1.0;
+                    if then.t == "purchase" {
+                        assert_eq!(then.s("item_id"), e.s("item_id"), "buys the clicked item");
+                        rec_buys += 1.0;
+                    }
+                } else if e.t == "screen_view" && e.s("screen") == "cart" {
+                    let Some(then) = next(1) else { continue };
+                    carts += 1.0;
+                    cart_buys += f64::from(u8::from(then.t == "purchase"));
+                }
+                if e.t == "purchase" {
+                    let amount = e.v["amount"].as_f64().unwrap();
+                    assert!((4.0..=91.0).contains(&amount), "{amount}");
+                }
+            }
+        }
+        let rec_rate = rec_buys / rec_clicks;
+        assert!(
+            (rec_rate - behaviour.purchase_after_rec_click).abs() < 0.02,
+            "{rec_buys} purchases after {rec_clicks} list clicks"
+        );
+        let cart_rate = cart_buys / carts;
+        assert!(
+            (cart_rate - behaviour.purchase_from_cart).abs() < 0.04,
+            "{cart_buys} purchases after {carts} cart views"
+        );
+        let per_session = run.count("purchase") as f64 / run.count("session_start") as f64;
+        assert!(
+            (0.05..0.3).contains(&per_session),
+            "{per_session} purchases a session"
+        );
+    }
+
+    #[test]
+    fn users_install_once_and_keep_their_device_country_and_app_version_order() {
+        let version = |e: &Ev| -> Vec<u32> {
+            e.v["device"]["app_version"]
+                .as_str()
+                .unwrap()
+                .split('.')
+                .map(|p| p.parse().unwrap())
+                .collect()
+        };
+        for run in [&*REALISTIC, &*CROWDED] {
+            let mut installs = 0;
+            for (user, events) in run.by_user() {
+                let app: Vec<&&Ev> = events.iter().filter(|e| !e.t.starts_with("rec_")).collect();
+                let n = app.iter().filter(|e| e.t == "install").count();
+                assert!(n <= 1, "{user} installed {n} times");
+                if n == 1 {
+                    assert_eq!(app[0].t, "install", "{user}: events before the install");
+                    installs += 1;
+                }
+                for pair in app.windows(2) {
+                    let (a, b) = (pair[0], pair[1]);
+                    assert_eq!(a.v["device"]["type"], b.v["device"]["type"], "{user}");
+                    assert_eq!(a.v["device"]["os"], b.v["device"]["os"], "{user}");
+                    assert_eq!(a.v["country"], b.v["country"], "{user}");
+                    assert!(version(a) <= version(b), "{user} downgraded");
+                }
+            }
+            // a new user for each one who leaves (2 % of sessions)
+            let expected = Behaviour::default().churn * run.count("session_start") as f64;
+            let installs = f64::from(installs);
+            assert!(
+                installs > 0.5 * expected && installs < 2.0 * expected,
+                "{installs} new users, {expected} expected"
+            );
+        }
+    }
+
+    #[test]
+    fn sessions_are_paced_like_people_and_separated_by_inactivity() {
+        let run = &*REALISTIC;
+        assert_eq!(run.sizing.time_scale, 1.0, "{:?}", run.sizing);
+        let (mut within, mut between, mut lengths) = (Vec::new(), Vec::new(), Vec::new());
+        for events in run.by_user().values() {
+            let mut ended: Option<i64> = None;
+            for pair in events.windows(2) {
+                let (a, b) = (pair[0], pair[1]);
+                if a.t == "session_end" {
+                    ended = Some(a.ms);
+                    lengths.push(a.v["session_length_ms"].as_i64().unwrap());
+                } else if b.s("session_id") == a.s("session_id") && a.t != "install" {
+                    within.push(b.ms - a.ms);
+                }
+                if let (Some(end), "session_start" | "notification_view" | "install") =
+                    (ended, b.t.as_str())
+                {
+                    between.push(b.ms - end);
+                    ended = None;
+                }
+            }
+        }
+        let median = |v: &mut Vec<i64>| {
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        let think = median(&mut within);
+        assert!(
+            (500..10_000).contains(&think),
+            "median think time {think} ms"
+        );
+        let session = median(&mut lengths);
+        assert!(
+            (30_000..600_000).contains(&session),
+            "median session {session} ms"
+        );
+        let gap = median(&mut between);
+        assert!(gap > 5 * 60_000, "median gap between sessions {gap} ms");
+    }
+
+    #[test]
+    fn the_population_keeps_the_requested_event_rate() {
+        for run in [&*REALISTIC, &*CROWDED, &*CYCLING] {
+            let cycle = DailyCycle::new(run.cfg.diurnal, run.cfg.start_micros);
+            let span = (run.events.last().unwrap().ms - run.start_ms()) as f64 * 1000.0;
+            let target = run.events.len() as f64 * run.cfg.step_micros;
+            let ratio = cycle.tau(span) / target;
+            assert!((ratio - 1.0).abs() < 0.05, "{ratio}: {:?}", run.sizing);
+        }
+    }
+
+    #[test]
+    fn a_population_too_small_for_the_rate_runs_faster_but_stays_consistent() {
+        // 40 users cannot make 2 000 events a second at human pace
+        assert!(CROWDED.sizing.time_scale < 0.01, "{:?}", CROWDED.sizing);
+        assert_eq!(REALISTIC.sizing.time_scale, 1.0, "{:?}", REALISTIC.sizing);
+    }
+
+    #[test]
+    fn the_run_is_in_its_steady_state_from_the_first_second() {
+        let run = &*REALISTIC;
+        let fifth = run.events.len() / 5;
+        let counts = |part: &[Ev], t: &str| part.iter().filter(|e| e.t == t).count() as f64;
+        let (first, last) = (&run.events[..fifth], &run.events[4 * fifth..]);
+        for t in [
+            "session_start",
+            "session_end",
+            "rec_served",
+            "purchase",
+            "screen_view",
+        ] {
+            let (a, b) = (counts(first, t), counts(last, t));
+            assert!(
+                (a / b - 1.0).abs() < 0.15,
+                "{t}: {a} in the first fifth, {b} in the last"
+            );
+        }
+        // the first second already has users in sessions and between them
+        let second: HashSet<&str> = run
+            .events
+            .iter()
+            .take_while(|e| e.ms < run.start_ms() + 60_000)
+            .map(|e| e.t.as_str())
+            .collect();
+        for t in [
+            "session_start",
+            "session_end",
+            "screen_view",
+            "rec_impression",
+        ] {
+            assert!(second.contains(t), "no {t} in the first minute: {second:?}");
+        }
+    }
+
+    #[test]
+    fn the_daily_cycle_shapes_the_event_rate_and_the_sessions() {
+        let run = &*CYCLING;
+        let day = run.start_ms() + 86_400_000;
+        assert!(run.events.last().unwrap().ms > day, "the run covers a day");
+        let (mut events, mut starts) = ([0.0; 24], [0.0; 24]);
+        for e in run.events.iter().take_while(|e| e.ms < day) {
+            let hour = ((e.ms / 3_600_000) % 24) as usize;
+            events[hour] += 1.0;
+            if e.t == "session_start" {
+                starts[hour] += 1.0;
+            }
+        }
+        // activity 1 + 0.5·cos(…), busiest at 19:00 UTC: the six hours around it have
+        // 1.45 / 0.55 ≈ 2.6 times the events of the six around 07:00
+        let busy_vs_quiet = |per_hour: &[f64; 24]| {
+            per_hour[16..22].iter().sum::<f64>() / per_hour[4..10].iter().sum::<f64>()
+        };
+        let ratio = busy_vs_quiet(&events);
+        assert!((2.2..3.1).contains(&ratio), "{ratio}: {events:?}");
+        let ratio = busy_vs_quiet(&starts);
+        assert!((2.0..3.3).contains(&ratio), "{ratio}: {starts:?}");
     }
 }
