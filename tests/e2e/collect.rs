@@ -359,7 +359,9 @@ async fn broker_down_gives_503_never_2xx_and_recovers() {
         if r.status() == 200 {
             break;
         }
-        assert_eq!(r.status(), 503);
+        // while the broker comes back: 503, or 429 while the timed-out batches still
+        // count against the producer queue — never a 2xx before Kafka acknowledged
+        assert!(matches!(r.status().as_u16(), 503 | 429), "{}", r.status());
         assert!(Instant::now() < deadline, "the collector never recovered");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
