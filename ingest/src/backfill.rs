@@ -2,17 +2,16 @@
 //! Parquet — through the same window, decoder, dead letters and flusher as Kafka ingest.
 //!
 //! Each file is the only partition of a pseudo-topic named by its content hash
-//! (`backfill-<16 hex digits of its SHA-256>`), and an event's position in the file is
+//! (`backfill-<16 hex digits of its BLAKE3 hash>`), and an event's position in the file is
 //! its offset. The `txn` offsets in each commit then make a second run, or a run after a
 //! `kill -9`, add nothing twice, and the offset audit accounts for every line.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
 use hourlake_catalog::{Lake, TableId};
@@ -113,25 +112,14 @@ pub fn files_under(paths: &[PathBuf]) -> Result<Vec<BackfillFile>, IngestError> 
         .collect()
 }
 
-/// The first 16 hex digits of the file's SHA-256, and its size.
+/// The first 16 hex digits of the file's BLAKE3 hash (fast enough not to matter next
+/// to decoding), and its size.
 fn content_hash(path: &Path) -> Result<(String, u64), IngestError> {
     let mut file = File::open(path).map_err(|e| io_error(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf).map_err(|e| io_error(path, e))?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        hasher.update(&buf[..n]);
-    }
-    let hex: String = hasher.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Ok((hex, bytes))
+    let mut hasher = blake3::Hasher::new();
+    let bytes = std::io::copy(&mut file, &mut hasher).map_err(|e| io_error(path, e))?;
+    let hex = hasher.finalize().to_hex();
+    Ok((hex[..16].to_string(), bytes))
 }
 
 /// Reads a file's events one by one.
@@ -164,26 +152,33 @@ impl Events {
         })
     }
 
-    /// The next event's bytes (blank lines are skipped, not counted).
-    fn next(&mut self, path: &Path) -> Result<Option<Vec<u8>>, IngestError> {
+    /// Reads the next event into `line` (blank lines are skipped, not counted); its
+    /// bytes are `line[range]`; `None` at the end.
+    fn next(
+        &mut self,
+        path: &Path,
+        line: &mut Vec<u8>,
+    ) -> Result<Option<std::ops::Range<usize>>, IngestError> {
         match self {
             Events::Lines(reader) => loop {
-                let mut line = Vec::new();
+                line.clear();
                 if reader
-                    .read_until(b'\n', &mut line)
+                    .read_until(b'\n', line)
                     .map_err(|e| io_error(path, e))?
                     == 0
                 {
                     return Ok(None);
                 }
-                let trimmed = line.trim_ascii();
-                if !trimmed.is_empty() {
-                    return Ok(Some(trimmed.to_vec()));
+                let start = line.iter().position(|b| !b.is_ascii_whitespace());
+                let end = line.iter().rposition(|b| !b.is_ascii_whitespace());
+                if let (Some(start), Some(end)) = (start, end) {
+                    return Ok(Some(start..end + 1));
                 }
             },
             Events::Parquet { reader, lines } => loop {
-                if let Some(line) = lines.next() {
-                    return Ok(Some(line));
+                if let Some(next) = lines.next() {
+                    *line = next;
+                    return Ok(Some(0..line.len()));
                 }
                 let Some(batch) = reader.next() else {
                     return Ok(None);
@@ -238,9 +233,23 @@ pub fn backfill(
     let mut progress = BackfillProgress::default();
     let window = config.flush.max_rows.max(1);
     let mut in_window = 0usize;
-    let mut flush = |ingest: &mut OfflineIngest, progress: &mut BackfillProgress| {
+    // A window is written while the next one is read: decode it, wait for the previous
+    // window's commit, start this one's.
+    let mut pending = false;
+    let mut flush = |ingest: &mut OfflineIngest,
+                     progress: &mut BackfillProgress,
+                     pending: &mut bool,
+                     last: bool| {
         let decoded = ingest.decode()?;
-        ingest.commit(decoded)?;
+        if *pending {
+            ingest.finish_commit()?;
+        }
+        ingest.start_commit(decoded)?;
+        *pending = true;
+        if last {
+            ingest.finish_commit()?;
+            *pending = false;
+        }
         let metrics = ingest.metrics();
         progress.rows_committed = [
             TableId::EngagementEvents,
@@ -255,23 +264,24 @@ pub fn backfill(
         on_progress(progress);
         Ok::<(), IngestError>(())
     };
+    let mut line = Vec::new();
     for file in files {
         let mut events = Events::open(file)?;
         let mut offset = 0i64;
-        while let Some(event) = events.next(&file.path)? {
-            ingest.add(&file.partition, offset, &event);
+        while let Some(range) = events.next(&file.path, &mut line)? {
+            ingest.add(&file.partition, offset, &line[range]);
             offset += 1;
             progress.events += 1;
             in_window += 1;
             if in_window >= window {
-                flush(&mut ingest, &mut progress)?;
+                flush(&mut ingest, &mut progress, &mut pending, false)?;
                 in_window = 0;
             }
         }
         progress.files_done += 1;
         progress.bytes_done += file.bytes;
     }
-    flush(&mut ingest, &mut progress)?;
+    flush(&mut ingest, &mut progress, &mut pending, true)?;
     Ok(progress)
 }
 

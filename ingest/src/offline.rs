@@ -88,7 +88,20 @@ impl OfflineIngest {
     /// The write half: writes and commits each table's rows with the offsets read.
     /// A table that does not commit is an error (there is no re-read without Kafka).
     pub fn commit(&mut self, decoded: DecodedWindow) -> Result<(), IngestError> {
-        self.flusher.flush(decoded.job, &self.committed)?;
+        self.start_commit(decoded)?;
+        self.finish_commit()
+    }
+
+    /// Starts writing a decoded window on the runtime and returns at once, so the next
+    /// window can be read meanwhile; [`OfflineIngest::finish_commit`] waits for it (call
+    /// it before starting another).
+    pub fn start_commit(&mut self, decoded: DecodedWindow) -> Result<(), IngestError> {
+        self.flusher.flush(decoded.job, &self.committed)
+    }
+
+    /// Waits for the window [`OfflineIngest::start_commit`] started (none: returns at
+    /// once) and records what it committed.
+    pub fn finish_commit(&mut self) -> Result<(), IngestError> {
         let Some(flushed) = self.flusher.wait()? else {
             return Ok(());
         };
