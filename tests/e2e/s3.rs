@@ -20,27 +20,35 @@ use crate::serve::served_addr;
 /// `hourlake ingest` of both topics into the S3 lake at `location`, as the static member
 /// `instance` of the group (a restarted member gets its partitions back at once).
 fn ingest(s: &Setup, server: &s3::S3Server, location: &str, instance: &str) -> Daemon {
+    ingest_with(s, server, location, instance, &[])
+}
+
+/// [`ingest`] with `extra` flags.
+fn ingest_with(
+    s: &Setup,
+    server: &s3::S3Server,
+    location: &str,
+    instance: &str,
+    extra: &[&str],
+) -> Daemon {
     let topics = s.topics().join(",");
-    hourlake().daemon_with_env(
+    let mut args = vec![
+        "ingest",
+        "--brokers",
+        &s.bootstrap,
+        "--topics",
+        &topics,
+        "--group",
+        &s.group,
+        "--lake",
+        location,
+        "--max-latency-ms",
+        "300",
+        "--instance-id",
         instance,
-        &s.lake_path(),
-        &[
-            "ingest",
-            "--brokers",
-            &s.bootstrap,
-            "--topics",
-            &topics,
-            "--group",
-            &s.group,
-            "--lake",
-            location,
-            "--max-latency-ms",
-            "300",
-            "--instance-id",
-            instance,
-        ],
-        server.env(),
-    )
+    ];
+    args.extend_from_slice(extra);
+    hourlake().daemon_with_env(instance, &s.lake_path(), &args, server.env())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,22 +222,12 @@ async fn ingest_rereads_what_it_could_not_commit_while_the_store_was_down() {
     let location = server.new_location("lake");
     let lake = server.lake(&location);
     let s = Setup::new(&broker.bootstrap, 2).await;
-    let topics = s.topics().join(",");
-    let ingest = hourlake().daemon_with_env(
+    let ingest = ingest_with(
+        &s,
+        &server,
+        &location,
         "ingest-outage",
-        &s.lake_path(),
         &[
-            "ingest",
-            "--brokers",
-            &s.bootstrap,
-            "--topics",
-            &topics,
-            "--group",
-            &s.group,
-            "--lake",
-            &location,
-            "--max-latency-ms",
-            "300",
             "--metrics-addr",
             "127.0.0.1:0",
             "--storage-option",
@@ -237,7 +235,6 @@ async fn ingest_rereads_what_it_could_not_commit_while_the_store_was_down() {
             "--storage-option",
             "retry_timeout=2s",
         ],
-        server.env(),
     );
     ingest.wait_assigned();
     let producer = s
