@@ -147,6 +147,9 @@ pub fn without_duplicates(
 /// each copy to drop, and the position of the copy kept — the first in
 /// [`hourlake_catalog::dedup::COPY_ORDER`] within `source`, or, for events the table
 /// `kept` already holds, the first of those (every copy in `source` then goes).
+/// A copy at the kept copy's own position is one message held twice (a doubled offset,
+/// which the audit reports): copies are dropped by position, so dropping it would drop
+/// both; it is left in place.
 async fn duplicate_batches(
     ctx: &SessionContext,
     source: &str,
@@ -165,7 +168,7 @@ async fn duplicate_batches(
                          FROM repeated r JOIN {source} s ON r.{EVENT_ID} = s.{EVENT_ID} WHERE {filter}), \
               firsts AS (SELECT e, t AS kt, p AS kp, o AS ko FROM ranked WHERE copy = 1) \
          SELECT r.t, r.p, r.o, r.e, f.kt, f.kp, f.ko FROM ranked r JOIN firsts f ON r.e = f.e \
-         WHERE r.copy > 1{not_kept_elsewhere}",
+         WHERE r.copy > 1 AND NOT (r.t = f.kt AND r.p = f.kp AND r.o = f.ko){not_kept_elsewhere}",
         copy = copy_number_sql(Some("s")),
     );
     if let Some(kept) = kept {
