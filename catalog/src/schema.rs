@@ -222,6 +222,94 @@ pub fn erasure_log() -> SchemaRef {
     ERASURE_LOG.clone()
 }
 
+static INGESTED_MINUTES: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        utf8(KAFKA_TOPIC, false),
+        Field::new(KAFKA_PARTITION, DataType::Int32, false),
+        Field::new(MINUTE, timestamp_type(), false),
+        Field::new(MESSAGES, DataType::Int64, false),
+        Field::new(FIRST_OFFSET, DataType::Int64, false),
+        Field::new(LAST_OFFSET, DataType::Int64, false),
+        Field::new(INGESTED_AT, timestamp_type(), false),
+        Field::new(EVENT_DATE, DataType::Date32, false),
+        Field::new(EVENT_HOUR, DataType::Int32, false),
+    ]))
+});
+
+/// `ingested_minutes` and `loss_minutely` column: the start of a minute of event time
+/// (see [`accounting_time_micros`] for messages without one).
+pub const MINUTE: &str = "minute";
+/// `ingested_minutes` column: how many messages of the partition ingest read in one
+/// flush whose minute is `minute`.
+pub const MESSAGES: &str = "messages";
+
+/// `ingested_minutes`: what ingest read, counted per flush, topic-partition and minute
+/// (`first_offset`/`last_offset`: the lowest and highest offset counted; `_ingested_at`:
+/// when the last of them was read), partitioned by the minute's date and hour. Ingest
+/// commits it with `txn` offsets like the tables it fills, so each offset is counted
+/// exactly once.
+pub fn ingested_minutes() -> SchemaRef {
+    INGESTED_MINUTES.clone()
+}
+
+/// When a message counts in the loss accounting: its event time when it was accepted;
+/// for a dead letter (which may have no readable event time) its Kafka timestamp when
+/// that is within a year before, or a day after, it was read, else when it was read
+/// (`ingested_at_micros`). The Kafka timestamp keeps a re-read message in the same
+/// minute; the bounds keep absurd producer timestamps out of the partitioning.
+/// [`DEAD_LETTER_TIME_SQL`] is the same rule over `dead_letters`.
+pub fn accounting_time_micros(kafka_timestamp_micros: Option<i64>, ingested_at_micros: i64) -> i64 {
+    match kafka_timestamp_micros {
+        Some(t)
+            if t >= ingested_at_micros.saturating_sub(DEAD_LETTER_TIME_BEFORE_MICROS)
+                && t <= ingested_at_micros.saturating_add(DEAD_LETTER_TIME_AFTER_MICROS) =>
+        {
+            t
+        }
+        _ => ingested_at_micros,
+    }
+}
+
+const DEAD_LETTER_TIME_BEFORE_MICROS: i64 = 366 * 24 * 3_600_000_000;
+const DEAD_LETTER_TIME_AFTER_MICROS: i64 = 24 * 3_600_000_000;
+
+/// [`accounting_time_micros`] as SQL over a `dead_letters` row.
+pub const DEAD_LETTER_TIME_SQL: &str = "CASE WHEN kafka_timestamp >= _ingested_at - INTERVAL '366 days' \
+     AND kafka_timestamp <= _ingested_at + INTERVAL '1 day' THEN kafka_timestamp ELSE _ingested_at END";
+
+/// The start of the minute of a microsecond timestamp (saturating at the far past).
+pub fn minute_of(micros: i64) -> i64 {
+    micros.saturating_sub(micros.rem_euclid(60_000_000))
+}
+
+static LOSS_MINUTELY: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new(MINUTE, timestamp_type(), false),
+        utf8(KAFKA_TOPIC, false),
+        Field::new("ingested", DataType::Int64, false),
+        Field::new("in_tables", DataType::Int64, false),
+        Field::new("dead_letters", DataType::Int64, false),
+        Field::new("removed_duplicates", DataType::Int64, false),
+        Field::new("missing", DataType::Int64, false),
+        Field::new("surplus", DataType::Int64, false),
+        Field::new("counted_through", timestamp_type(), false),
+        Field::new("computed_at", timestamp_type(), false),
+        Field::new(EVENT_DATE, DataType::Date32, false),
+        Field::new(EVENT_HOUR, DataType::Int32, false),
+    ]))
+});
+
+/// `loss_minutely`: per minute (see [`accounting_time_micros`]) and topic, the messages
+/// ingest read (`ingested`, from `ingested_minutes`) against where they are: rows of
+/// the event tables, dead letters, and resent copies the compactor removed. `missing`
+/// is what the three do not account for, `surplus` what they hold beyond it (doubled
+/// rows). `counted_through`: the newest `ingested_minutes` read time the hour's rows
+/// reflect. The compactor writes an hour's rows once its counts settled, and again
+/// whenever they change.
+pub fn loss_minutely() -> SchemaRef {
+    LOSS_MINUTELY.clone()
+}
+
 /// `dead_letters`: every message ingest could not accept, with its raw bytes
 /// (cut to a limit for oversized messages; `raw_size` keeps the original size).
 pub fn dead_letters() -> SchemaRef {

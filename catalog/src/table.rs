@@ -29,6 +29,12 @@ pub enum TableId {
     /// One row per user erased by `hourlake forget-user`: when, a salted hash of the
     /// user id (never the id), what was removed and recomputed.
     ErasureLog,
+    /// How many Kafka messages ingest read per partition and minute (of event time;
+    /// of the Kafka timestamp for dead letters): the "ingested" side of the loss table.
+    IngestedMinutes,
+    /// Per minute and topic, ingested messages against where they are now (rows, dead
+    /// letters, removed duplicates) and what is missing: the loss table dashboards chart.
+    LossMinutely,
 }
 
 impl TableId {
@@ -38,6 +44,18 @@ impl TableId {
         TableId::RecommendationEvents,
         TableId::DeadLetters,
     ];
+
+    /// Every table ingest commits to, with the offsets it holds: the ingested tables
+    /// and the per-minute counts of what was read.
+    pub const INGEST_WRITES: &'static [TableId] = &[
+        TableId::EngagementEvents,
+        TableId::RecommendationEvents,
+        TableId::DeadLetters,
+        TableId::IngestedMinutes,
+    ];
+
+    /// The loss accounting per minute: what ingest read, and the compactor's verdict.
+    pub const ACCOUNTING: &'static [TableId] = &[TableId::IngestedMinutes, TableId::LossMinutely];
 
     /// The compactor's ledgers (neither ingested nor rollups).
     pub const LEDGERS: &'static [TableId] = &[
@@ -58,6 +76,8 @@ impl TableId {
         TableId::RemovedDuplicates,
         TableId::ExpiredOffsets,
         TableId::ErasureLog,
+        TableId::IngestedMinutes,
+        TableId::LossMinutely,
     ];
 
     /// The event tables partitioned by event hour (what the compactor compacts).
@@ -75,6 +95,8 @@ impl TableId {
             TableId::RemovedDuplicates => "removed_duplicates",
             TableId::ExpiredOffsets => "expired_offsets",
             TableId::ErasureLog => "erasure_log",
+            TableId::IngestedMinutes => "ingested_minutes",
+            TableId::LossMinutely => "loss_minutely",
         }
     }
 
@@ -99,6 +121,8 @@ impl TableId {
             TableId::RemovedDuplicates => schema::removed_duplicates(),
             TableId::ExpiredOffsets => schema::expired_offsets(),
             TableId::ErasureLog => schema::erasure_log(),
+            TableId::IngestedMinutes => schema::ingested_minutes(),
+            TableId::LossMinutely => schema::loss_minutely(),
         }
     }
 
@@ -113,6 +137,9 @@ impl TableId {
             TableId::RemovedDuplicates => &[schema::EVENT_DATE],
             TableId::ExpiredOffsets => &[schema::SOURCE_TABLE],
             TableId::ErasureLog => &[],
+            TableId::IngestedMinutes | TableId::LossMinutely => {
+                &[schema::EVENT_DATE, schema::EVENT_HOUR]
+            }
         }
     }
 }

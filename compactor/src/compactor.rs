@@ -96,6 +96,7 @@ impl Compactor {
                 }
             }
         }
+        self.account_loss(maintain).await;
         if maintain {
             self.audit().await;
         }
@@ -140,6 +141,50 @@ impl Compactor {
                 self.metrics.audit_errors.inc();
                 tracing::warn!(error = %e, "offset audit failed; retried at the next maintenance pass");
             }
+        }
+    }
+
+    /// Brings `loss_minutely` up to date under the lease of `ingested_minutes` (and, at
+    /// maintenance passes, packs that table's closed hours); publishes the last day's
+    /// missing and surplus messages per topic. A failure is logged and counted: the next
+    /// pass retries.
+    async fn account_loss(&self, maintain: bool) {
+        let now = chrono::Utc::now().timestamp_micros();
+        let settled_before = now - i64::try_from(AUDIT_SETTLE.as_micros()).unwrap_or(i64::MAX);
+        let result = async {
+            let id = TableId::IngestedMinutes;
+            let Some(table) = self.lake.open(id).await? else {
+                return Ok(());
+            };
+            let Some(lease) = self.lease(id, &table).await? else {
+                return Ok(());
+            };
+            self.leases.lock().await.insert(id, lease);
+            let pass = crate::loss::account_minutes(&self.lake, &self.factory, settled_before).await?;
+            if !pass.hours.is_empty() {
+                self.metrics.loss_hours.inc_by(pass.hours.len() as u64);
+                tracing::debug!(hours = pass.hours.len(), rows = pass.rows, "loss table updated");
+            }
+            let day_ago = now - 24 * 3_600_000_000;
+            for (topic, totals) in crate::loss::totals_since(&self.lake, &self.factory, day_ago).await? {
+                let label = vec![("topic", topic.clone())];
+                self.metrics.loss_missing.get_or_create(&label).set(totals.missing);
+                self.metrics.loss_surplus.get_or_create(&label).set(totals.surplus);
+                if totals.missing > 0 || totals.surplus > 0 {
+                    tracing::error!(%topic, missing = totals.missing, surplus = totals.surplus, "loss table: messages ingested are not where they should be (see loss_minutely)");
+                }
+            }
+            if maintain {
+                let closed_before = now
+                    - i64::try_from(self.config.closed_after.as_micros()).unwrap_or(i64::MAX);
+                crate::loss::tidy(&self.lake, &self.config, closed_before).await?;
+            }
+            Ok::<(), CompactorError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            self.metrics.loss_errors.inc();
+            tracing::warn!(error = %e, "loss table pass failed; retried at the next pass");
         }
     }
 

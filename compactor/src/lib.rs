@@ -10,7 +10,8 @@
 //!   every so often it checkpoints, cleans up the log and vacuums ([`maintenance`]).
 //! - [`ledger`]: every removed duplicate recorded in `removed_duplicates`; [`audit`]:
 //!   every Kafka offset accounted for, per partition (rows, dead letters, removed
-//!   duplicates, expired, missing, doubled).
+//!   duplicates, expired, missing, doubled); [`loss`]: the same per minute of event
+//!   time, `ingested_minutes` (what ingest read) against the tables, in `loss_minutely`.
 //! - [`retention`]: at maintenance passes, partitions past their keep time
 //!   ([`RetentionConfig`]) dropped whole, their offsets recorded in `expired_offsets`.
 //! - [`Lease`]: only one compactor acts on a table at a time.
@@ -39,6 +40,7 @@ pub mod erasure;
 mod error;
 mod lease;
 pub mod ledger;
+pub mod loss;
 pub mod maintenance;
 mod metrics;
 pub mod plan;

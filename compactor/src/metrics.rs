@@ -45,6 +45,14 @@ pub struct CompactorMetrics {
     pub erased_users: Counter,
     /// Audits that failed.
     pub audit_errors: Counter,
+    /// Per topic: messages `loss_minutely` shows missing over its last day of minutes.
+    pub loss_missing: Family<TopicLabel, Gauge>,
+    /// Per topic: messages `loss_minutely` shows held more than once over its last day.
+    pub loss_surplus: Family<TopicLabel, Gauge>,
+    /// Hour partitions of `loss_minutely` (re)computed.
+    pub loss_hours: Counter,
+    /// Loss-table passes that failed (the next pass retries).
+    pub loss_errors: Counter,
     /// Per table: partitions dropped by retention (hours of event tables, days otherwise).
     pub retention_dropped_partitions: Family<TableLabel, Counter>,
     /// Per table: rows dropped by retention (from the log's file statistics).
@@ -53,6 +61,9 @@ pub struct CompactorMetrics {
 
 /// `table`: one table of the lake (bounded: the lake's tables).
 pub type TableLabel = Vec<(&'static str, String)>;
+
+/// `topic`: one Kafka topic (bounded: the topics read).
+pub type TopicLabel = Vec<(&'static str, String)>;
 
 /// `topic` and `partition` of one Kafka partition (bounded: the topics' partitions).
 pub type PartitionLabel = Vec<(&'static str, String)>;
@@ -78,6 +89,10 @@ impl Default for CompactorMetrics {
             audits: Counter::default(),
             erased_users: Counter::default(),
             audit_errors: Counter::default(),
+            loss_missing: Family::default(),
+            loss_surplus: Family::default(),
+            loss_hours: Counter::default(),
+            loss_errors: Counter::default(),
             retention_dropped_partitions: Family::default(),
             retention_dropped_rows: Family::default(),
         }
@@ -166,6 +181,26 @@ impl CompactorMetrics {
             "audit_errors",
             "Offset audits that failed",
             self.audit_errors.clone(),
+        );
+        sub.register(
+            "loss_missing_messages",
+            "Per topic: messages loss_minutely shows missing over its last day of minutes (must be 0)",
+            self.loss_missing.clone(),
+        );
+        sub.register(
+            "loss_surplus_messages",
+            "Per topic: messages loss_minutely shows held more than once over its last day of minutes (must be 0)",
+            self.loss_surplus.clone(),
+        );
+        sub.register(
+            "loss_partitions",
+            "Hour partitions of loss_minutely computed",
+            self.loss_hours.clone(),
+        );
+        sub.register(
+            "loss_errors",
+            "Loss-table passes that failed",
+            self.loss_errors.clone(),
         );
         sub.register(
             "retention_dropped_partitions",

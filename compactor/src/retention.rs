@@ -109,7 +109,11 @@ impl RetentionConfig {
             TableId::EngagementEvents | TableId::RecommendationEvents => self.events,
             TableId::DeadLetters => self.dead_letters,
             TableId::EngagementHourly | TableId::RecommendationHourly => self.rollups,
-            TableId::RemovedDuplicates | TableId::ExpiredOffsets | TableId::ErasureLog => None,
+            TableId::RemovedDuplicates
+            | TableId::ExpiredOffsets
+            | TableId::ErasureLog
+            | TableId::IngestedMinutes
+            | TableId::LossMinutely => None,
         }
     }
 }

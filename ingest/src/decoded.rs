@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::record_batch::RecordBatch;
+use hourlake_catalog::schema::accounting_time_micros;
 use hourlake_catalog::{EventKind, TableId};
 
 use crate::dead_letter::DeadLetterRows;
 use crate::decode::{self, Validation};
 use crate::message::MessageMeta;
+use crate::minute_counts::MinuteCounts;
 use crate::offsets::{CommittedOffsets, TopicPartition};
 use crate::rows::{EngagementRows, RecommendationRows};
 use crate::IngestError;
@@ -38,6 +40,8 @@ pub struct DecodedRows<'a> {
     engagement: EngagementRows,
     recommendation: RecommendationRows,
     dead_letters: DeadLetterRows,
+    /// Messages read per partition and minute, for `ingested_minutes`.
+    minutes: MinuteCounts,
     ranges: BTreeMap<TopicPartition, OffsetRange>,
     touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
 }
@@ -60,6 +64,7 @@ impl<'a> DecodedRows<'a> {
             engagement: EngagementRows::default(),
             recommendation: RecommendationRows::default(),
             dead_letters: DeadLetterRows::default(),
+            minutes: MinuteCounts::default(),
             ranges: BTreeMap::new(),
             touched: BTreeMap::new(),
         }
@@ -85,6 +90,7 @@ impl<'a> DecodedRows<'a> {
             Ok((fields, header)) => {
                 let table = header.event_type.kind().table();
                 if committed.already_in(table, tp, meta.offset) {
+                    self.count(tp, header.event_time_micros, meta);
                     return Routed::AlreadyCommitted(table);
                 }
                 let appended = match header.event_type.kind() {
@@ -92,18 +98,40 @@ impl<'a> DecodedRows<'a> {
                     EventKind::Recommendation => self.recommendation.append(&fields, &header, meta),
                 };
                 match appended {
-                    Ok(()) => return self.buffered(table, tp),
+                    Ok(()) => {
+                        self.count(tp, header.event_time_micros, meta);
+                        return self.buffered(table, tp);
+                    }
                     Err(rejection) => rejection,
                 }
             }
             Err(rejection) => rejection,
         };
         let table = TableId::DeadLetters;
+        self.count(
+            tp,
+            accounting_time_micros(meta.timestamp_micros, meta.ingested_at_micros),
+            meta,
+        );
         if committed.already_in(table, tp, meta.offset) {
             return Routed::AlreadyCommitted(table);
         }
         self.dead_letters.append(meta, payload, &rejection);
         self.buffered(table, tp)
+    }
+
+    /// Counts the message in `ingested_minutes` under the minute of `at_micros`,
+    /// unless that table already holds it.
+    fn count(&mut self, tp: &TopicPartition, at_micros: i64, meta: &MessageMeta<'_>) {
+        if self
+            .committed
+            .already_in(TableId::IngestedMinutes, tp, meta.offset)
+        {
+            return;
+        }
+        self.minutes
+            .add(tp, at_micros, meta.offset, meta.ingested_at_micros);
+        self.buffered(TableId::IngestedMinutes, tp);
     }
 
     fn buffered(&mut self, table: TableId, tp: &TopicPartition) -> Routed {
@@ -125,6 +153,9 @@ impl<'a> DecodedRows<'a> {
         }
         if !self.dead_letters.is_empty() {
             batches.insert(TableId::DeadLetters, self.dead_letters.finish()?);
+        }
+        if !self.minutes.is_empty() {
+            batches.insert(TableId::IngestedMinutes, self.minutes.finish()?);
         }
         Ok(FlushJob {
             batches,
@@ -201,11 +232,48 @@ pub(crate) mod tests {
             crate::dead_letter::OVERSIZED_RAW_KEEP,
             "oversized raw is cut"
         );
+        // Every message read is counted once per minute: events by event time, dead
+        // letters (no Kafka timestamp here) by when they were read.
+        let minutes = &job.batches[&TableId::IngestedMinutes];
+        let minute = minutes.column_by_name("minute").unwrap();
+        let minute = minute.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        let messages = minutes.column_by_name("messages").unwrap();
+        let messages = messages.as_primitive::<arrow::datatypes::Int64Type>();
+        let counted: Vec<(i64, i64)> = (0..minutes.num_rows())
+            .map(|i| (minute.value(i), messages.value(i)))
+            .collect();
+        assert_eq!(
+            counted,
+            [(1_795_355_100_000_000, 6)],
+            "the events' minute is the minute they were read in"
+        );
+        assert_eq!(job.touched[&TableId::IngestedMinutes].len(), 1);
         let again = w.take().unwrap();
         assert!(
             again.batches.is_empty() && again.ranges.is_empty() && again.touched.is_empty(),
             "take leaves nothing behind"
         );
+    }
+
+    #[test]
+    fn a_message_counted_before_is_not_counted_again() {
+        let tp = TopicPartition::new("t", 0);
+        let mut committed = CommittedOffsets::default();
+        committed.set(TableId::IngestedMinutes, tp.clone(), 1);
+        let v = Validation::default();
+        let mut w = DecodedRows::new(&committed, &v);
+        for offset in 0..4 {
+            assert_eq!(
+                w.add(&tp, b"{oops", &meta(offset)),
+                Routed::Buffered(TableId::DeadLetters)
+            );
+        }
+        let job = w.take().unwrap();
+        assert_eq!(job.batches[&TableId::DeadLetters].num_rows(), 4);
+        let minutes = &job.batches[&TableId::IngestedMinutes];
+        let messages = minutes.column_by_name("messages").unwrap();
+        let messages = messages.as_primitive::<arrow::datatypes::Int64Type>();
+        assert_eq!(messages.values().to_vec(), vec![2], "offsets 2 and 3 only");
     }
 
     #[test]

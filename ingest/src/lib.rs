@@ -17,7 +17,9 @@
 //!   that are decoded on the blocking pool and merged in order at a flush.
 //! - `decoded`: one chunk's messages as rows of each table, with their offset ranges.
 //! - `decode`: bytes → validated fields, or a `rejection` ([`ReasonCode`] and reason).
-//! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`.
+//! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`;
+//!   `minute_counts`: messages read per partition and minute, for `ingested_minutes`
+//!   (the "ingested" side of the compactor's per-minute loss table).
 //! - `commit`: one table's atomic commit with its `txn` offsets and fence check;
 //!   `offsets`: which offsets each table holds, and where a partition starts;
 //!   [`StartAt`]: where a partition the lake holds nothing of starts (log start, or a
@@ -51,6 +53,7 @@ mod error;
 mod freshness;
 mod message;
 mod metrics;
+mod minute_counts;
 mod offline;
 mod offsets;
 mod pipeline;

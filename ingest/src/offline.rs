@@ -2,7 +2,7 @@
 //! through the pipeline's own flush window (chunks decoded on the blocking pool, merged
 //! in order) and its flusher (one commit per table, with `txn` offsets).
 
-use hourlake_catalog::Lake;
+use hourlake_catalog::{Lake, TableId};
 use tokio::runtime::Handle;
 
 use crate::clock::Clock;
@@ -33,9 +33,15 @@ pub struct DecodedWindow {
 }
 
 impl DecodedWindow {
-    /// Rows decoded, across all tables (dead letters included).
+    /// Rows decoded, across the ingested tables (dead letters included; the
+    /// per-minute counts are not rows).
     pub fn rows(&self) -> usize {
-        self.job.batches.values().map(|b| b.num_rows()).sum()
+        self.job
+            .batches
+            .iter()
+            .filter(|(table, _)| TableId::INGESTED.contains(table))
+            .map(|(_, b)| b.num_rows())
+            .sum()
     }
 }
 

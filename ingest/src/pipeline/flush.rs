@@ -29,7 +29,7 @@ pub type Tables = BTreeMap<TableId, DeltaTable>;
 /// Opens (or creates) every table ingest writes.
 pub async fn open_tables(lake: &Lake) -> Result<Tables, IngestError> {
     let mut tables = Tables::new();
-    for &id in TableId::INGESTED {
+    for &id in TableId::INGEST_WRITES {
         tables.insert(id, lake.open_or_create(id).await?);
     }
     Ok(tables)
@@ -234,7 +234,7 @@ impl Flusher {
         committed: &CommittedOffsets,
     ) -> Vec<TableCommit> {
         let mut commits = Vec::new();
-        for &table in TableId::INGESTED {
+        for &table in TableId::INGEST_WRITES {
             let due = self
                 .last_progress
                 .get(&table)

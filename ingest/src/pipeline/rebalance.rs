@@ -94,7 +94,7 @@ impl Pipeline {
     }
 
     fn start_offset(&self, tp: &TopicPartition) -> Offset {
-        match self.committed.start_offset(TableId::INGESTED, tp) {
+        match self.committed.start_offset(TableId::INGEST_WRITES, tp) {
             Some(o) => Offset::Offset(o),
             None => self
                 .start_at_offsets
@@ -121,7 +121,10 @@ impl Pipeline {
             .retain(|_, o| matches!(o, Offset::Offset(_)));
         let mut wanted = TopicPartitionList::new();
         for tp in partitions {
-            let unheld = self.committed.start_offset(TableId::INGESTED, tp).is_none();
+            let unheld = self
+                .committed
+                .start_offset(TableId::INGEST_WRITES, tp)
+                .is_none();
             if unheld && !self.start_at_offsets.contains_key(tp) {
                 wanted.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(millis))?;
             }
