@@ -181,6 +181,7 @@ pub struct CompactorSection {
     pub interval_secs: Option<u64>,
     pub maintenance_every: Option<u32>,
     pub memory_limit_mb: Option<usize>,
+    pub settle_secs: Option<u64>,
 }
 
 /// `[retention]`: how many days the compactor keeps each kind of table (0: forever).
@@ -393,6 +394,10 @@ pub struct CompactArgs {
     /// Vacuum unreferenced files older than this many hours. [default: 168]
     #[arg(long, env = "HOURLAKE_VACUUM_RETENTION_HOURS")]
     pub vacuum_retention_hours: Option<u64>,
+    /// Rows ingested this many seconds ago are settled: the continuous audit and the
+    /// per-minute loss table judge them. [default: 120]
+    #[arg(long, env = "HOURLAKE_SETTLE_SECS")]
+    pub settle_secs: Option<u64>,
     /// Name of this compactor in leases and logs. [default: compactor-<host>-<pid>]
     #[arg(long, env = "HOURLAKE_COMPACTOR_ID")]
     pub compactor_id: Option<String>,
@@ -440,6 +445,10 @@ impl CompactArgs {
                 .map_or(d.interval, Duration::from_secs),
             maintenance_every: c.maintenance_every.unwrap_or(d.maintenance_every),
             memory_limit,
+            settle: self
+                .settle_secs
+                .or(c.settle_secs)
+                .map_or(d.settle, Duration::from_secs),
             retention: self.retention(file)?,
             ..d
         })

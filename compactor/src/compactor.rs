@@ -15,10 +15,6 @@ use crate::report::{PassReport, TableReport};
 use crate::rollup::RollupPass;
 use crate::{maintenance, rewrite, CompactorConfig, CompactorError, CompactorMetrics, Lease};
 
-/// How long ago an offset must have been ingested to be audited: every table's commit
-/// of a flush has landed by then (see [`crate::audit::audit_settled`]).
-pub const AUDIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(120);
-
 /// Rewrites small files, removes duplicates, keeps the hourly rollups current and
 /// tidies storage. Several may run against one lake: a lease per table lets only one
 /// act on a table at a time.
@@ -105,11 +101,11 @@ impl Compactor {
         Ok(report)
     }
 
-    /// Checks that every Kafka offset ingested more than [`AUDIT_SETTLE`] ago is in
+    /// Checks that every Kafka offset ingested more than the settle time ago is in
     /// exactly one place, and publishes the missing and doubled counts per partition.
     async fn audit(&self) {
         let cutoff = chrono::Utc::now().timestamp_micros()
-            - i64::try_from(AUDIT_SETTLE.as_micros()).unwrap_or(i64::MAX);
+            - i64::try_from(self.config.settle.as_micros()).unwrap_or(i64::MAX);
         match crate::audit::audit_settled(&self.lake, cutoff).await {
             Ok(partitions) => {
                 for p in &partitions {
@@ -150,7 +146,8 @@ impl Compactor {
     /// pass retries.
     async fn account_loss(&self, maintain: bool) {
         let now = chrono::Utc::now().timestamp_micros();
-        let settled_before = now - i64::try_from(AUDIT_SETTLE.as_micros()).unwrap_or(i64::MAX);
+        let settled_before =
+            now - i64::try_from(self.config.settle.as_micros()).unwrap_or(i64::MAX);
         let result = async {
             let id = TableId::IngestedMinutes;
             let Some(table) = self.lake.open(id).await? else {

@@ -26,6 +26,10 @@ pub struct CompactorConfig {
     pub maintenance_every: u32,
     /// Memory the compactor's queries may hold before sorts spill to disk.
     pub memory_limit: usize,
+    /// Rows ingested (and counts of what was read) this long ago are settled: every
+    /// table's commit of their window has landed, so the continuous audit and the loss
+    /// table judge them.
+    pub settle: Duration,
     /// How long each kind of table keeps its partitions (dropped at maintenance passes).
     /// Off by default here; the `hourlake` binary keeps events and dead letters 30 days.
     pub retention: RetentionConfig,
@@ -43,6 +47,7 @@ impl Default for CompactorConfig {
             interval: Duration::from_secs(30),
             maintenance_every: 20,
             memory_limit: 1024 * 1024 * 1024,
+            settle: Duration::from_secs(120),
             retention: RetentionConfig::default(),
         }
     }

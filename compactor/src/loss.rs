@@ -38,9 +38,9 @@ use crate::plan::files_by_hour;
 use crate::{maintenance, CompactorConfig, CompactorError};
 
 /// Hours a pass computes at most (the oldest first); the rest wait for the next pass.
-pub const HOURS_PER_PASS: usize = 24;
+pub const HOURS_PER_PASS: usize = 72;
 /// How far back (in days of event time) counts are looked for.
-pub const LOOKBACK_DAYS: i32 = 2;
+pub const LOOKBACK_DAYS: i32 = 3;
 /// How long after its counts settled a minute showing a difference is computed again.
 const RECHECK: &str = "INTERVAL '1 day'";
 
