@@ -420,9 +420,13 @@ mod tests {
                 Rollup::of_table(*t).is_some(),
                 TableId::INGESTED.contains(t),
                 TableId::LEDGERS.contains(t),
+                TableId::QUALITY.contains(t),
             ];
             let n = kinds.iter().filter(|k| **k).count();
-            assert_eq!(n, 1, "{t}: exactly one of rollup, ingested, ledger");
+            assert_eq!(
+                n, 1,
+                "{t}: exactly one of rollup, ingested, ledger, quality"
+            );
         }
         assert_eq!(Rollup::of_source(TableId::DeadLetters).count(), 0);
     }

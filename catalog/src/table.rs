@@ -29,6 +29,10 @@ pub enum TableId {
     /// One row per user erased by `hourlake forget-user`: when, a salted hash of the
     /// user id (never the id), what was removed and recomputed.
     ErasureLog,
+    /// Data-quality figures of every closed hour, with the expected range of the
+    /// headline ones and their anomaly flags (written by the compactor when it rolls an
+    /// hour up; columns in [`schema::quality_hourly`]).
+    QualityHourly,
 }
 
 impl TableId {
@@ -46,6 +50,10 @@ impl TableId {
         TableId::ErasureLog,
     ];
 
+    /// Tables the compactor derives to describe the data (neither ingested, rollups nor
+    /// ledgers): they exist once it has closed an hour.
+    pub const QUALITY: &'static [TableId] = &[TableId::QualityHourly];
+
     /// Every table of the lake (the ledgers after the tables whose offsets they account
     /// for: a reader loading the tables in this order sees a ledger written before a
     /// commit of theirs whenever it sees that commit).
@@ -55,6 +63,7 @@ impl TableId {
         TableId::DeadLetters,
         TableId::EngagementHourly,
         TableId::RecommendationHourly,
+        TableId::QualityHourly,
         TableId::RemovedDuplicates,
         TableId::ExpiredOffsets,
         TableId::ErasureLog,
@@ -75,6 +84,7 @@ impl TableId {
             TableId::RemovedDuplicates => "removed_duplicates",
             TableId::ExpiredOffsets => "expired_offsets",
             TableId::ErasureLog => "erasure_log",
+            TableId::QualityHourly => "quality_hourly",
         }
     }
 
@@ -99,6 +109,7 @@ impl TableId {
             TableId::RemovedDuplicates => schema::removed_duplicates(),
             TableId::ExpiredOffsets => schema::expired_offsets(),
             TableId::ErasureLog => schema::erasure_log(),
+            TableId::QualityHourly => schema::quality_hourly(),
         }
     }
 
@@ -113,6 +124,7 @@ impl TableId {
             TableId::RemovedDuplicates => &[schema::EVENT_DATE],
             TableId::ExpiredOffsets => &[schema::SOURCE_TABLE],
             TableId::ErasureLog => &[],
+            TableId::QualityHourly => &[schema::EVENT_DATE],
         }
     }
 }

@@ -103,13 +103,18 @@ impl RetentionConfig {
         }
     }
 
-    /// How long `id` keeps its partitions, if it is trimmed at all (the ledgers never are).
+    /// How long `id` keeps its partitions, if it is trimmed at all (the ledgers never
+    /// are, nor `quality_hourly`: a hundred small rows an hour, the history anomaly
+    /// detection compares with).
     pub fn keep(&self, id: TableId) -> Option<Duration> {
         match id {
             TableId::EngagementEvents | TableId::RecommendationEvents => self.events,
             TableId::DeadLetters => self.dead_letters,
             TableId::EngagementHourly | TableId::RecommendationHourly => self.rollups,
-            TableId::RemovedDuplicates | TableId::ExpiredOffsets | TableId::ErasureLog => None,
+            TableId::RemovedDuplicates
+            | TableId::ExpiredOffsets
+            | TableId::ErasureLog
+            | TableId::QualityHourly => None,
         }
     }
 }
