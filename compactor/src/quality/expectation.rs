@@ -3,7 +3,8 @@
 //! estimates a standard deviation under normal noise) of the previous days' values,
 //! expected range median ± k·MAD. The MAD is taken as at least
 //! `max(anomaly_min_mad_fraction × |median|, the metric's floor)`, so a history that
-//! is flat (MAD 0) accepts ordinary noise instead of flagging every change.
+//! is flat (MAD 0) accepts ordinary noise instead of flagging every change. A history
+//! that never went below zero does not expect a negative value (the range starts at 0).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,8 +78,14 @@ pub fn expect(previous: &[f64], mad_floor: f64, config: &QualityConfig) -> Optio
     let scale = mad
         .max(config.anomaly_min_mad_fraction * m.abs())
         .max(mad_floor);
+    // A history that never went below zero (counts, shares) expects no negative value.
+    let floor = if previous.iter().all(|x| *x >= 0.0) {
+        0.0
+    } else {
+        f64::NEG_INFINITY
+    };
     Some(Expected {
-        low: m - config.anomaly_k * scale,
+        low: (m - config.anomaly_k * scale).max(floor),
         high: m + config.anomaly_k * scale,
         median: m,
         anomaly: None,
@@ -161,7 +168,7 @@ mod tests {
         assert!((e.high - (100.0 + 4.0 * mad)).abs() < 1e-9, "{e:?}");
         // A flat zero history: the metric's floor.
         let e = expect(&[0.0, 0.0, 0.0], 0.005, &config).unwrap();
-        assert_eq!((e.low, e.high), (-0.02, 0.02));
+        assert_eq!((e.low, e.high), (0.0, 0.02));
         assert_eq!(e.clone().flagging(Some(0.019)).anomaly, None);
         assert_eq!(
             e.clone().flagging(Some(0.03)).anomaly,
@@ -172,6 +179,9 @@ mod tests {
             Some(Direction::Low)
         );
         assert_eq!(e.flagging(None).anomaly, None);
+        // Below zero only when the history went there.
+        let e = expect(&[-1.0, 0.0, 1.0], 1.0, &config).unwrap();
+        assert_eq!((e.low, e.high), (-4.0 * MAD_SCALE, 4.0 * MAD_SCALE));
     }
 
     fn figure(date: i32, metric: Metric, value: f64) -> Figure {

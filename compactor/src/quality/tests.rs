@@ -484,6 +484,8 @@ async fn a_planted_spike_drop_and_null_burst_are_exactly_the_flags() {
     assert!(observed.value(1) < 12.0 && low.value(1) > 12.0, "{b:?}");
     // Null burst: 60 % against 0.
     assert_eq!((observed.value(2), median.value(2)), (0.6, 0.0));
+    // A flat 0 expects 0 to 4 × the share floor (0.005).
+    assert_eq!((low.value(2), high.value(2)), (0.0, 0.02));
     assert_eq!(days.value(2), 7.0);
 
     // /metrics: each flag counts once among the last 24 hours computed; the other
