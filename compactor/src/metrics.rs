@@ -131,8 +131,8 @@ impl CompactorMetrics {
             self.quality_hll_error.clone(),
         );
         quality.register(
-            "hours",
-            "Hours whose quality figures were computed",
+            "computed_partitions",
+            "Hour partitions whose quality figures were computed",
             self.quality_hours.clone(),
         );
         quality.register(
