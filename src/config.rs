@@ -69,6 +69,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub retention: RetentionSection,
     #[serde(default)]
+    pub quality: QualitySection,
+    #[serde(default)]
     pub server: ServerSection,
     #[serde(default)]
     pub worker: WorkerSection,
@@ -195,6 +197,23 @@ pub struct RetentionSection {
     pub dead_letters_days: Option<u64>,
     /// Rollup rows, by event day (at least `events_days`). Default: kept forever.
     pub rollups_days: Option<u64>,
+}
+
+/// `[quality]`: how the compactor judges each closed hour's data-quality figures
+/// (`quality_hourly`, the `quality_anomalies` view).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySection {
+    /// Previous days whose same hour make a figure's expectation. Default: 7.
+    pub anomaly_days: Option<u32>,
+    /// Fewer previous days with the figure: no flag. Default: 3.
+    pub anomaly_min_days: Option<u32>,
+    /// Flagged beyond median ± this many scaled MADs. Default: 4.
+    pub anomaly_k: Option<f64>,
+    /// The MAD is taken as at least this fraction of the median. Default: 0.05.
+    pub anomaly_min_mad_fraction: Option<f64>,
+    /// Exact distinct users on one hour in this many (0: never). Default: 24.
+    pub exact_users_every: Option<u32>,
 }
 
 impl FileConfig {
@@ -405,6 +424,13 @@ pub struct CompactArgs {
     /// [default: `[ingest] retention_days`, 30]
     #[arg(long = "retention-days", env = "HOURLAKE_RETENTION_DAYS")]
     pub retention_days: Option<u64>,
+    /// Compare each closed hour's headline figures with the same hour of this many
+    /// previous days. [default: 7]
+    #[arg(long, env = "HOURLAKE_ANOMALY_DAYS")]
+    pub anomaly_days: Option<u32>,
+    /// Flag a figure further than this many scaled MADs from that median. [default: 4]
+    #[arg(long, env = "HOURLAKE_ANOMALY_K")]
+    pub anomaly_k: Option<f64>,
 }
 
 impl CompactArgs {
@@ -450,8 +476,30 @@ impl CompactArgs {
                 .or(c.settle_secs)
                 .map_or(d.settle, Duration::from_secs),
             retention: self.retention(file)?,
+            quality: self.quality(file)?,
             ..d
         })
+    }
+
+    /// How closed hours' quality figures are judged (`[quality]`, `--anomaly-days`,
+    /// `--anomaly-k`).
+    fn quality(&self, file: &FileConfig) -> anyhow::Result<hourlake_compactor::QualityConfig> {
+        let q = &file.quality;
+        let d = hourlake_compactor::QualityConfig::default();
+        let config = hourlake_compactor::QualityConfig {
+            anomaly_days: self
+                .anomaly_days
+                .or(q.anomaly_days)
+                .unwrap_or(d.anomaly_days),
+            anomaly_min_days: q.anomaly_min_days.unwrap_or(d.anomaly_min_days),
+            anomaly_k: self.anomaly_k.or(q.anomaly_k).unwrap_or(d.anomaly_k),
+            anomaly_min_mad_fraction: q
+                .anomaly_min_mad_fraction
+                .unwrap_or(d.anomaly_min_mad_fraction),
+            exact_users_every: q.exact_users_every.unwrap_or(d.exact_users_every),
+        };
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
     }
 
     /// What the compactor keeps (`[retention]`, `--retention-days`): raw events as long
@@ -1008,5 +1056,34 @@ mod tests {
         let file: FileConfig = toml::from_str("[compactor]\ntarget_file_size_mb = 3\n").unwrap();
         let config = defaults::<CompactArgs>().resolve(&file).unwrap();
         assert_eq!(config.target_file_size, 3 * 1024 * 1024);
+    }
+
+    #[test]
+    fn quality_settings_come_from_flags_over_the_file_over_defaults() {
+        let resolve = |text: &str, days: Option<u32>, k: Option<f64>| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let args = CompactArgs {
+                anomaly_days: days,
+                anomaly_k: k,
+                ..defaults::<CompactArgs>()
+            };
+            args.resolve(&file).map(|c| c.quality)
+        };
+        let d = resolve("", None, None).unwrap();
+        assert_eq!(d, hourlake_compactor::QualityConfig::default());
+        let file = "[quality]\nanomaly_days = 14\nanomaly_min_days = 5\nanomaly_k = 3.5\n\
+                    anomaly_min_mad_fraction = 0.1\nexact_users_every = 6\n";
+        let q = resolve(file, None, None).unwrap();
+        assert_eq!(
+            (q.anomaly_days, q.anomaly_min_days, q.anomaly_k),
+            (14, 5, 3.5)
+        );
+        assert_eq!((q.anomaly_min_mad_fraction, q.exact_users_every), (0.1, 6));
+        let q = resolve(file, Some(10), Some(6.0)).unwrap();
+        assert_eq!((q.anomaly_days, q.anomaly_k), (10, 6.0));
+        // Settings that cannot work are refused, and unknown keys too.
+        assert!(resolve("[quality]\nanomaly_min_days = 9\n", None, None).is_err());
+        assert!(resolve("", None, Some(0.0)).is_err());
+        assert!(toml::from_str::<FileConfig>("[quality]\nanomaly_day = 1\n").is_err());
     }
 }

@@ -51,6 +51,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         compactor_id: None,
         retention_days: None,
         settle_secs: None,
+        anomaly_days: None,
+        anomaly_k: None,
     }
     .resolve(&file)?;
     let lake_status = status(&lake, &config, args.hours)

@@ -421,11 +421,12 @@ mod tests {
                 TableId::INGESTED.contains(t),
                 TableId::LEDGERS.contains(t),
                 TableId::ACCOUNTING.contains(t),
+                TableId::QUALITY.contains(t),
             ];
             let n = kinds.iter().filter(|k| **k).count();
             assert_eq!(
                 n, 1,
-                "{t}: exactly one of rollup, ingested, ledger, accounting"
+                "{t}: exactly one of rollup, ingested, ledger, accounting, quality"
             );
         }
         assert_eq!(Rollup::of_source(TableId::DeadLetters).count(), 0);

@@ -310,6 +310,60 @@ pub fn loss_minutely() -> SchemaRef {
     LOSS_MINUTELY.clone()
 }
 
+/// `quality_hourly` column: what the row measures (`events`, `null_share`, …; the list
+/// is in `hourlake_compactor::quality`).
+pub const METRIC: &str = "metric";
+/// `quality_hourly` column: which part of the table the figure is about: `ALL` (the
+/// whole hour), a dimension column (`null_share`) or a reason code (`dead_letters`).
+pub const DIMENSION: &str = "dimension";
+/// `quality_hourly` column: the figure (a count, a share, an estimate, an amount; NULL
+/// when a share has nothing to divide by).
+pub const VALUE: &str = "value";
+/// `quality_hourly` column: the count behind `value` (the rows counted, or a share's
+/// numerator), when it is one.
+pub const NUMERATOR: &str = "numerator";
+/// `quality_hourly` column: what a share is a share of.
+pub const DENOMINATOR: &str = "denominator";
+/// `quality_hourly` column: lowest value expected from the same hour of previous days.
+pub const EXPECTED_LOW: &str = "expected_low";
+/// `quality_hourly` column: highest value expected from the same hour of previous days.
+pub const EXPECTED_HIGH: &str = "expected_high";
+/// `quality_hourly` column: the median of the same hour of previous days.
+pub const EXPECTED_MEDIAN: &str = "expected_median";
+/// `quality_hourly` column: how many previous days the expectation was built on.
+pub const HISTORY_DAYS: &str = "history_days";
+/// `quality_hourly` column: `high` or `low` when `value` is outside the expected
+/// range (an anomaly flag), else NULL.
+pub const ANOMALY: &str = "anomaly";
+static QUALITY_HOURLY: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let float = |name: &str| Field::new(name, DataType::Float64, true);
+    Arc::new(Schema::new(vec![
+        Field::new(EVENT_HOUR, DataType::Int32, false),
+        utf8(SOURCE_TABLE, false),
+        utf8(METRIC, false),
+        utf8(DIMENSION, false),
+        float(VALUE),
+        Field::new(NUMERATOR, DataType::Int64, true),
+        Field::new(DENOMINATOR, DataType::Int64, true),
+        float(EXPECTED_LOW),
+        float(EXPECTED_HIGH),
+        float(EXPECTED_MEDIAN),
+        Field::new(HISTORY_DAYS, DataType::Int32, true),
+        utf8(ANOMALY, true),
+        Field::new(crate::rollup::COMPUTED_AT, timestamp_type(), false),
+        Field::new(EVENT_DATE, DataType::Date32, false),
+    ]))
+});
+
+/// `quality_hourly`: one row per closed hour, source table (`source_table`), `metric`
+/// and `dimension` — the hour's data-quality figures (rows, dead letters by reason,
+/// duplicates removed, late and null shares, distinct users by sketch and exactly),
+/// and for the headline figures what the same hour of previous days led to expect and
+/// whether the figure is an anomaly. Partitioned by `event_date`.
+pub fn quality_hourly() -> SchemaRef {
+    QUALITY_HOURLY.clone()
+}
+
 /// `dead_letters`: every message ingest could not accept, with its raw bytes
 /// (cut to a limit for oversized messages; `raw_size` keeps the original size).
 pub fn dead_letters() -> SchemaRef {

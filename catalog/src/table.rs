@@ -35,6 +35,10 @@ pub enum TableId {
     /// Per minute and topic, ingested messages against where they are now (rows, dead
     /// letters, removed duplicates) and what is missing: the loss table dashboards chart.
     LossMinutely,
+    /// Data-quality figures of every closed hour, with the expected range of the
+    /// headline ones and their anomaly flags (written by the compactor when it rolls an
+    /// hour up; columns in [`schema::quality_hourly`]).
+    QualityHourly,
 }
 
 impl TableId {
@@ -64,6 +68,10 @@ impl TableId {
         TableId::ErasureLog,
     ];
 
+    /// Tables the compactor derives to describe the data (neither ingested, rollups nor
+    /// ledgers): they exist once it has closed an hour.
+    pub const QUALITY: &'static [TableId] = &[TableId::QualityHourly];
+
     /// Every table of the lake (the ledgers after the tables whose offsets they account
     /// for: a reader loading the tables in this order sees a ledger written before a
     /// commit of theirs whenever it sees that commit).
@@ -73,6 +81,7 @@ impl TableId {
         TableId::DeadLetters,
         TableId::EngagementHourly,
         TableId::RecommendationHourly,
+        TableId::QualityHourly,
         TableId::RemovedDuplicates,
         TableId::ExpiredOffsets,
         TableId::ErasureLog,
@@ -97,6 +106,7 @@ impl TableId {
             TableId::ErasureLog => "erasure_log",
             TableId::IngestedMinutes => "ingested_minutes",
             TableId::LossMinutely => "loss_minutely",
+            TableId::QualityHourly => "quality_hourly",
         }
     }
 
@@ -123,6 +133,7 @@ impl TableId {
             TableId::ErasureLog => schema::erasure_log(),
             TableId::IngestedMinutes => schema::ingested_minutes(),
             TableId::LossMinutely => schema::loss_minutely(),
+            TableId::QualityHourly => schema::quality_hourly(),
         }
     }
 
@@ -140,6 +151,7 @@ impl TableId {
             TableId::IngestedMinutes | TableId::LossMinutely => {
                 &[schema::EVENT_DATE, schema::EVENT_HOUR]
             }
+            TableId::QualityHourly => &[schema::EVENT_DATE],
         }
     }
 }

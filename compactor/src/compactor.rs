@@ -11,6 +11,7 @@ use tokio::sync::Mutex;
 
 use crate::erasure::{self, ErasureReport};
 use crate::plan::{files_by_hour, is_closed, rewrite_reason};
+use crate::quality::QualityState;
 use crate::report::{PassReport, TableReport};
 use crate::rollup::RollupPass;
 use crate::{maintenance, rewrite, CompactorConfig, CompactorError, CompactorMetrics, Lease};
@@ -27,6 +28,7 @@ pub struct Compactor {
     metrics: CompactorMetrics,
     leases: Mutex<HashMap<TableId, Lease>>,
     passes: std::sync::atomic::AtomicU64,
+    quality: Mutex<QualityState>,
 }
 
 impl Compactor {
@@ -42,6 +44,7 @@ impl Compactor {
             metrics: CompactorMetrics::default(),
             leases: Mutex::new(HashMap::new()),
             passes: std::sync::atomic::AtomicU64::new(0),
+            quality: Mutex::new(QualityState::default()),
         }
     }
 
@@ -93,12 +96,42 @@ impl Compactor {
             }
         }
         self.account_loss(maintain).await;
+        let quality = self.check_quality(&mut report).await;
         if maintain {
             self.audit().await;
         }
         expired?;
+        quality?;
         self.metrics.passes.inc();
         Ok(report)
+    }
+
+    /// Computes the quality figures of the hours rolled up (by this pass, or by an
+    /// earlier one whose quality step failed) and publishes their flags. A failure
+    /// keeps the hours for the next pass.
+    async fn check_quality(&self, report: &mut PassReport) -> Result<(), CompactorError> {
+        let mut state = self.quality.lock().await;
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        let hours: Vec<_> = state.pending.iter().copied().collect();
+        match crate::quality::recompute(&self.lake, &self.factory, &self.config, &hours).await {
+            Ok(figures) => {
+                state.pending.clear();
+                let done = state.record(&figures, &self.metrics);
+                for a in &done.anomalies {
+                    tracing::warn!(hour = %a.hour, table = a.table.name(), metric = a.metric.name(), dimension = %a.dimension, direction = %a.direction, "data-quality anomaly (quality_anomalies)");
+                }
+                report.quality = Some(done);
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.quality_errors.inc();
+                self.metrics.pass_errors.inc();
+                tracing::warn!(error = %e, hours = hours.len(), "quality figures failed; retried at the next pass");
+                Err(e)
+            }
+        }
     }
 
     /// Checks that every Kafka offset ingested more than the settle time ago is in
@@ -406,6 +439,7 @@ impl Compactor {
                     .hour_end_to_rollup
                     .observe(now.saturating_sub(hour.end_micros()).max(0) as f64 / 1e6);
             }
+            self.quality.lock().await.pending.extend(&dirty);
             report.rolled_up = dirty;
         }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::RetentionConfig;
+use crate::{QualityConfig, RetentionConfig};
 
 /// Settings of a [`Compactor`](crate::Compactor).
 #[derive(Debug, Clone)]
@@ -33,6 +33,8 @@ pub struct CompactorConfig {
     /// How long each kind of table keeps its partitions (dropped at maintenance passes).
     /// Off by default here; the `hourlake` binary keeps events and dead letters 30 days.
     pub retention: RetentionConfig,
+    /// How closed hours' quality figures are computed and judged (`quality_hourly`).
+    pub quality: QualityConfig,
 }
 
 impl Default for CompactorConfig {
@@ -49,6 +51,7 @@ impl Default for CompactorConfig {
             memory_limit: 1024 * 1024 * 1024,
             settle: Duration::from_secs(120),
             retention: RetentionConfig::default(),
+            quality: QualityConfig::default(),
         }
     }
 }

@@ -12,6 +12,10 @@
 //!   every Kafka offset accounted for, per partition (rows, dead letters, removed
 //!   duplicates, expired, missing, doubled); [`loss`]: the same per minute of event
 //!   time, `ingested_minutes` (what ingest read) against the tables, in `loss_minutely`.
+//! - [`quality`]: per closed hour, after its rollups, data-quality figures in
+//!   `quality_hourly` (rows, dead letters by reason, duplicates removed, late and null
+//!   shares, HLL against exact distinct users) and anomaly flags on the headline ones
+//!   against the same hour of previous days ([`QualityConfig`]).
 //! - [`retention`]: at maintenance passes, partitions past their keep time
 //!   ([`RetentionConfig`]) dropped whole, their offsets recorded in `expired_offsets`.
 //! - [`Lease`]: only one compactor acts on a table at a time.
@@ -44,6 +48,7 @@ pub mod loss;
 pub mod maintenance;
 mod metrics;
 pub mod plan;
+pub mod quality;
 mod report;
 pub mod retention;
 pub mod rewrite;
@@ -58,6 +63,7 @@ pub use error::CompactorError;
 pub use lease::{Lease, LeaseState};
 pub use maintenance::Maintenance;
 pub use metrics::CompactorMetrics;
+pub use quality::{QualityConfig, QualityReport};
 pub use report::{PassReport, TableReport};
 pub use retention::{Dropped, RetentionConfig};
 pub use rewrite::HourRewrite;

@@ -1,5 +1,7 @@
 //! Compactor counters in Prometheus form.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -57,7 +59,21 @@ pub struct CompactorMetrics {
     pub retention_dropped_partitions: Family<TableLabel, Counter>,
     /// Per table: rows dropped by retention (from the log's file statistics).
     pub retention_dropped_rows: Family<TableLabel, Counter>,
+    /// Per watched quality figure (`table`, `metric`, `dimension`): how many of the last
+    /// 24 hours computed (up to the newest) flagged it as an anomaly.
+    pub quality_anomalies: Family<FigureLabel, Gauge>,
+    /// Per event table: the HLL distinct-user estimate's relative error against the
+    /// exact count, on the newest sampled hour ((estimate − exact) / exact).
+    pub quality_hll_error: Family<TableLabel, Gauge<f64, AtomicU64>>,
+    /// Hours whose quality figures were computed.
+    pub quality_hours: Counter,
+    /// Quality steps that failed (their hours are retried at the next pass).
+    pub quality_errors: Counter,
 }
+
+/// `table`, `metric` and `dimension` of one quality figure (bounded: the tables, the
+/// metrics and the rollup dimension columns).
+pub type FigureLabel = Vec<(&'static str, String)>;
 
 /// `table`: one table of the lake (bounded: the lake's tables).
 pub type TableLabel = Vec<(&'static str, String)>;
@@ -95,6 +111,10 @@ impl Default for CompactorMetrics {
             loss_errors: Counter::default(),
             retention_dropped_partitions: Family::default(),
             retention_dropped_rows: Family::default(),
+            quality_anomalies: Family::default(),
+            quality_hll_error: Family::default(),
+            quality_hours: Counter::default(),
+            quality_errors: Counter::default(),
         }
     }
 }
@@ -111,8 +131,30 @@ impl CompactorMetrics {
             .inc_by(dropped.rows);
     }
 
-    /// Registers every counter under the `hourlake_compactor_` prefix.
+    /// Registers every counter under the `hourlake_compactor_` prefix, and the data
+    /// quality figures under `hourlake_quality_`.
     pub fn register(&self, registry: &mut Registry) {
+        let quality = registry.sub_registry_with_prefix("hourlake_quality");
+        quality.register(
+            "anomalies",
+            "Per watched figure (table, metric, dimension): hours among the last 24 computed whose figure was outside the range expected from the same hour of previous days",
+            self.quality_anomalies.clone(),
+        );
+        quality.register(
+            "hll_relative_error",
+            "Per event table: (HLL estimate - exact distinct users) / exact, on the newest hour sampled for an exact count",
+            self.quality_hll_error.clone(),
+        );
+        quality.register(
+            "computed_partitions",
+            "Hour partitions whose quality figures were computed",
+            self.quality_hours.clone(),
+        );
+        quality.register(
+            "errors",
+            "Quality steps that failed (retried at the next pass)",
+            self.quality_errors.clone(),
+        );
         let sub = registry.sub_registry_with_prefix("hourlake_compactor");
         sub.register("passes", "Compaction passes completed", self.passes.clone());
         sub.register(

@@ -4,7 +4,7 @@ use std::fmt;
 
 use hourlake_catalog::{Hour, TableId};
 
-use crate::{Dropped, HourRewrite, Maintenance};
+use crate::{Dropped, HourRewrite, Maintenance, QualityReport};
 
 /// What one pass did to one event table and its rollups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,12 +52,15 @@ pub struct PassReport {
     /// What retention dropped (maintenance passes only), one entry per table that lost
     /// partitions.
     pub dropped: Vec<Dropped>,
+    /// The quality figures computed (for the hours rolled up), when there were any.
+    pub quality: Option<QualityReport>,
 }
 
 impl PassReport {
     /// Whether the pass changed nothing.
     pub fn is_idle(&self) -> bool {
         self.dropped.is_empty()
+            && self.quality.is_none()
             && self.tables.iter().all(|t| {
                 t.rewrites.is_empty()
                     && t.rolled_up.is_empty()
@@ -121,6 +124,19 @@ impl fmt::Display for PassReport {
                 d.table, d.partitions, d.files, d.rows, d.offset_runs
             )
         }));
+        if let Some(q) = &self.quality {
+            let mut line = format!(
+                "quality: {} hours ({} rows), {} anomalies",
+                q.hours.len(),
+                q.rows,
+                q.anomalies.len()
+            );
+            if !q.anomalies.is_empty() {
+                let flags: Vec<String> = q.anomalies.iter().map(ToString::to_string).collect();
+                line.push_str(&format!(" ({})", flags.join(", ")));
+            }
+            lines.push(line);
+        }
         f.write_str(&lines.join("; "))
     }
 }

@@ -103,7 +103,9 @@ impl RetentionConfig {
         }
     }
 
-    /// How long `id` keeps its partitions, if it is trimmed at all (the ledgers never are).
+    /// How long `id` keeps its partitions, if it is trimmed at all (the ledgers never
+    /// are, nor `quality_hourly`: a hundred small rows an hour, the history anomaly
+    /// detection compares with).
     pub fn keep(&self, id: TableId) -> Option<Duration> {
         match id {
             TableId::EngagementEvents | TableId::RecommendationEvents => self.events,
@@ -113,7 +115,8 @@ impl RetentionConfig {
             | TableId::ExpiredOffsets
             | TableId::ErasureLog
             | TableId::IngestedMinutes
-            | TableId::LossMinutely => None,
+            | TableId::LossMinutely
+            | TableId::QualityHourly => None,
         }
     }
 }

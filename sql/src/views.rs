@@ -4,14 +4,22 @@
 //! open hours, or hours whose late data the compactor has not rolled up yet — so
 //! answers are fast and up to the second.
 //!
+//! `quality_anomalies` lists the flagged figures of `quality_hourly` (written by the
+//! compactor, see `hourlake_compactor::quality`): one row per closed hour and figure
+//! outside the range the same hour of previous days led to expect.
+//!
 //! Which hours are covered is decided per snapshot: the rollup's hours against the hours
 //! the event table holds. The raw part then filters on exactly the uncovered hour
 //! partitions, so Delta reads nothing else.
 
 use datafusion::prelude::SessionContext;
-use hourlake_catalog::rollup::{self, dimension_value_sql, Rollup, ALL_MEMBER};
+use hourlake_catalog::rollup::{self, dimension_value_sql, Rollup, ALL_MEMBER, COMPUTED_AT};
+use hourlake_catalog::schema::{
+    ANOMALY, DIMENSION, EXPECTED_HIGH, EXPECTED_LOW, EXPECTED_MEDIAN, HISTORY_DAYS, METRIC,
+    SOURCE_TABLE, VALUE,
+};
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
-use hourlake_catalog::{dedup, Hour};
+use hourlake_catalog::{dedup, Hour, TableId};
 
 use crate::live::LakeSnapshot;
 use crate::SqlError;
@@ -90,6 +98,18 @@ fn daily_active_users() -> String {
          FROM {} GROUP BY {EVENT_DATE}",
         rollup::USERS_SKETCH.merge_sql(),
         HOURLY_ENGAGEMENT.name
+    )
+}
+
+/// `quality_anomalies`: the flagged rows of `quality_hourly`: hour,
+/// figure, what was observed and expected, and whether it was above or below.
+fn quality_anomalies() -> String {
+    format!(
+        "SELECT {EVENT_DATE}, {EVENT_HOUR}, {SOURCE_TABLE}, {METRIC}, {DIMENSION}, \
+           {VALUE} AS observed, {EXPECTED_LOW}, {EXPECTED_HIGH}, {EXPECTED_MEDIAN}, \
+           {HISTORY_DAYS}, {ANOMALY} AS direction, {COMPUTED_AT} \
+         FROM {} WHERE {ANOMALY} IS NOT NULL",
+        TableId::QualityHourly
     )
 }
 
@@ -175,7 +195,8 @@ impl HourlyView {
 }
 
 /// Registers the dashboard views over the tables of `snapshot`: each hourly view whose
-/// rollup's source table exists, and `daily_active_users` over `hourly_engagement`.
+/// rollup's source table exists, `daily_active_users` over `hourly_engagement`, and
+/// `quality_anomalies` once `quality_hourly` exists.
 pub async fn register(ctx: &SessionContext, snapshot: &LakeSnapshot) -> Result<(), SqlError> {
     let mut registered = Vec::new();
     for view in HOURLY_VIEWS {
@@ -193,6 +214,13 @@ pub async fn register(ctx: &SessionContext, snapshot: &LakeSnapshot) -> Result<(
         ctx.sql(&format!(
             "CREATE VIEW daily_active_users AS {}",
             daily_active_users()
+        ))
+        .await?;
+    }
+    if snapshot.table(TableId::QualityHourly).is_some() {
+        ctx.sql(&format!(
+            "CREATE VIEW quality_anomalies AS {}",
+            quality_anomalies()
         ))
         .await?;
     }
