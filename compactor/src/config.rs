@@ -29,6 +29,11 @@ pub struct CompactorConfig {
     /// How long each kind of table keeps its partitions (dropped at maintenance passes).
     /// Off by default here; the `hourlake` binary keeps events and dead letters 30 days.
     pub retention: RetentionConfig,
+    /// Whether passes derive the `sessions` table (and `sessions_hourly`) from
+    /// `engagement_events` (see [`crate::sessions`]).
+    pub sessionize: bool,
+    /// A user's events further apart than this belong to different sessions.
+    pub session_gap: Duration,
 }
 
 impl Default for CompactorConfig {
@@ -44,6 +49,8 @@ impl Default for CompactorConfig {
             maintenance_every: 20,
             memory_limit: 1024 * 1024 * 1024,
             retention: RetentionConfig::default(),
+            sessionize: true,
+            session_gap: Duration::from_secs(30 * 60),
         }
     }
 }

@@ -350,6 +350,22 @@ async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() 
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::local(dir.path()).unwrap();
     let hours = fill_both_tables(&lake).await;
+    // A session whose app start and end agree (random events rarely make one), so that
+    // every measure of sessions_hourly has something to merge.
+    let agreeing: Vec<serde_json::Value> = [("session_start", None), ("session_end", Some(60_000))]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, length))| {
+            let mut row = event(5, i as u64, hours[0], 1, 900_000 + i as i64);
+            row["event_type"] = json!(kind);
+            row["user_id"] = json!("agreeing-user");
+            row["session_id"] = json!("s-agreeing");
+            row["event_time"] = json!(hours[0].start_micros() + i as i64 * 60_000_000);
+            row["session_length_ms"] = json!(length);
+            row
+        })
+        .collect();
+    append(&lake, &agreeing).await;
     compact(&lake).await;
     for rollup in Rollup::ALL {
         let rows = |op: &str| {
