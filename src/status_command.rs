@@ -50,6 +50,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         vacuum_retention_hours: None,
         compactor_id: None,
         retention_days: None,
+        sessions: None,
+        session_gap_secs: None,
     }
     .resolve(&file)?;
     let lake_status = status(&lake, &config, args.hours)
