@@ -1118,8 +1118,8 @@ async fn a_rewrite_that_loses_a_real_commit_race_is_replanned_and_commits() {
     lease.release().await.unwrap();
 }
 
-/// `forget-user` end to end in the lake: the user's events, recommendation events and
-/// dead letters are gone, the rollups of their hours are recomputed (the HLL count of
+/// `forget-user` end to end in the lake: the user's events, recommendation events,
+/// dead letters and sessions are gone, the rollups of their hours are recomputed (the HLL count of
 /// an hour drops by exactly one), every older version of the tables that time travel
 /// still reaches returns nothing of the user, `erasure_log` holds a hash and counts,
 /// and other users' rows are untouched.
@@ -1236,11 +1236,19 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
     };
     let event_versions = versions_before(TableId::EngagementEvents).await;
     let rollup_versions = versions_before(TableId::EngagementHourly).await;
+    let session_versions = versions_before(TableId::Sessions).await;
+    let victim_sessions = "SELECT count(*) FROM sessions WHERE user_id = 'victim'";
+    assert_eq!(scalar_i64(&lake, victim_sessions).await, 3, "hours c, a, b");
 
     let checks = [
         (
             TableId::EngagementEvents,
             event_versions,
+            "SELECT count(*) FROM t WHERE user_id = 'victim'".to_string(),
+        ),
+        (
+            TableId::Sessions,
+            session_versions,
             "SELECT count(*) FROM t WHERE user_id = 'victim'".to_string(),
         ),
         (
@@ -1270,6 +1278,7 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
     assert_eq!(report.rows_removed.get("engagement_events"), Some(&5));
     assert_eq!(report.rows_removed.get("recommendation_events"), Some(&1));
     assert_eq!(report.rows_removed.get("dead_letters"), Some(&2));
+    assert_eq!(report.rows_removed.get("sessions"), Some(&3));
     assert_eq!(
         report.hours_recomputed, 4,
         "engagement a, b and c, recommendation a"
@@ -1300,6 +1309,16 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
         c.sql_predicate()
     );
     assert_eq!(scalar_i64(&lake, &rollup_rows_of_c).await, 0);
+    assert_eq!(scalar_i64(&lake, victim_sessions).await, 0);
+    assert_eq!(
+        scalar_i64(
+            &lake,
+            &rollup_rows_of_c.replace("engagement_hourly", "sessions_hourly")
+        )
+        .await,
+        0,
+        "the victim's session was the only one starting in hour c"
+    );
     assert_eq!(scalar_i64(&lake, &users_of(a)).await, 9);
     assert_eq!(scalar_i64(&lake, &users_of(b)).await, 4);
     let others_after = before_rows(query(&lake, per_user).await);
@@ -1338,7 +1357,7 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
         "{text}"
     );
     assert!(
-        text.contains("engagement_events,recommendation_events,dead_letters"),
+        text.contains("engagement_events,recommendation_events,dead_letters,sessions"),
         "{text}"
     );
     assert!(!text.contains("victim"), "{text}");
