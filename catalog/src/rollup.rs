@@ -424,7 +424,7 @@ mod tests {
         ];
         engagement.extend(tail.clone());
         let mut recommendation = vec![
-            hour,
+            hour.clone(),
             text("model_version"),
             text("surface"),
             int("events"),
@@ -434,10 +434,29 @@ mod tests {
             int("clicks"),
             sketch("users_sketch"),
         ];
-        recommendation.extend(tail);
+        recommendation.extend(tail.clone());
+        let mut sessions = vec![
+            hour,
+            text("device_type"),
+            text("device_os"),
+            text("app_version"),
+            text("country"),
+            int("sessions"),
+            sketch("users_sketch"),
+            int("duration_ms_sum"),
+            sketch("duration_sketch"),
+            int("bounces"),
+            int("screen_views"),
+            int("events"),
+            int("app_session_starts"),
+            int("app_session_length_ms_sum"),
+            int("app_agreeing_sessions"),
+        ];
+        sessions.extend(tail);
         for (rollup, expected) in [
             (&ENGAGEMENT_HOURLY, engagement),
             (&RECOMMENDATION_HOURLY, recommendation),
+            (&SESSIONS_HOURLY, sessions),
         ] {
             let fields: Vec<Field> = expected
                 .into_iter()

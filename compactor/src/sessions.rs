@@ -233,7 +233,7 @@ async fn update_hourly(
     let upto = sessions.version().unwrap_or(0);
     let mut pass = RollupPass::start(lake, factory, &SESSIONS_HOURLY, sessions, upto).await?;
     for hour in files_by_hour(TableId::Sessions, sessions)?.into_keys() {
-        let ready = provisional_from.is_none_or(|p| hour.end_micros() <= p);
+        let ready = is_settled(hour, provisional_from);
         if pass.is_stale(hour) && (ready || pass.is_rolled(hour)) {
             pass.mark(hour);
         }
@@ -244,6 +244,24 @@ async fn update_hourly(
     lease.renew().await?;
     let rows = pass.recompute(factory, sessions, upto).await?;
     Ok((pass.stale, rows))
+}
+
+/// The earliest start of a provisional session in `sessions` (the table), if any: the
+/// start hours ending at or before it are the ones `sessions_hourly` covers once a pass
+/// has run.
+pub async fn first_provisional_start(
+    factory: &SessionFactory,
+    sessions: &DeltaTable,
+) -> Result<Option<i64>, CompactorError> {
+    let ctx = factory.context()?;
+    register_table(&ctx, TableId::Sessions.name(), sessions).await?;
+    Ok(provisional_span(&ctx).await?.map(|w| w.lo))
+}
+
+/// Whether every session starting in `hour` is final, given the earliest start of a
+/// provisional one.
+pub fn is_settled(hour: Hour, first_provisional_start: Option<i64>) -> bool {
+    first_provisional_start.is_none_or(|p| hour.end_micros() <= p)
 }
 
 /// The span from the earliest start to the latest end of the stored provisional

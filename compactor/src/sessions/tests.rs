@@ -373,6 +373,8 @@ async fn provisional_sessions_become_final_once_their_gap_passed_in_closed_hours
     let q_hour = Hour::of_micros(T0.start_micros() + HOUR);
     assert_eq!(scalar(&lake, &hourly(T0)).await, 1);
     assert_eq!(scalar(&lake, &hourly(q_hour)).await, -1);
+    // `hourlake status` counts the hour as not due yet, rather than behind.
+    assert_eq!(sessions_hourly_coverage(&lake).await, (1, 1));
     // The dashboard view shows it meanwhile, from the raw sessions.
     assert_eq!(
         scalar(
@@ -407,8 +409,20 @@ async fn provisional_sessions_become_final_once_their_gap_passed_in_closed_hours
         ]
     );
     assert_eq!(scalar(&lake, &hourly(q_hour)).await, 1);
+    assert_eq!(sessions_hourly_coverage(&lake).await, (2, 2));
     // Nothing provisional is left: the next pass is idle.
     assert!(pass_at(&lake, 3 * HOUR).await.is_idle());
+}
+
+/// `sessions_hourly`'s line in `hourlake status`: hours due, hours rolled up.
+async fn sessions_hourly_coverage(lake: &Lake) -> (usize, usize) {
+    let status = crate::status::status(lake, &config(), 1).await.unwrap();
+    let coverage = status
+        .rollups
+        .iter()
+        .find(|r| r.rollup == "sessions_hourly")
+        .unwrap();
+    (coverage.closed_hours, coverage.rolled_up)
 }
 
 /// The rollup of many generated sessions: each hour's `ALL` rows and detailed rows
