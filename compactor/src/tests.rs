@@ -62,6 +62,21 @@ pub(crate) fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> s
     })
 }
 
+/// The value each of `dims` takes in the rows of grouping set `mask` (bit `i` set:
+/// grouped by `dims[i]`, a missing value counting as `unknown`; else `ALL`), as SQL.
+pub(crate) fn grouping_set_keys(dims: &[&str], mask: u32) -> Vec<String> {
+    dims.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if mask & (1 << i) != 0 {
+                format!("coalesce({d}, 'unknown')")
+            } else {
+                "'ALL'".to_string()
+            }
+        })
+        .collect()
+}
+
 pub(crate) async fn append(lake: &Lake, rows: &[serde_json::Value]) {
     append_rows(lake, TableId::EngagementEvents, rows).await;
 }
@@ -228,17 +243,7 @@ async fn compaction_removes_duplicates_and_rollups_match_raw_counts() {
     // the ALL rows of each dimension.
     let dims = ["event_type", "device_type", "app_version", "country"];
     for mask in 0..16u32 {
-        let keys: Vec<String> = dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                if mask & (1 << i) != 0 {
-                    format!("coalesce({d}, 'unknown')")
-                } else {
-                    "'ALL'".to_string()
-                }
-            })
-            .collect();
+        let keys = grouping_set_keys(&dims, mask);
         let raw = format!(
             "SELECT event_date, event_hour, {k0} AS d0, {k1} AS d1, {k2} AS d2, {k3} AS d3, \
                count(*) AS events, sum(CASE WHEN event_type = 'session_start' THEN 1 ELSE 0 END) AS sessions, \

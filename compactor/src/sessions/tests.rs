@@ -13,7 +13,7 @@ use hourlake_testkit::lake::{append_rows, query, scalar};
 use serde_json::json;
 
 use super::{update, SessionsReport};
-use crate::tests::config;
+use crate::tests::{config, grouping_set_keys};
 use crate::{Compactor, Lease};
 
 /// 2024-01-10T10:00Z: the first hour of the sequences (long closed).
@@ -454,17 +454,7 @@ async fn sessions_hourly_rows_match_the_sessions() {
 
     let dims = ["device_type", "device_os", "app_version", "country"];
     for mask in 0..16u32 {
-        let keys: Vec<String> = dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                if mask & (1 << i) != 0 {
-                    format!("coalesce({d}, 'unknown')")
-                } else {
-                    "'ALL'".to_string()
-                }
-            })
-            .collect();
+        let keys = grouping_set_keys(&dims, mask);
         let mismatches = scalar(
             &lake,
             &format!(
