@@ -497,6 +497,16 @@ async fn sessions_hourly_rows_match_the_sessions() {
         .await,
         total
     );
+    // (as the compaction e2e test counts the sessions of covered hours)
+    assert_eq!(
+        scalar(
+            &lake,
+            "SELECT count(*) FROM sessions s WHERE is_final AND EXISTS (SELECT 1 FROM sessions_hourly h \
+               WHERE h.event_date = s.event_date AND h.event_hour = s.event_hour)"
+        )
+        .await,
+        total
+    );
     // Distinct users within the sketch's error, p50 within the data.
     let users = scalar(&lake, "SELECT count(DISTINCT user_id) FROM sessions").await as f64;
     let estimate = scalar(
