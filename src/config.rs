@@ -184,6 +184,10 @@ pub struct CompactorSection {
     pub maintenance_every: Option<u32>,
     pub memory_limit_mb: Option<usize>,
     pub settle_secs: Option<u64>,
+    /// Derive `sessions` and `sessions_hourly` from the engagement events.
+    pub sessions: Option<bool>,
+    /// A user's events further apart than this many seconds are different sessions.
+    pub session_gap_secs: Option<u64>,
 }
 
 /// `[retention]`: how many days the compactor keeps each kind of table (0: forever).
@@ -431,6 +435,14 @@ pub struct CompactArgs {
     /// Flag a figure further than this many scaled MADs from that median. [default: 4]
     #[arg(long, env = "HOURLAKE_ANOMALY_K")]
     pub anomaly_k: Option<f64>,
+    /// Derive the `sessions` table and `sessions_hourly` from the engagement events
+    /// (`true` or `false`). [default: true]
+    #[arg(long, env = "HOURLAKE_SESSIONS")]
+    pub sessions: Option<bool>,
+    /// A user's events more than this many seconds apart belong to different sessions.
+    /// [default: 1800]
+    #[arg(long, env = "HOURLAKE_SESSION_GAP_SECS")]
+    pub session_gap_secs: Option<u64>,
 }
 
 impl CompactArgs {
@@ -456,6 +468,11 @@ impl CompactArgs {
             1024 * 1024,
             d.memory_limit,
         )?;
+        let session_gap = self
+            .session_gap_secs
+            .or(c.session_gap_secs)
+            .map_or(d.session_gap, Duration::from_secs);
+        anyhow::ensure!(!session_gap.is_zero(), "session_gap_secs must be 1 or more");
         Ok(hourlake_compactor::CompactorConfig {
             target_file_size,
             max_small_files: c.max_small_files.unwrap_or(d.max_small_files),
@@ -477,6 +494,8 @@ impl CompactArgs {
                 .map_or(d.settle, Duration::from_secs),
             retention: self.retention(file)?,
             quality: self.quality(file)?,
+            sessionize: self.sessions.or(c.sessions).unwrap_or(d.sessionize),
+            session_gap,
             ..d
         })
     }
@@ -948,6 +967,29 @@ mod tests {
             "rollups shorter than raw events"
         );
         assert!(toml::from_str::<FileConfig>("[retention]\nevent_days = 1\n").is_err());
+    }
+
+    #[test]
+    fn sessions_are_on_with_a_30_minute_gap_unless_told_otherwise() {
+        let resolve = |toml_text: &str, sessions: Option<bool>, gap: Option<u64>| {
+            let file: FileConfig = toml::from_str(toml_text).unwrap();
+            let args = CompactArgs {
+                sessions,
+                session_gap_secs: gap,
+                ..defaults::<CompactArgs>()
+            };
+            args.resolve(&file)
+                .map(|c| (c.sessionize, c.session_gap.as_secs()))
+        };
+        assert_eq!(resolve("", None, None).unwrap(), (true, 1800));
+        let file = "[compactor]\nsessions = false\nsession_gap_secs = 600\n";
+        assert_eq!(resolve(file, None, None).unwrap(), (false, 600));
+        assert_eq!(
+            resolve(file, Some(true), Some(900)).unwrap(),
+            (true, 900),
+            "flags win"
+        );
+        assert!(resolve("[compactor]\nsession_gap_secs = 0\n", None, None).is_err());
     }
 
     #[test]

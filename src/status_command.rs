@@ -53,6 +53,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         settle_secs: None,
         anomaly_days: None,
         anomaly_k: None,
+        sessions: None,
+        session_gap_secs: None,
     }
     .resolve(&file)?;
     let lake_status = status(&lake, &config, args.hours)

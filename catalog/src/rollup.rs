@@ -40,8 +40,13 @@ const EVENT_TYPE: &str = "event_type";
 pub struct Rollup {
     /// The rollup table.
     pub table: TableId,
-    /// The event table it is computed from (hour-partitioned).
+    /// The table it is computed from, partitioned by hour: an event table, or a table
+    /// derived from one ([`TableId::DERIVED`]: `sessions`, by the hour sessions start).
     pub source: TableId,
+    /// A SQL predicate on source rows that holds for rows that can no longer change;
+    /// only those are counted (`None`: every row). `sessions_hourly` counts final
+    /// sessions only, and is recomputed when provisional ones become final.
+    pub final_rows: Option<&'static str>,
     /// Source columns grouped by, in grouping order (string values).
     pub dimensions: &'static [&'static str],
     /// The rollup's measures, in column order.
@@ -111,6 +116,7 @@ pub const USERS_SKETCH: Measure = Measure::new("users_sketch", Aggregate::Distin
 pub const ENGAGEMENT_HOURLY: Rollup = Rollup {
     table: TableId::EngagementHourly,
     source: TableId::EngagementEvents,
+    final_rows: None,
     dimensions: &["event_type", "device_type", "app_version", "country"],
     measures: &[
         Measure::new("events", Aggregate::Events),
@@ -160,6 +166,7 @@ pub const ENGAGEMENT_HOURLY: Rollup = Rollup {
 pub const RECOMMENDATION_HOURLY: Rollup = Rollup {
     table: TableId::RecommendationHourly,
     source: TableId::RecommendationEvents,
+    final_rows: None,
     dimensions: &["model_version", "surface"],
     measures: &[
         Measure::new("events", Aggregate::Events),
@@ -178,9 +185,48 @@ pub const RECOMMENDATION_HOURLY: Rollup = Rollup {
     ],
 };
 
+/// A sum of the source rows where a boolean column is true.
+const fn count_where(name: &'static str, value: &'static str) -> Measure {
+    Measure::new(
+        name,
+        Aggregate::Sum {
+            value,
+            of: None,
+            number: Number::Int64,
+        },
+    )
+}
+
+/// `sessions_hourly`: final sessions by the hour they started, device, OS, app version
+/// and country. Rates merge from their parts: bounce rate = `bounces / sessions`,
+/// screens per session = `screen_views / sessions`, mean length =
+/// `duration_ms_sum / sessions`; `duration_sketch` gives p50/p95.
+pub const SESSIONS_HOURLY: Rollup = Rollup {
+    table: TableId::SessionsHourly,
+    source: TableId::Sessions,
+    final_rows: Some("is_final"),
+    dimensions: &["device_type", "device_os", "app_version", "country"],
+    measures: &[
+        Measure::new("sessions", Aggregate::Events),
+        USERS_SKETCH,
+        count_where("duration_ms_sum", "duration_ms"),
+        Measure::new("duration_sketch", Aggregate::Quantiles("duration_ms")),
+        count_where("bounces", "CASE WHEN bounce THEN 1 ELSE 0 END"),
+        count_where("screen_views", "screen_views"),
+        count_where("events", "events"),
+        count_where("app_session_starts", "app_session_starts"),
+        count_where("app_session_length_ms_sum", "app_session_length_ms"),
+        count_where(
+            "app_agreeing_sessions",
+            "CASE WHEN app_session_agrees THEN 1 ELSE 0 END",
+        ),
+    ],
+};
+
 impl Rollup {
     /// Every rollup the compactor maintains.
-    pub const ALL: &'static [&'static Rollup] = &[&ENGAGEMENT_HOURLY, &RECOMMENDATION_HOURLY];
+    pub const ALL: &'static [&'static Rollup] =
+        &[&ENGAGEMENT_HOURLY, &RECOMMENDATION_HOURLY, &SESSIONS_HOURLY];
 
     /// The Delta partition columns of every rollup table.
     pub const PARTITION_COLUMNS: &'static [&'static str] = &[EVENT_DATE];
@@ -378,7 +424,7 @@ mod tests {
         ];
         engagement.extend(tail.clone());
         let mut recommendation = vec![
-            hour,
+            hour.clone(),
             text("model_version"),
             text("surface"),
             int("events"),
@@ -388,10 +434,29 @@ mod tests {
             int("clicks"),
             sketch("users_sketch"),
         ];
-        recommendation.extend(tail);
+        recommendation.extend(tail.clone());
+        let mut sessions = vec![
+            hour,
+            text("device_type"),
+            text("device_os"),
+            text("app_version"),
+            text("country"),
+            int("sessions"),
+            sketch("users_sketch"),
+            int("duration_ms_sum"),
+            sketch("duration_sketch"),
+            int("bounces"),
+            int("screen_views"),
+            int("events"),
+            int("app_session_starts"),
+            int("app_session_length_ms_sum"),
+            int("app_agreeing_sessions"),
+        ];
+        sessions.extend(tail);
         for (rollup, expected) in [
             (&ENGAGEMENT_HOURLY, engagement),
             (&RECOMMENDATION_HOURLY, recommendation),
+            (&SESSIONS_HOURLY, sessions),
         ] {
             let fields: Vec<Field> = expected
                 .into_iter()
@@ -408,7 +473,18 @@ mod tests {
         for r in Rollup::ALL {
             assert_eq!(Rollup::of_table(r.table), Some(*r));
             assert!(Rollup::of_source(r.source).any(|s| s == *r));
-            assert!(TableId::EVENTS.contains(&r.source), "{}", r.table);
+            assert!(
+                TableId::EVENTS.contains(&r.source) || TableId::DERIVED.contains(&r.source),
+                "{}",
+                r.table
+            );
+            // Rows that may change are left out only where the source has such rows.
+            assert_eq!(
+                r.final_rows.is_some(),
+                TableId::DERIVED.contains(&r.source),
+                "{}",
+                r.table
+            );
             assert!(
                 r.measures.iter().all(|m| !r.dimensions.contains(&m.name)),
                 "{}: a measure named like a dimension",
@@ -422,11 +498,12 @@ mod tests {
                 TableId::LEDGERS.contains(t),
                 TableId::ACCOUNTING.contains(t),
                 TableId::QUALITY.contains(t),
+                TableId::DERIVED.contains(t),
             ];
             let n = kinds.iter().filter(|k| **k).count();
             assert_eq!(
                 n, 1,
-                "{t}: exactly one of rollup, ingested, ledger, accounting, quality"
+                "{t}: exactly one of rollup, ingested, ledger, accounting, quality, derived"
             );
         }
         assert_eq!(Rollup::of_source(TableId::DeadLetters).count(), 0);

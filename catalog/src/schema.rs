@@ -201,6 +201,67 @@ pub fn removed_duplicates() -> SchemaRef {
     REMOVED_DUPLICATES.clone()
 }
 
+/// `sessions` column: the session's key, `<user_id>/<start in UTC microseconds>`: the
+/// same whenever the session is recomputed with the same start.
+pub const SESSION_KEY: &str = "session_key";
+/// `sessions` column: the time of the session's first event.
+pub const SESSION_START: &str = "session_start";
+/// `sessions` column: the time of the session's last event.
+pub const SESSION_END: &str = "session_end";
+/// `sessions` column: whether the session can no longer change (see [`sessions`]).
+pub const IS_FINAL: &str = "is_final";
+/// How many screens `sessions.screen_path` lists at most.
+pub const SCREEN_PATH_LIMIT: usize = 10;
+/// What separates two screens in `sessions.screen_path`.
+pub const SCREEN_PATH_SEPARATOR: &str = " > ";
+
+static SESSIONS: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let int = |name: &str| Field::new(name, DataType::Int64, false);
+    let flag = |name: &str| Field::new(name, DataType::Boolean, false);
+    Arc::new(Schema::new(vec![
+        utf8(SESSION_KEY, false),
+        utf8(USER_ID, false),
+        Field::new(SESSION_START, timestamp_type(), false),
+        Field::new(SESSION_END, timestamp_type(), false),
+        int("duration_ms"),
+        int("events"),
+        int("screen_views"),
+        utf8("first_screen", true),
+        utf8("last_screen", true),
+        utf8("screen_path", true),
+        flag("bounce"),
+        utf8("device_type", true),
+        utf8("device_os", true),
+        utf8("app_version", true),
+        utf8("country", true),
+        int("app_session_starts"),
+        int("app_session_ends"),
+        Field::new("app_session_length_ms", DataType::Int64, true),
+        flag("app_session_agrees"),
+        flag(IS_FINAL),
+        int(crate::rollup::SOURCE_VERSION),
+        Field::new(crate::rollup::COMPUTED_AT, timestamp_type(), false),
+        Field::new(EVENT_DATE, DataType::Date32, false),
+        Field::new(EVENT_HOUR, DataType::Int32, false),
+    ]))
+});
+
+/// `sessions`: one row per session — a run of one user's deduplicated engagement events
+/// with no gap longer than the compactor's session gap — partitioned by the hour of its
+/// start (`event_date`, `event_hour`). `duration_ms` is last minus first event time;
+/// `screen_views` counts `screen_view` events, whose screens in order make the path
+/// (`first_screen`, `last_screen`, `screen_path`: the first [`SCREEN_PATH_LIMIT`] joined
+/// by [`SCREEN_PATH_SEPARATOR`]); `bounce`: at most one screen view. Device, OS, app
+/// version and country are the first event's. The app's own view: its `session_start`
+/// and `session_end` events inside the session, the `session_length_ms` those ends
+/// report, and `app_session_agrees` (exactly one start and one end, with one
+/// `session_id`). [`IS_FINAL`] is false while the session could still grow (its gap has
+/// not passed in closed hours yet); such rows are rewritten by later passes.
+/// `source_version`: the `engagement_events` version the row was computed from.
+pub fn sessions() -> SchemaRef {
+    SESSIONS.clone()
+}
+
 static ERASURE_LOG: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
         utf8("request_id", false),

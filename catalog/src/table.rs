@@ -20,6 +20,13 @@ pub enum TableId {
     /// Hourly rollup of `recommendation_events` (written by the compactor; declared in
     /// [`rollup::RECOMMENDATION_HOURLY`]).
     RecommendationHourly,
+    /// User sessions derived by the compactor from the deduplicated engagement events
+    /// (runs of a user's events without a gap longer than the session gap), partitioned
+    /// by the hour of their start; provisional until their gap has passed in closed hours.
+    Sessions,
+    /// Hourly rollup of final `sessions` (written by the compactor; declared in
+    /// [`rollup::SESSIONS_HOURLY`]).
+    SessionsHourly,
     /// The ledger of resent copies the compactor removed: where each was in Kafka and
     /// which copy was kept, so every offset stays accounted for after deduplication.
     RemovedDuplicates,
@@ -71,6 +78,8 @@ impl TableId {
     /// Tables the compactor derives to describe the data (neither ingested, rollups nor
     /// ledgers): they exist once it has closed an hour.
     pub const QUALITY: &'static [TableId] = &[TableId::QualityHourly];
+    /// The tables the compactor derives from events that are not rollups (the sessions).
+    pub const DERIVED: &'static [TableId] = &[TableId::Sessions];
 
     /// Every table of the lake (the ledgers after the tables whose offsets they account
     /// for: a reader loading the tables in this order sees a ledger written before a
@@ -82,6 +91,8 @@ impl TableId {
         TableId::EngagementHourly,
         TableId::RecommendationHourly,
         TableId::QualityHourly,
+        TableId::Sessions,
+        TableId::SessionsHourly,
         TableId::RemovedDuplicates,
         TableId::ExpiredOffsets,
         TableId::ErasureLog,
@@ -101,6 +112,8 @@ impl TableId {
             TableId::DeadLetters => "dead_letters",
             TableId::EngagementHourly => "engagement_hourly",
             TableId::RecommendationHourly => "recommendation_hourly",
+            TableId::Sessions => "sessions",
+            TableId::SessionsHourly => "sessions_hourly",
             TableId::RemovedDuplicates => "removed_duplicates",
             TableId::ExpiredOffsets => "expired_offsets",
             TableId::ErasureLog => "erasure_log",
@@ -128,6 +141,8 @@ impl TableId {
             TableId::DeadLetters => schema::dead_letters(),
             TableId::EngagementHourly => rollup::ENGAGEMENT_HOURLY.schema(),
             TableId::RecommendationHourly => rollup::RECOMMENDATION_HOURLY.schema(),
+            TableId::Sessions => schema::sessions(),
+            TableId::SessionsHourly => rollup::SESSIONS_HOURLY.schema(),
             TableId::RemovedDuplicates => schema::removed_duplicates(),
             TableId::ExpiredOffsets => schema::expired_offsets(),
             TableId::ErasureLog => schema::erasure_log(),
@@ -140,11 +155,13 @@ impl TableId {
     /// The Delta partition columns, outermost first.
     pub fn partition_columns(self) -> &'static [&'static str] {
         match self {
-            TableId::EngagementEvents | TableId::RecommendationEvents => {
+            TableId::EngagementEvents | TableId::RecommendationEvents | TableId::Sessions => {
                 &[schema::EVENT_DATE, schema::EVENT_HOUR]
             }
             TableId::DeadLetters => &[schema::INGEST_DATE],
-            TableId::EngagementHourly | TableId::RecommendationHourly => Rollup::PARTITION_COLUMNS,
+            TableId::EngagementHourly | TableId::RecommendationHourly | TableId::SessionsHourly => {
+                Rollup::PARTITION_COLUMNS
+            }
             TableId::RemovedDuplicates => &[schema::EVENT_DATE],
             TableId::ExpiredOffsets => &[schema::SOURCE_TABLE],
             TableId::ErasureLog => &[],

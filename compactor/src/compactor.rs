@@ -14,7 +14,9 @@ use crate::plan::{files_by_hour, is_closed, rewrite_reason};
 use crate::quality::QualityState;
 use crate::report::{PassReport, TableReport};
 use crate::rollup::RollupPass;
-use crate::{maintenance, rewrite, CompactorConfig, CompactorError, CompactorMetrics, Lease};
+use crate::{
+    maintenance, rewrite, sessions, CompactorConfig, CompactorError, CompactorMetrics, Lease,
+};
 
 /// Rewrites small files, removes duplicates, keeps the hourly rollups current and
 /// tidies storage. Several may run against one lake: a lease per table lets only one
@@ -361,6 +363,11 @@ impl Compactor {
         Ok(Some(report))
     }
 
+    /// Whether passes over `id` derive the sessions (and their rollup) from it.
+    fn sessionizes(&self, id: TableId) -> bool {
+        self.config.sessionize && id == TableId::EngagementEvents
+    }
+
     async fn compact_leased(
         &self,
         id: TableId,
@@ -443,6 +450,27 @@ impl Compactor {
             report.rolled_up = dirty;
         }
 
+        let derived = self.sessionizes(id);
+        if derived {
+            table.update_state().await.map_err(id.delta_error())?;
+            lease.renew().await?;
+            let now = chrono::Utc::now().timestamp_micros();
+            let done = sessions::update(
+                &self.lake,
+                &self.factory,
+                &self.config,
+                table,
+                planned_version,
+                lease,
+                now,
+            )
+            .await?;
+            self.metrics
+                .rollup_hours
+                .inc_by(done.rolled_up.len() as u64);
+            report.sessions = Some(done);
+        }
+
         if maintain {
             lease.renew().await?;
             let mut m = maintenance::maintain(id, table, &self.config).await?;
@@ -452,6 +480,16 @@ impl Compactor {
                         .await?;
                 m.files_vacuumed += rolled_m.files_vacuumed;
                 m.log_entries_removed += rolled_m.log_entries_removed;
+            }
+            if derived {
+                for summary in [TableId::Sessions, TableId::SessionsHourly] {
+                    let Some(mut t) = self.lake.open(summary).await? else {
+                        continue;
+                    };
+                    let done = maintenance::maintain(summary, &mut t, &self.config).await?;
+                    m.files_vacuumed += done.files_vacuumed;
+                    m.log_entries_removed += done.log_entries_removed;
+                }
             }
             self.metrics.files_vacuumed.inc_by(m.files_vacuumed as u64);
             report.maintenance = Some(m);

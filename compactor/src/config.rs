@@ -35,6 +35,11 @@ pub struct CompactorConfig {
     pub retention: RetentionConfig,
     /// How closed hours' quality figures are computed and judged (`quality_hourly`).
     pub quality: QualityConfig,
+    /// Whether passes derive the `sessions` table (and `sessions_hourly`) from
+    /// `engagement_events` (see [`crate::sessions`]).
+    pub sessionize: bool,
+    /// A user's events further apart than this belong to different sessions.
+    pub session_gap: Duration,
 }
 
 impl Default for CompactorConfig {
@@ -52,6 +57,8 @@ impl Default for CompactorConfig {
             settle: Duration::from_secs(120),
             retention: RetentionConfig::default(),
             quality: QualityConfig::default(),
+            sessionize: true,
+            session_gap: Duration::from_secs(30 * 60),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Erasing users everywhere (the right to erasure): their rows out of the event tables
 //! and their messages out of `dead_letters` (Delta deletes that rewrite only the files
-//! holding them), the rollups of every hour they appeared in recomputed from what
-//! remains (HLL and KLL sketches included), every file that held them deleted at once
+//! holding them), their sessions out of `sessions`, the rollups of every hour they
+//! appeared in recomputed from what remains (HLL and KLL sketches included), every file that held them deleted at once
 //! (so time travel cannot return them), checkpoints written, and one `erasure_log` row
 //! per user with a salted hash instead of the id.
 //!
@@ -25,6 +25,7 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
+use hourlake_catalog::rollup::SESSIONS_HOURLY;
 use hourlake_catalog::schema::{INGEST_DATE, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC, USER_ID};
 use hourlake_catalog::{partition, Hour, Lake, Rollup, TableId};
 use hourlake_sql::SessionFactory;
@@ -262,6 +263,17 @@ pub async fn carry_out(
             &erased,
         );
     }
+    // The sessions derived from their events (not counted in the log's rows, which are
+    // the users' own events and messages).
+    if let Some(lease) = leases.get_mut(&TableId::EngagementEvents) {
+        let erased = erase_sessions(lake, factory, lease, &request.users).await?;
+        let rows = erased.rows_by_user.values().sum();
+        report.rows_removed.insert(TableId::Sessions.name(), rows);
+        report.files_purged += erased.files_purged;
+        if rows > 0 || erased.files_purged > 0 {
+            touched.push(TableId::Sessions.name());
+        }
+    }
     log(lake, request, &report, &rows_by_user, &touched).await?;
     let (store, dir) = hidden_dir(lake)?;
     match store.delete(&request_path(&dir, &request.id)).await {
@@ -337,11 +349,49 @@ async fn erase_events(
     lease: &mut Lease,
     users: &[String],
 ) -> Result<Erased, CompactorError> {
-    let list = users
+    let list = user_list(users);
+    let mut erased = rows_of_users(factory, id, table, &list).await?;
+    if erased.hours.is_empty() {
+        return Ok(erased);
+    }
+    let predicate = format!(
+        "{USER_ID} IN ({list}) AND ({})",
+        Hour::sql_predicate_any(&erased.hours)
+    );
+    delete_retrying(factory, config, id, table, Some(lease), &predicate, None).await?;
+    let prefixes: Vec<String> = erased.hours.iter().map(|h| h.path_prefix()).collect();
+    erased.files_purged += purge(id, table, &prefixes).await?;
+    deltalake::checkpoints::create_checkpoint(table, None)
+        .await
+        .map_err(id.delta_error())?;
+
+    // The rollups still count the users (their sketches hold them): recompute the
+    // hours from what remains, keeping each rollup's watermark where it was (other
+    // hours may be waiting for the compactor).
+    for rollup in Rollup::of_source(id) {
+        erased.files_purged +=
+            recompute_rollup(lake, factory, lease, rollup, table, &erased.hours).await?;
+    }
+    Ok(erased)
+}
+
+/// The users of `list` (SQL string literals) as a SQL list.
+fn user_list(users: &[String]) -> String {
+    users
         .iter()
         .map(|u| literal(u))
         .collect::<Vec<_>>()
-        .join(", ");
+        .join(", ")
+}
+
+/// The rows of the users `list` in `table` (partitioned by hour), per user, and the
+/// hours holding them.
+async fn rows_of_users(
+    factory: &SessionFactory,
+    id: TableId,
+    table: &DeltaTable,
+    list: &str,
+) -> Result<Erased, CompactorError> {
     let ctx = factory.context()?;
     hourlake_sql::register_table(&ctx, id.name(), table).await?;
     let sql = format!(
@@ -374,57 +424,98 @@ async fn erase_events(
         }
     }
     erased.hours = hours.into_iter().collect();
+    Ok(erased)
+}
+
+/// Recomputes the rows of `rollup` for those of `hours` it covers from `source` (its
+/// source table, users erased), keeping its watermark where it was (other hours may be
+/// waiting for the compactor), and purges the old files of those days. Returns the
+/// files purged.
+async fn recompute_rollup(
+    lake: &Lake,
+    factory: &SessionFactory,
+    lease: &mut Lease,
+    rollup: &Rollup,
+    source: &DeltaTable,
+    hours: &[Hour],
+) -> Result<usize, CompactorError> {
+    let Some(mut rolled) = lake.open(rollup.table).await? else {
+        return Ok(0);
+    };
+    let Some(mark) = watermark(rollup, &rolled).await? else {
+        return Ok(0);
+    };
+    let covered = hourlake_sql::rollup_hours(factory, rollup.table, &rolled).await?;
+    let hours: Vec<Hour> = hours
+        .iter()
+        .copied()
+        .filter(|h| covered.contains(h))
+        .collect();
+    if hours.is_empty() {
+        return Ok(0);
+    }
+    lease.renew().await?;
+    recompute_hours(factory, rollup, source, &rolled, &hours, mark).await?;
+    rolled
+        .update_state()
+        .await
+        .map_err(rollup.table.delta_error())?;
+    let dates: BTreeSet<String> = hours.iter().map(|h| h.date_prefix()).collect();
+    let purged = purge(
+        rollup.table,
+        &rolled,
+        &dates.into_iter().collect::<Vec<_>>(),
+    )
+    .await?;
+    deltalake::checkpoints::create_checkpoint(&rolled, None)
+        .await
+        .map_err(rollup.table.delta_error())?;
+    Ok(purged)
+}
+
+/// The users' sessions out of `sessions` (derived from their events, which are gone),
+/// the partitions' old files purged, the `sessions_hourly` hours they started in
+/// recomputed, under the `engagement_events` lease (the one writer of both tables).
+async fn erase_sessions(
+    lake: &Lake,
+    factory: &SessionFactory,
+    lease: &mut Lease,
+    users: &[String],
+) -> Result<Erased, CompactorError> {
+    let id = TableId::Sessions;
+    let Some(mut table) = lake.open(id).await? else {
+        return Ok(Erased::default());
+    };
+    let list = user_list(users);
+    let mut erased = rows_of_users(factory, id, &table, &list).await?;
     if erased.hours.is_empty() {
         return Ok(erased);
     }
-    let predicate = format!(
-        "{USER_ID} IN ({list}) AND ({})",
-        Hour::sql_predicate_any(&erased.hours)
-    );
-    delete_retrying(factory, config, id, table, Some(lease), &predicate, None).await?;
-    let prefixes: Vec<String> = erased.hours.iter().map(|h| h.path_prefix()).collect();
-    erased.files_purged += purge(id, table, &prefixes).await?;
-    deltalake::checkpoints::create_checkpoint(table, None)
+    lease.renew().await?;
+    let (deleted, _) = table
+        .clone()
+        .delete()
+        .with_predicate(format!(
+            "{USER_ID} IN ({list}) AND ({})",
+            Hour::sql_predicate_any(&erased.hours)
+        ))
         .await
         .map_err(id.delta_error())?;
-
-    // The rollups still count the users (their sketches hold them): recompute the
-    // hours from what remains, keeping each rollup's watermark where it was (other
-    // hours may be waiting for the compactor).
-    for rollup in Rollup::of_source(id) {
-        let Some(mut rolled) = lake.open(rollup.table).await? else {
-            continue;
-        };
-        let Some(mark) = watermark(rollup, &rolled).await? else {
-            continue;
-        };
-        let covered = hourlake_sql::rollup_hours(factory, rollup.table, &rolled).await?;
-        let hours: Vec<Hour> = erased
-            .hours
-            .iter()
-            .copied()
-            .filter(|h| covered.contains(h))
-            .collect();
-        if hours.is_empty() {
-            continue;
-        }
-        lease.renew().await?;
-        recompute_hours(factory, rollup, table, &rolled, &hours, mark).await?;
-        rolled
-            .update_state()
-            .await
-            .map_err(rollup.table.delta_error())?;
-        let dates: BTreeSet<String> = hours.iter().map(|h| h.date_prefix()).collect();
-        erased.files_purged += purge(
-            rollup.table,
-            &rolled,
-            &dates.into_iter().collect::<Vec<_>>(),
-        )
-        .await?;
-        deltalake::checkpoints::create_checkpoint(&rolled, None)
-            .await
-            .map_err(rollup.table.delta_error())?;
-    }
+    table = deleted;
+    let prefixes: Vec<String> = erased.hours.iter().map(|h| h.path_prefix()).collect();
+    erased.files_purged += purge(id, &table, &prefixes).await?;
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .map_err(id.delta_error())?;
+    erased.files_purged += recompute_rollup(
+        lake,
+        factory,
+        lease,
+        &SESSIONS_HOURLY,
+        &table,
+        &erased.hours,
+    )
+    .await?;
     Ok(erased)
 }
 

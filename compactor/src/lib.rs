@@ -8,6 +8,10 @@
 //!   ([`dedup`]), and recomputes the [`rollup`] rows (of every rollup declared on the
 //!   table in [`hourlake_catalog::rollup`]) of every closed hour whose data changed;
 //!   every so often it checkpoints, cleans up the log and vacuums ([`maintenance`]).
+//! - [`sessions`]: the `sessions` table derived from the deduplicated engagement events
+//!   (a user's events with no gap longer than the session gap; provisional until the gap
+//!   has passed in closed hours, recomputed around late events) and its rollup
+//!   `sessions_hourly`, kept current by the same passes.
 //! - [`ledger`]: every removed duplicate recorded in `removed_duplicates`; [`audit`]:
 //!   every Kafka offset accounted for, per partition (rows, dead letters, removed
 //!   duplicates, expired, missing, doubled); [`loss`]: the same per minute of event
@@ -53,6 +57,7 @@ mod report;
 pub mod retention;
 pub mod rewrite;
 pub mod rollup;
+pub mod sessions;
 pub mod status;
 #[cfg(test)]
 mod tests;
@@ -67,3 +72,4 @@ pub use quality::{QualityConfig, QualityReport};
 pub use report::{PassReport, TableReport};
 pub use retention::{Dropped, RetentionConfig};
 pub use rewrite::HourRewrite;
+pub use sessions::SessionsReport;

@@ -4,6 +4,7 @@ use std::fmt;
 
 use hourlake_catalog::{Hour, TableId};
 
+use crate::sessions::SessionsReport;
 use crate::{Dropped, HourRewrite, Maintenance, QualityReport};
 
 /// What one pass did to one event table and its rollups.
@@ -21,6 +22,9 @@ pub struct TableReport {
     pub rollup_rows: usize,
     /// Checkpoint, log cleanup and vacuum, when the pass ran them.
     pub maintenance: Option<Maintenance>,
+    /// What the pass did to `sessions` and `sessions_hourly`, when it derives them from
+    /// this table.
+    pub sessions: Option<SessionsReport>,
     /// Wall time.
     pub millis: u64,
 }
@@ -34,6 +38,7 @@ impl TableReport {
             rolled_up: Vec::new(),
             rollup_rows: 0,
             maintenance: None,
+            sessions: None,
             millis: 0,
         }
     }
@@ -65,6 +70,7 @@ impl PassReport {
                 t.rewrites.is_empty()
                     && t.rolled_up.is_empty()
                     && t.maintenance.as_ref().is_none_or(|m| m.files_vacuumed == 0)
+                    && t.sessions.as_ref().is_none_or(SessionsReport::is_idle)
             })
     }
 
@@ -102,6 +108,19 @@ impl fmt::Display for TableReport {
             self.rolled_up.len(),
             self.rollup_rows,
         )?;
+        if let Some(s) = self.sessions.as_ref().filter(|s| !s.is_idle()) {
+            write!(
+                f,
+                ", sessions: {} windows over {} hours ({} recomputed, {} provisional, {} carried over), {} session hours rolled up ({} rows)",
+                s.windows.len(),
+                s.hours_replaced,
+                s.sessions,
+                s.provisional,
+                s.carried,
+                s.rolled_up.len(),
+                s.rollup_rows,
+            )?;
+        }
         if let Some(m) = &self.maintenance {
             write!(
                 f,

@@ -110,7 +110,10 @@ impl RetentionConfig {
         match id {
             TableId::EngagementEvents | TableId::RecommendationEvents => self.events,
             TableId::DeadLetters => self.dead_letters,
-            TableId::EngagementHourly | TableId::RecommendationHourly => self.rollups,
+            TableId::EngagementHourly
+            | TableId::RecommendationHourly
+            | TableId::Sessions
+            | TableId::SessionsHourly => self.rollups,
             TableId::RemovedDuplicates
             | TableId::ExpiredOffsets
             | TableId::ErasureLog
@@ -239,15 +242,25 @@ pub async fn expire(
         dropped.extend(drop_before(factory, config, id, table, lease, keep, now_micros).await?);
     }
     if let Some(keep) = config.retention.rollups {
-        for rollup in Rollup::of_source(id) {
-            let Some(mut rolled) = factory.lake().open(rollup.table).await? else {
+        // The sessions derived from engagement events and their rollup are summaries
+        // too: kept as long as the rollups.
+        let derived: &[TableId] = if id == TableId::EngagementEvents {
+            &[TableId::Sessions, TableId::SessionsHourly]
+        } else {
+            &[]
+        };
+        let summaries = Rollup::of_source(id)
+            .map(|r| r.table)
+            .chain(derived.iter().copied());
+        for summary in summaries {
+            let Some(mut rolled) = factory.lake().open(summary).await? else {
                 continue;
             };
             dropped.extend(
                 drop_before(
                     factory,
                     config,
-                    rollup.table,
+                    summary,
                     &mut rolled,
                     lease,
                     keep,

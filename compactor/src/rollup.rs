@@ -70,6 +70,9 @@ pub fn rollup_sql(
         .collect::<Vec<_>>()
         .join(", ");
     let mut rows = format!("({})", Hour::sql_predicate_any(hours));
+    if let Some(final_rows) = rollup.final_rows {
+        rows = format!("{rows} AND ({final_rows})");
+    }
     if let Some(duplicates) = duplicates {
         rows = format!("{rows} AND {}", not_a_duplicate("s", duplicates));
     }
@@ -104,9 +107,13 @@ pub async fn recompute_hours(
     let source_name = rollup.source.name();
     register_table(&ctx, source_name, source).await?;
     let hours_filter = format!("({})", Hour::sql_predicate_any(hours));
-    // Hours rewritten in this pass hold no duplicates any more: no anti join then.
-    let duplicates =
-        register_duplicates(&ctx, source_name, &hours_filter, None, DUPLICATES).await?;
+    // Hours rewritten in this pass hold no duplicates any more: no anti join then. A
+    // derived source (sessions) is made from deduplicated events already.
+    let duplicates = if TableId::EVENTS.contains(&rollup.source) {
+        register_duplicates(&ctx, source_name, &hours_filter, None, DUPLICATES).await?
+    } else {
+        0
+    };
     let sql = rollup_sql(
         rollup,
         hours,
@@ -193,12 +200,26 @@ impl RollupPass {
     /// Marks `hour` (a closed hour) for recomputing when its rollup rows are missing or
     /// older than its data; whether it did.
     pub fn mark_if_stale(&mut self, hour: Hour) -> bool {
-        let stale =
-            self.changed.as_ref().is_none_or(|c| c.contains(&hour)) || !self.rolled.contains(&hour);
+        let stale = self.is_stale(hour);
         if stale {
             self.stale.push(hour);
         }
         stale
+    }
+
+    /// Whether the rollup rows of `hour` are missing or older than its data.
+    pub fn is_stale(&self, hour: Hour) -> bool {
+        self.changed.as_ref().is_none_or(|c| c.contains(&hour)) || !self.is_rolled(hour)
+    }
+
+    /// Whether the rollup table holds rows of `hour`.
+    pub fn is_rolled(&self, hour: Hour) -> bool {
+        self.rolled.contains(&hour)
+    }
+
+    /// Marks `hour` for recomputing.
+    pub fn mark(&mut self, hour: Hour) {
+        self.stale.push(hour);
     }
 
     /// Recomputes the marked hours from `source` (see [`recompute_hours`]); the rows

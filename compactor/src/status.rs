@@ -51,7 +51,8 @@ pub struct HourFiles {
 pub struct RollupCoverage {
     pub rollup: &'static str,
     pub source: &'static str,
-    /// Closed hours the source holds events for.
+    /// Closed hours the source holds events for (for `sessions_hourly`: start hours of
+    /// `sessions` with no provisional session starting in or before them).
     pub closed_hours: usize,
     /// Of those, the hours the rollup holds rows for.
     pub rolled_up: usize,
@@ -143,10 +144,18 @@ pub async fn status(
         let Some(source_hours) = hours_of.get(&rollup.source) else {
             continue;
         };
+        // A rollup of rows that may still change covers an hour once they are final.
+        let first_provisional = match lake.open(rollup.source).await? {
+            Some(source) if rollup.final_rows.is_some() => {
+                crate::sessions::first_provisional_start(&factory, &source).await?
+            }
+            _ => None,
+        };
         let closed: Vec<Hour> = source_hours
             .iter()
             .copied()
             .filter(|hour| plan::is_closed(config, *hour, now_micros))
+            .filter(|hour| crate::sessions::is_settled(*hour, first_provisional))
             .collect();
         let done = match lake.open(rollup.table).await? {
             Some(table) => hourlake_sql::rollup_hours(&factory, rollup.table, &table).await?,

@@ -62,6 +62,21 @@ pub(crate) fn event(seed: u64, i: u64, hour: Hour, users: u64, offset: i64) -> s
     })
 }
 
+/// The value each of `dims` takes in the rows of grouping set `mask` (bit `i` set:
+/// grouped by `dims[i]`, a missing value counting as `unknown`; else `ALL`), as SQL.
+pub(crate) fn grouping_set_keys(dims: &[&str], mask: u32) -> Vec<String> {
+    dims.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            if mask & (1 << i) != 0 {
+                format!("coalesce({d}, 'unknown')")
+            } else {
+                "'ALL'".to_string()
+            }
+        })
+        .collect()
+}
+
 pub(crate) async fn append(lake: &Lake, rows: &[serde_json::Value]) {
     append_rows(lake, TableId::EngagementEvents, rows).await;
 }
@@ -228,17 +243,7 @@ async fn compaction_removes_duplicates_and_rollups_match_raw_counts() {
     // the ALL rows of each dimension.
     let dims = ["event_type", "device_type", "app_version", "country"];
     for mask in 0..16u32 {
-        let keys: Vec<String> = dims
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                if mask & (1 << i) != 0 {
-                    format!("coalesce({d}, 'unknown')")
-                } else {
-                    "'ALL'".to_string()
-                }
-            })
-            .collect();
+        let keys = grouping_set_keys(&dims, mask);
         let raw = format!(
             "SELECT event_date, event_hour, {k0} AS d0, {k1} AS d1, {k2} AS d2, {k3} AS d3, \
                count(*) AS events, sum(CASE WHEN event_type = 'session_start' THEN 1 ELSE 0 END) AS sessions, \
@@ -350,6 +355,22 @@ async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() 
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::local(dir.path()).unwrap();
     let hours = fill_both_tables(&lake).await;
+    // A session whose app start and end agree (random events rarely make one), so that
+    // every measure of sessions_hourly has something to merge.
+    let agreeing: Vec<serde_json::Value> = [("session_start", None), ("session_end", Some(60_000))]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, length))| {
+            let mut row = event(5, i as u64, hours[0], 1, 900_000 + i as i64);
+            row["event_type"] = json!(kind);
+            row["user_id"] = json!("agreeing-user");
+            row["session_id"] = json!("s-agreeing");
+            row["event_time"] = json!(hours[0].start_micros() + i as i64 * 60_000_000);
+            row["session_length_ms"] = json!(length);
+            row
+        })
+        .collect();
+    append(&lake, &agreeing).await;
     compact(&lake).await;
     for rollup in Rollup::ALL {
         let rows = |op: &str| {
@@ -1102,8 +1123,8 @@ async fn a_rewrite_that_loses_a_real_commit_race_is_replanned_and_commits() {
     lease.release().await.unwrap();
 }
 
-/// `forget-user` end to end in the lake: the user's events, recommendation events and
-/// dead letters are gone, the rollups of their hours are recomputed (the HLL count of
+/// `forget-user` end to end in the lake: the user's events, recommendation events,
+/// dead letters and sessions are gone, the rollups of their hours are recomputed (the HLL count of
 /// an hour drops by exactly one), every older version of the tables that time travel
 /// still reaches returns nothing of the user, `erasure_log` holds a hash and counts,
 /// and other users' rows are untouched.
@@ -1220,11 +1241,19 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
     };
     let event_versions = versions_before(TableId::EngagementEvents).await;
     let rollup_versions = versions_before(TableId::EngagementHourly).await;
+    let session_versions = versions_before(TableId::Sessions).await;
+    let victim_sessions = "SELECT count(*) FROM sessions WHERE user_id = 'victim'";
+    assert_eq!(scalar_i64(&lake, victim_sessions).await, 3, "hours c, a, b");
 
     let checks = [
         (
             TableId::EngagementEvents,
             event_versions,
+            "SELECT count(*) FROM t WHERE user_id = 'victim'".to_string(),
+        ),
+        (
+            TableId::Sessions,
+            session_versions,
             "SELECT count(*) FROM t WHERE user_id = 'victim'".to_string(),
         ),
         (
@@ -1254,6 +1283,7 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
     assert_eq!(report.rows_removed.get("engagement_events"), Some(&5));
     assert_eq!(report.rows_removed.get("recommendation_events"), Some(&1));
     assert_eq!(report.rows_removed.get("dead_letters"), Some(&2));
+    assert_eq!(report.rows_removed.get("sessions"), Some(&3));
     assert_eq!(
         report.hours_recomputed, 4,
         "engagement a, b and c, recommendation a"
@@ -1284,6 +1314,16 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
         c.sql_predicate()
     );
     assert_eq!(scalar_i64(&lake, &rollup_rows_of_c).await, 0);
+    assert_eq!(scalar_i64(&lake, victim_sessions).await, 0);
+    assert_eq!(
+        scalar_i64(
+            &lake,
+            &rollup_rows_of_c.replace("engagement_hourly", "sessions_hourly")
+        )
+        .await,
+        0,
+        "the victim's session was the only one starting in hour c"
+    );
     assert_eq!(scalar_i64(&lake, &users_of(a)).await, 9);
     assert_eq!(scalar_i64(&lake, &users_of(b)).await, 4);
     let others_after = before_rows(query(&lake, per_user).await);
@@ -1322,7 +1362,7 @@ async fn erasing_a_user_removes_them_everywhere_including_sketches_and_old_versi
         "{text}"
     );
     assert!(
-        text.contains("engagement_events,recommendation_events,dead_letters"),
+        text.contains("engagement_events,recommendation_events,dead_letters,sessions"),
         "{text}"
     );
     assert!(!text.contains("victim"), "{text}");

@@ -23,8 +23,10 @@
 //!   [`script`]: text split into statements;
 //!   [`plan_info`]: tables a plan reads, files and bytes it scanned.
 //! - [`views`]: dashboard views (`hourly_engagement`, `daily_active_users`,
-//!   `recommendation_ctr`), generated from the rollup declarations
-//!   (`hourlake_catalog::rollup`): rollup rows where they cover, raw events elsewhere.
+//!   `recommendation_ctr`, `session_length`, `bounce_rate`), generated from the rollup
+//!   declarations (`hourlake_catalog::rollup`): rollup rows where they cover, raw events
+//!   (or sessions) elsewhere; `top_session_paths` and `session_consistency` over
+//!   `sessions` ([`views::session_consistency_sql`] for chosen hours).
 //! - [`functions`]: mergeable sketch functions (`hll_sketch`, `hll_union`, `hll_estimate`,
 //!   `hll_count_distinct`) and KLL quantiles (`quantile_sketch`, `quantile_union`,
 //!   `quantile_estimate`) over Apache DataSketches.

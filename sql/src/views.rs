@@ -7,10 +7,15 @@
 //! `quality_anomalies` lists the flagged figures of `quality_hourly` (written by the
 //! compactor, see `hourlake_compactor::quality`): one row per closed hour and figure
 //! outside the range the same hour of previous days led to expect.
+//! The session views read `sessions_hourly` the same way, with the `sessions` table as
+//! the raw side (provisional sessions count there until their hour is rolled up), and
+//! [`sessions`] adds the top paths and the consistency check over `sessions` itself.
 //!
 //! Which hours are covered is decided per snapshot: the rollup's hours against the hours
 //! the event table holds. The raw part then filters on exactly the uncovered hour
 //! partitions, so Delta reads nothing else.
+
+mod sessions;
 
 use datafusion::prelude::SessionContext;
 use hourlake_catalog::rollup::{self, dimension_value_sql, Rollup, ALL_MEMBER, COMPUTED_AT};
@@ -20,6 +25,8 @@ use hourlake_catalog::schema::{
 };
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
 use hourlake_catalog::{dedup, Hour, TableId};
+
+pub use self::sessions::session_consistency_sql;
 
 use crate::live::LakeSnapshot;
 use crate::SqlError;
@@ -87,8 +94,52 @@ const RECOMMENDATION_CTR: HourlyView = HourlyView {
     ],
 };
 
+/// `session_length`: one row per start hour — sessions, mean, p50 and p95 length.
+const SESSION_LENGTH: HourlyView = HourlyView {
+    name: "session_length",
+    rollup: &rollup::SESSIONS_HOURLY,
+    by: &[],
+    columns: &[
+        ("sessions", "sessions"),
+        (
+            "avg_duration_ms",
+            "CASE WHEN sessions > 0 THEN CAST(duration_ms_sum AS DOUBLE) / sessions END",
+        ),
+        ("p50_duration_ms", "quantile_estimate(duration_sketch, 0.5)"),
+        (
+            "p95_duration_ms",
+            "quantile_estimate(duration_sketch, 0.95)",
+        ),
+    ],
+};
+
+/// `bounce_rate`: one row per start hour and device type — sessions, bounces (at most
+/// one screen view), their rate, and screens per session.
+const BOUNCE_RATE: HourlyView = HourlyView {
+    name: "bounce_rate",
+    rollup: &rollup::SESSIONS_HOURLY,
+    by: &["device_type"],
+    columns: &[
+        ("sessions", "sessions"),
+        ("bounces", "bounces"),
+        (
+            "bounce_rate",
+            "CASE WHEN sessions > 0 THEN CAST(bounces AS DOUBLE) / sessions END",
+        ),
+        (
+            "screens_per_session",
+            "CASE WHEN sessions > 0 THEN CAST(screen_views AS DOUBLE) / sessions END",
+        ),
+    ],
+};
+
 /// The hourly views, in registration order.
-const HOURLY_VIEWS: &[HourlyView] = &[HOURLY_ENGAGEMENT, RECOMMENDATION_CTR];
+const HOURLY_VIEWS: &[HourlyView] = &[
+    HOURLY_ENGAGEMENT,
+    RECOMMENDATION_CTR,
+    SESSION_LENGTH,
+    BOUNCE_RATE,
+];
 
 /// `daily_active_users`: per day, the hourly user sketches of `hourly_engagement`
 /// merged (rollup and raw hours alike), so a user active in several hours counts once.
@@ -167,7 +218,8 @@ impl HourlyView {
     }
 
     /// The same rows computed from the deduplicated raw events of `raw_hours` (of every
-    /// hour when there is no rollup table).
+    /// hour when there is no rollup table); for a derived source (`sessions`) from its
+    /// rows as they are, provisional ones included.
     fn raw_sql(&self, rolled_up: bool, raw_hours: &[Hour]) -> String {
         let filter = if rolled_up {
             Hour::sql_predicate_any(raw_hours)
@@ -183,20 +235,28 @@ impl HourlyView {
             .map(|i| i.to_string())
             .collect::<Vec<_>>()
             .join(", ");
+        let source = self.rollup.source;
+        let rows = if TableId::EVENTS.contains(&source) {
+            format!(
+                "SELECT * FROM (SELECT *, {} AS _copy FROM {source} WHERE {filter}) WHERE _copy = 1",
+                dedup::copy_number_sql(None),
+            )
+        } else {
+            format!("SELECT * FROM {source} WHERE {filter}")
+        };
         format!(
             "SELECT {EVENT_DATE}, {EVENT_HOUR}, {by}{}, 'raw' AS source \
-             FROM (SELECT * FROM (SELECT *, {} AS _copy FROM {} WHERE {filter}) WHERE _copy = 1) \
+             FROM ({rows}) \
              GROUP BY {group_by}",
             self.rollup.measures_sql(),
-            dedup::copy_number_sql(None),
-            self.rollup.source,
         )
     }
 }
 
 /// Registers the dashboard views over the tables of `snapshot`: each hourly view whose
 /// rollup's source table exists, `daily_active_users` over `hourly_engagement`, and
-/// `quality_anomalies` once `quality_hourly` exists.
+/// `quality_anomalies` once `quality_hourly` exists; `top_session_paths` and
+/// `session_consistency` when `sessions` exists.
 pub async fn register(ctx: &SessionContext, snapshot: &LakeSnapshot) -> Result<(), SqlError> {
     let mut registered = Vec::new();
     for view in HOURLY_VIEWS {
@@ -223,6 +283,9 @@ pub async fn register(ctx: &SessionContext, snapshot: &LakeSnapshot) -> Result<(
             quality_anomalies()
         ))
         .await?;
+    }
+    if snapshot.table(TableId::Sessions).is_some() {
+        sessions::register(ctx).await?;
     }
     Ok(())
 }
@@ -258,5 +321,12 @@ mod tests {
         for view in HOURLY_VIEWS {
             assert!(view.by.iter().all(|d| view.rollup.dimensions.contains(d)));
         }
+        // Sessions are made of deduplicated events: their raw side reads them as they are.
+        let sessions = SESSION_LENGTH.sql(true, &[hour]);
+        assert!(sessions.contains(&format!(
+            "FROM (SELECT * FROM sessions WHERE {}) GROUP BY",
+            hour.sql_predicate()
+        )));
+        assert!(sessions.contains("FROM sessions_hourly WHERE device_type = 'ALL'"));
     }
 }

@@ -288,6 +288,29 @@ async fn compaction_alongside_ingest_keeps_every_event_once_and_rollups_exact() 
         0,
         "one row per minute and topic"
     );
+    // Every (deduplicated) engagement event is in exactly one session, and the session
+    // rollup counts every final session once.
+    let events = scalar(lake, "SELECT count(*) FROM engagement_events").await;
+    assert_eq!(
+        scalar(lake, "SELECT sum(events) FROM sessions").await,
+        events
+    );
+    let final_sessions = scalar(lake, "SELECT count(*) FROM sessions WHERE is_final").await;
+    assert_eq!(
+        scalar(
+            lake,
+            "SELECT coalesce(sum(sessions), 0) FROM sessions_hourly WHERE device_type = 'ALL' \
+             AND device_os = 'ALL' AND app_version = 'ALL' AND country = 'ALL'"
+        )
+        .await,
+        scalar(
+            lake,
+            "SELECT count(*) FROM sessions s WHERE is_final AND EXISTS (SELECT 1 FROM sessions_hourly h \
+               WHERE h.event_date = s.event_date AND h.event_hour = s.event_hour)"
+        )
+        .await,
+    );
+    assert!(final_sessions > 0);
 }
 
 /// Starts `hourlake compact --watch` (id `watcher`, a pass every 3 s, every hour closed

@@ -239,7 +239,8 @@ async fn old_partitions_go_whole_and_every_offset_stays_accounted_for() {
     assert!(account(&settled, 0).expired < n_old);
     assert_eq!(account(&settled, 1).expired, 10, "{settled:?}");
 
-    // Rollups kept 31 days: their two old days go too, nothing else.
+    // Rollups kept 31 days: their two old days go too (and those of the sessions and
+    // their rollup, kept as long), nothing else.
     let trimming = Compactor::new(
         lake.clone(),
         retention(Some(DAYS_30 + Duration::from_secs(86_400))),
@@ -247,7 +248,20 @@ async fn old_partitions_go_whole_and_every_offset_stays_accounted_for() {
     );
     let report = trimming.run_pass_with_maintenance().await.unwrap();
     let tables: Vec<TableId> = report.dropped.iter().map(|d| d.table).collect();
-    assert_eq!(tables, [TableId::EngagementHourly], "{report}");
+    assert_eq!(
+        tables,
+        [
+            TableId::EngagementHourly,
+            TableId::Sessions,
+            TableId::SessionsHourly
+        ],
+        "{report}"
+    );
+    for table in ["sessions", "sessions_hourly"] {
+        assert!(hours_of(&lake, table)
+            .await
+            .is_subset(&recent.iter().copied().collect()));
+    }
     assert_eq!(
         hours_of(&lake, "engagement_hourly").await,
         recent.iter().copied().collect()

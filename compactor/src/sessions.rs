@@ -1,0 +1,347 @@
+//! Sessionization: the `sessions` table derived from the deduplicated engagement
+//! events, and its rollup `sessions_hourly`.
+//!
+//! **What a session is.** Per user, a run of events (every engagement event type,
+//! duplicates left out as [`crate::dedup`] says) in which no two consecutive events are
+//! more than `session_gap` apart ([`CompactorConfig::session_gap`], 30 minutes by
+//! default; exactly the gap still continues a session). Its key is
+//! `<user_id>/<start microseconds>`, so recomputing it yields the same key while its
+//! first event stays. Rows are partitioned by the hour of the session's start; the
+//! columns are described at [`hourlake_catalog::schema::sessions`].
+//!
+//! **Final and provisional.** Let the horizon be the start of the first hour that is not
+//! closed (`closed_after` past its end). A session is final when its last event plus
+//! the gap is before the horizon: an event that could still extend it would be late
+//! data. Otherwise it is written with `is_final = false` and recomputed by every pass
+//! until it is final.
+//!
+//! **What a pass recomputes.** The `sessions` table records, as a `txn` watermark
+//! ([`WATERMARK_APP_ID`]), the `engagement_events` version its rows reflect. A pass
+//! (under the `engagement_events` lease, after that table's rewrites and rollups) starts
+//! windows of event time from the hours that received events since the watermark
+//! ([`crate::plan::hours_changed_between`]; every hour when that is unknown) and from
+//! the span of the stored provisional sessions; windows then grow until every stored
+//! session that comes within the gap of a window lies inside it, and windows within the
+//! gap of each other merge ([`windows`]). The events of the windows are sessionized
+//! alone ([`sessionize`]) — a late event may thereby merge two stored sessions, extend
+//! one, or start one between two — and every start-hour partition the windows touch is
+//! replaced in one commit (overwrite with a `replaceWhere` on those hours, carrying the
+//! watermark): the recomputed sessions plus the stored sessions of those hours outside
+//! the windows, unchanged. A pass with nothing changed and nothing provisional commits
+//! nothing.
+//!
+//! **sessions_hourly** ([`hourlake_catalog::rollup::SESSIONS_HOURLY`]) is kept by the
+//! rollup machinery ([`crate::rollup`]) with `sessions` as its source: it counts final
+//! sessions only. A start hour is rolled up once no provisional session starts in or
+//! before it (from then on the views read its rollup rows); an hour already rolled up is
+//! recomputed whenever its sessions change, so rows never go stale. Until then the
+//! dashboard views read the hour's sessions raw, provisional ones included.
+//!
+//! Erasure (`forget-user`) deletes the users' sessions and recomputes the
+//! `sessions_hourly` hours they started in ([`crate::erasure`]); retention drops both
+//! tables' partitions with the rollups' (`[retention] rollups_days`).
+
+mod sessionize;
+#[cfg(test)]
+mod tests;
+pub mod windows;
+
+use std::collections::BTreeSet;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::TimestampMicrosecondType;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use hourlake_catalog::rollup::SESSIONS_HOURLY;
+use hourlake_catalog::schema::{IS_FINAL, SESSION_START};
+use hourlake_catalog::{Hour, Lake, TableId};
+use hourlake_sql::{register_table, SessionFactory};
+
+pub use self::sessionize::Sessionize;
+use self::windows::{extend_to_stored_sessions, hours_sql, times_sql, Window};
+use crate::batch::conform;
+use crate::dedup::register_duplicates;
+use crate::lease::Lease;
+use crate::plan::{files_by_hour, hours_changed_between};
+use crate::rollup::RollupPass;
+use crate::{CompactorConfig, CompactorError};
+
+/// The `txn` app id, in `sessions`, of the `engagement_events` version the sessions
+/// reflect.
+pub const WATERMARK_APP_ID: &str = "hourlake-sessions-engagement_events";
+
+/// The table of duplicate copies the sessionization leaves out.
+const DUPLICATES: &str = "duplicate_copies";
+
+/// What one pass did to `sessions` and `sessions_hourly`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionsReport {
+    /// The windows of event time sessionized again.
+    pub windows: Vec<Window>,
+    /// Start-hour partitions of `sessions` replaced.
+    pub hours_replaced: usize,
+    /// Sessions recomputed (inside the windows).
+    pub sessions: usize,
+    /// Of those, still provisional.
+    pub provisional: usize,
+    /// Stored sessions of the replaced hours carried over unchanged.
+    pub carried: usize,
+    /// Start hours whose `sessions_hourly` rows were recomputed.
+    pub rolled_up: Vec<Hour>,
+    /// `sessions_hourly` rows written.
+    pub rollup_rows: usize,
+}
+
+impl SessionsReport {
+    /// Whether nothing was written.
+    pub fn is_idle(&self) -> bool {
+        self.windows.is_empty() && self.rolled_up.is_empty()
+    }
+}
+
+/// The horizon at `now_micros`: the start of the first hour that is not closed.
+pub fn final_horizon(config: &CompactorConfig, now_micros: i64) -> i64 {
+    let grace = i64::try_from(config.closed_after.as_micros()).unwrap_or(i64::MAX);
+    Hour::of_micros(now_micros.saturating_sub(grace)).start_micros()
+}
+
+fn gap_micros(config: &CompactorConfig) -> i64 {
+    i64::try_from(config.session_gap.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The `engagement_events` version `sessions` reflects, if it was ever computed.
+pub async fn watermark(table: &DeltaTable) -> Result<Option<u64>, CompactorError> {
+    let id = TableId::Sessions;
+    let snapshot = table.snapshot().map_err(id.delta_error())?;
+    let v = snapshot
+        .transaction_version(table.log_store().as_ref(), WATERMARK_APP_ID)
+        .await
+        .map_err(id.delta_error())?;
+    Ok(v.and_then(|v| u64::try_from(v).ok()))
+}
+
+/// Brings `sessions` and `sessions_hourly` up to `events` (`engagement_events`, loaded
+/// at or after version `upto`, whose changes up to `upto` are then reflected), as seen
+/// at `now_micros`. The caller holds the `engagement_events` lease (`lease`).
+pub async fn update(
+    lake: &Lake,
+    factory: &SessionFactory,
+    config: &CompactorConfig,
+    events: &DeltaTable,
+    upto: u64,
+    lease: &mut Lease,
+    now_micros: i64,
+) -> Result<SessionsReport, CompactorError> {
+    let mut sessions = lake.open_or_create(TableId::Sessions).await?;
+    let gap = gap_micros(config);
+    let changed = match watermark(&sessions).await? {
+        Some(w) => hours_changed_between(TableId::EngagementEvents, events, w, upto).await?,
+        None => None,
+    };
+    let changed: BTreeSet<Hour> = match changed {
+        Some(hours) => hours,
+        None => files_by_hour(TableId::EngagementEvents, events)?
+            .into_keys()
+            .collect(),
+    };
+    let ctx = factory.context()?;
+    register_table(&ctx, TableId::Sessions.name(), &sessions).await?;
+    let mut seeds: Vec<Window> = changed.iter().copied().map(Window::of_hour).collect();
+    seeds.extend(provisional_span(&ctx).await?);
+
+    let mut report = SessionsReport::default();
+    // The earliest start of a provisional session after this pass (`None`: none).
+    let mut provisional_from = None;
+    if !seeds.is_empty() {
+        let windows = extend_to_stored_sessions(&ctx, seeds, gap).await?;
+        register_table(&ctx, TableId::EngagementEvents.name(), events).await?;
+        let hours = hours_sql(&windows);
+        let duplicates = register_duplicates(
+            &ctx,
+            TableId::EngagementEvents.name(),
+            &hours,
+            None,
+            DUPLICATES,
+        )
+        .await?;
+        let query = Sessionize {
+            windows: &windows,
+            gap,
+            final_before: final_horizon(config, now_micros),
+            source_version: events.version().unwrap_or(0),
+            duplicates: (duplicates > 0).then_some(DUPLICATES),
+        };
+        let schema = TableId::Sessions.schema();
+        let recomputed = collect(&ctx, &query.sql(), &schema).await?;
+        let carried = collect(
+            &ctx,
+            &format!(
+                "SELECT * FROM {} WHERE {hours} AND NOT {}",
+                TableId::Sessions.name(),
+                times_sql(&windows, SESSION_START)
+            ),
+            &schema,
+        )
+        .await?;
+        let (provisional, earliest) = provisional_of(&recomputed)?;
+        provisional_from = earliest;
+        report.sessions = recomputed.iter().map(RecordBatch::num_rows).sum();
+        report.provisional = provisional;
+        report.carried = carried.iter().map(RecordBatch::num_rows).sum();
+        report.hours_replaced = replaced_hours(&windows);
+        report.windows = windows;
+
+        let mut batches: Vec<RecordBatch> = recomputed.into_iter().chain(carried).collect();
+        if batches.is_empty() {
+            // The write needs an input even when it only removes rows.
+            batches.push(RecordBatch::new_empty(schema));
+        }
+        let props =
+            CommitProperties::default().with_application_transactions(vec![Transaction::new(
+                WATERMARK_APP_ID,
+                i64::try_from(upto).unwrap_or(i64::MAX),
+            )]);
+        lease.renew().await?;
+        sessions = sessions
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_replace_where(hours)
+            .with_commit_properties(props)
+            .await
+            .map_err(TableId::Sessions.delta_error())?;
+    }
+    let (rolled_up, rows) =
+        update_hourly(lake, factory, &sessions, provisional_from, lease).await?;
+    report.rolled_up = rolled_up;
+    report.rollup_rows = rows;
+    Ok(report)
+}
+
+/// Recomputes the `sessions_hourly` hours that need it (see the module doc): stale
+/// hours (changed since its watermark, or never rolled up) that are either ready — no
+/// provisional session starts at or before them (`provisional_from`) — or already rolled
+/// up. Returns the hours and the rows written.
+async fn update_hourly(
+    lake: &Lake,
+    factory: &SessionFactory,
+    sessions: &DeltaTable,
+    provisional_from: Option<i64>,
+    lease: &mut Lease,
+) -> Result<(Vec<Hour>, usize), CompactorError> {
+    let upto = sessions.version().unwrap_or(0);
+    let mut pass = RollupPass::start(lake, factory, &SESSIONS_HOURLY, sessions, upto).await?;
+    for hour in files_by_hour(TableId::Sessions, sessions)?.into_keys() {
+        let ready = is_settled(hour, provisional_from);
+        if pass.is_stale(hour) && (ready || pass.is_rolled(hour)) {
+            pass.mark(hour);
+        }
+    }
+    if pass.stale.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    lease.renew().await?;
+    let rows = pass.recompute(factory, sessions, upto).await?;
+    Ok((pass.stale, rows))
+}
+
+/// The earliest start of a provisional session in `sessions` (the table), if any: the
+/// start hours ending at or before it are the ones `sessions_hourly` covers once a pass
+/// has run.
+pub async fn first_provisional_start(
+    factory: &SessionFactory,
+    sessions: &DeltaTable,
+) -> Result<Option<i64>, CompactorError> {
+    let ctx = factory.context()?;
+    register_table(&ctx, TableId::Sessions.name(), sessions).await?;
+    Ok(provisional_span(&ctx).await?.map(|w| w.lo))
+}
+
+/// Whether every session starting in `hour` is final, given the earliest start of a
+/// provisional one.
+pub fn is_settled(hour: Hour, first_provisional_start: Option<i64>) -> bool {
+    first_provisional_start.is_none_or(|p| hour.end_micros() <= p)
+}
+
+/// The span from the earliest start to the latest end of the stored provisional
+/// sessions, if there are any.
+async fn provisional_span(
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<Option<Window>, CompactorError> {
+    let sql = format!(
+        "SELECT min(arrow_cast({SESSION_START}, 'Int64')), max(arrow_cast(session_end, 'Int64')) \
+         FROM {} WHERE NOT {IS_FINAL}",
+        TableId::Sessions.name()
+    );
+    for batch in ctx.sql(&sql).await?.collect().await? {
+        use arrow::datatypes::Int64Type;
+        let (lo, hi) = (
+            batch.column(0).as_primitive::<Int64Type>(),
+            batch.column(1).as_primitive::<Int64Type>(),
+        );
+        if batch.num_rows() > 0 && !lo.is_null(0) && !hi.is_null(0) {
+            return Ok(Some(Window {
+                lo: lo.value(0),
+                hi: hi.value(0),
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// How many of `batches` (rows of `sessions`) are provisional, and the earliest start
+/// among them.
+fn provisional_of(batches: &[RecordBatch]) -> Result<(usize, Option<i64>), CompactorError> {
+    let (mut count, mut earliest) = (0, None::<i64>);
+    for b in batches {
+        let column = |name: &str| {
+            b.column_by_name(name)
+                .cloned()
+                .ok_or_else(|| CompactorError::Unexpected {
+                    table: TableId::Sessions.name(),
+                    reason: format!("sessionized rows lack {name}"),
+                })
+        };
+        let finals = column(IS_FINAL)?;
+        let starts = column(SESSION_START)?;
+        let (finals, starts) = (
+            finals.as_boolean(),
+            starts.as_primitive::<TimestampMicrosecondType>(),
+        );
+        for i in 0..b.num_rows() {
+            if !finals.value(i) {
+                count += 1;
+                let start = starts.value(i);
+                earliest = Some(earliest.map_or(start, |e| e.min(start)));
+            }
+        }
+    }
+    Ok((count, earliest))
+}
+
+/// The start-hour partitions `windows` touch.
+fn replaced_hours(windows: &[Window]) -> usize {
+    windows
+        .iter()
+        .map(|w| {
+            let (first, last) = w.hours();
+            let n = (last.end_micros() - first.start_micros()) / 3_600_000_000;
+            usize::try_from(n).unwrap_or(0)
+        })
+        .sum()
+}
+
+/// Runs `sql` in `ctx`, its batches conformed to `schema`.
+async fn collect(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<Vec<RecordBatch>, CompactorError> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(|b| conform(b, schema))
+        .collect::<Result<_, _>>()?)
+}
