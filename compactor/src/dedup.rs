@@ -30,7 +30,7 @@ pub async fn register_duplicates(
     kept: Option<&str>,
     name: &str,
 ) -> datafusion::error::Result<u64> {
-    let batches = duplicate_batches(ctx, source, filter, kept).await?;
+    let batches = duplicate_batches(ctx, source, filter, kept, false).await?;
     let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
     let schema = match batches.first() {
         Some(b) => b.schema(),
@@ -66,6 +66,9 @@ pub struct RemovedCopy {
 pub struct Duplicates {
     /// The positions to drop.
     pub positions: HashSet<Position>,
+    /// Positions held by more than one row of the rewritten files (a doubled offset:
+    /// one message written twice): all but the first row at each are dropped.
+    pub doubled: HashSet<Position>,
     /// Each copy to drop, with the copy kept.
     pub copies: Vec<RemovedCopy>,
 }
@@ -79,7 +82,7 @@ pub async fn find_duplicates(
     kept: Option<&str>,
 ) -> datafusion::error::Result<Duplicates> {
     let mut out = Duplicates::default();
-    for b in duplicate_batches(ctx, source, filter, kept).await? {
+    for b in duplicate_batches(ctx, source, filter, kept, true).await? {
         let text = |i: usize| arrow::compute::cast(b.column(i), &arrow::datatypes::DataType::Utf8);
         let (topics, event_ids, kept_topics) = (text(0)?, text(3)?, text(4)?);
         let (topics, event_ids, kept_topics) = (
@@ -91,12 +94,20 @@ pub async fn find_duplicates(
         let offsets = b.column(2).as_primitive::<Int64Type>();
         let kept_partitions = b.column(5).as_primitive::<Int32Type>();
         let kept_offsets = b.column(6).as_primitive::<Int64Type>();
+        let elsewhere = b.column(7).as_boolean();
         for i in 0..b.num_rows() {
             let removed = (
                 topics.value(i).to_string(),
                 partitions.value(i),
                 offsets.value(i),
             );
+            let same_position = topics.value(i) == kept_topics.value(i)
+                && partitions.value(i) == kept_partitions.value(i)
+                && offsets.value(i) == kept_offsets.value(i);
+            if same_position && !elsewhere.value(i) {
+                out.doubled.insert(removed);
+                continue;
+            }
             if out.positions.insert(removed.clone()) {
                 out.copies.push(RemovedCopy {
                     removed,
@@ -113,12 +124,15 @@ pub async fn find_duplicates(
     Ok(out)
 }
 
-/// Drops the rows of `batch` whose position is in `duplicates`.
+/// Drops the rows of `batch` whose position is one of `duplicates`' positions, and the
+/// rows at a doubled position but the first (`seen`: the doubled positions already
+/// kept, across the batches of one rewrite).
 pub fn without_duplicates(
     batch: &RecordBatch,
-    duplicates: &HashSet<Position>,
+    duplicates: &Duplicates,
+    seen: &mut HashSet<Position>,
 ) -> datafusion::error::Result<RecordBatch> {
-    if duplicates.is_empty() {
+    if duplicates.positions.is_empty() && duplicates.doubled.is_empty() {
         return Ok(batch.clone());
     }
     let column = |name: &str| {
@@ -137,7 +151,14 @@ pub fn without_duplicates(
                 partitions.value(i),
                 offsets.value(i),
             );
-            Some(!duplicates.contains(&key))
+            let keep = if duplicates.positions.contains(&key) {
+                false
+            } else if duplicates.doubled.contains(&key) {
+                seen.insert(key)
+            } else {
+                true
+            };
+            Some(keep)
         })
         .collect();
     Ok(arrow::compute::filter_record_batch(batch, &keep)?)
@@ -147,15 +168,22 @@ pub fn without_duplicates(
 /// each copy to drop, and the position of the copy kept — the first in
 /// [`hourlake_catalog::dedup::COPY_ORDER`] within `source`, or, for events the table
 /// `kept` already holds, the first of those (every copy in `source` then goes).
-/// A copy at the kept copy's own position is one message held twice (a doubled offset,
-/// which the audit reports): copies are dropped by position, so dropping it would drop
-/// both; it is left in place.
+/// A copy at the kept copy's own position within `source` is one message held twice (a
+/// doubled offset): with `doubled_too` it is listed (the rewrite keeps one row there),
+/// otherwise left out (dropping by position would drop both). The last column,
+/// `elsewhere`, tells copies of events `kept` holds.
 async fn duplicate_batches(
     ctx: &SessionContext,
     source: &str,
     filter: &str,
     kept: Option<&str>,
+    doubled_too: bool,
 ) -> datafusion::error::Result<Vec<RecordBatch>> {
+    let same_position = if doubled_too {
+        ""
+    } else {
+        " AND NOT (r.t = f.kt AND r.p = f.kp AND r.o = f.ko)"
+    };
     let not_kept_elsewhere = match kept {
         Some(kept) => format!(" AND NOT EXISTS (SELECT 1 FROM {kept} k WHERE k.{EVENT_ID} = r.e)"),
         None => String::new(),
@@ -167,14 +195,15 @@ async fn duplicate_batches(
                            s.{EVENT_ID} AS e, {copy} AS copy \
                          FROM repeated r JOIN {source} s ON r.{EVENT_ID} = s.{EVENT_ID} WHERE {filter}), \
               firsts AS (SELECT e, t AS kt, p AS kp, o AS ko FROM ranked WHERE copy = 1) \
-         SELECT r.t, r.p, r.o, r.e, f.kt, f.kp, f.ko FROM ranked r JOIN firsts f ON r.e = f.e \
-         WHERE r.copy > 1 AND NOT (r.t = f.kt AND r.p = f.kp AND r.o = f.ko){not_kept_elsewhere}",
+         SELECT r.t, r.p, r.o, r.e, f.kt, f.kp, f.ko, false AS elsewhere \
+         FROM ranked r JOIN firsts f ON r.e = f.e \
+         WHERE r.copy > 1{same_position}{not_kept_elsewhere}",
         copy = copy_number_sql(Some("s")),
     );
     if let Some(kept) = kept {
         sql.push_str(&format!(
             " UNION ALL SELECT s.{KAFKA_TOPIC} AS t, s.{KAFKA_PARTITION} AS p, s.{KAFKA_OFFSET} AS o, \
-                s.{EVENT_ID} AS e, k.kt, k.kp, k.ko \
+                s.{EVENT_ID} AS e, k.kt, k.kp, k.ko, true AS elsewhere \
               FROM {source} s JOIN ( \
                 SELECT e, kt, kp, ko FROM ( \
                   SELECT k.{EVENT_ID} AS e, k.{KAFKA_TOPIC} AS kt, k.{KAFKA_PARTITION} AS kp, \

@@ -182,8 +182,10 @@ pub async fn rewrite_hour(
     let mut adds = Vec::new();
     let mut rows_out = 0u64;
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
+    let mut doubled_kept = std::collections::HashSet::new();
     while let Some(batch) = stream.next().await {
-        let batch = without_duplicates(&conform(&batch?, &schema)?, &duplicates.positions)?;
+        let batch =
+            without_duplicates(&conform(&batch?, &schema)?, &duplicates, &mut doubled_kept)?;
         rows_out += batch.num_rows() as u64;
         writer.write(batch).await.map_err(id.delta_error())?;
         if writer.buffer_len() as u64 >= config.target_file_size {
@@ -242,7 +244,7 @@ pub async fn rewrite_hour(
         rows_in,
         rows_out,
         duplicates_removed: rows_in.saturating_sub(rows_out),
-        duplicates_found: duplicates.positions.len() as u64,
+        duplicates_found: (duplicates.positions.len() + duplicates.doubled.len()) as u64,
         version,
         millis: started.elapsed().as_millis() as u64,
     })
