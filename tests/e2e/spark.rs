@@ -179,9 +179,13 @@ async fn spark_reads_every_table_with_hourlakes_counts_and_sketch_estimates() {
         .as_array()
         .map(|h| h.iter().filter_map(|x| x["hours_checked"].as_u64()).sum())
         .unwrap_or(0);
+    // Every hour of every rollup (engagement, recommendation, sessions).
+    assert_eq!(hll.len(), Rollup::ALL.len());
     assert_eq!(
         hours_checked as usize,
-        engagement_hours + hll[1]["hours"].as_array().map_or(0, Vec::len),
+        hll.iter()
+            .map(|h| h["hours"].as_array().map_or(0, Vec::len))
+            .sum::<usize>(),
         "{summary}"
     );
 }
