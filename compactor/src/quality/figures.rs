@@ -124,12 +124,7 @@ async fn session_figures(sources: &Sources, hours: &[Hour]) -> Result<Vec<Figure
     for (_, numerator, value, denominator) in CONSISTENCY_RATIOS {
         select.extend([numerator, value, denominator]);
     }
-    let select = select
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{c} AS c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let select = numbered(&select, str::to_string);
     let sql = format!(
         "SELECT {EVENT_DATE}, {EVENT_HOUR}, {select} FROM ({})",
         session_consistency_sql(Some(&covered))
@@ -201,6 +196,17 @@ const CONSISTENCY_RATIOS: [(Metric, &str, &str, &str); 3] = [
         "sessions",
     ),
 ];
+
+/// `columns`, each through `expr`, as a select list named `c0, c1, …`: a column may be
+/// selected twice, and the answer is read by position.
+fn numbered(columns: &[&str], expr: impl Fn(&str) -> String) -> String {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} AS c{i}", expr(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The hours of `hours` that the rollup table `rollup` holds rows for.
 async fn rolled_up_hours(
@@ -309,12 +315,7 @@ async fn headline_figures(
     for r in ratios {
         columns.extend([r.numerator, r.denominator]);
     }
-    let select = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("CAST({c} AS DOUBLE) AS c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let select = numbered(&columns, |c| format!("CAST({c} AS DOUBLE)"));
     let sql = format!(
         "SELECT {EVENT_DATE}, {EVENT_HOUR}, {select} FROM {} WHERE {} AND ({})",
         rollup.table,
