@@ -108,9 +108,9 @@ impl Compactor {
         Ok(report)
     }
 
-    /// Computes the quality figures of the hours rolled up (by this pass, or by an
-    /// earlier one whose quality step failed) and publishes their flags. A failure
-    /// keeps the hours for the next pass.
+    /// Computes the quality figures of the hours rolled up, in an event table's rollups
+    /// or in `sessions_hourly` (by this pass, or by an earlier one whose quality step
+    /// failed), and publishes their flags. A failure keeps the hours for the next pass.
     async fn check_quality(&self, report: &mut PassReport) -> Result<(), CompactorError> {
         let mut state = self.quality.lock().await;
         if state.pending.is_empty() {
@@ -468,6 +468,9 @@ impl Compactor {
             self.metrics
                 .rollup_hours
                 .inc_by(done.rolled_up.len() as u64);
+            // Only now are the start hours' sessions all final: their quality figures
+            // gain the session consistency ones.
+            self.quality.lock().await.pending.extend(&done.rolled_up);
             report.sessions = Some(done);
         }
 

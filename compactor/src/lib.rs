@@ -18,8 +18,10 @@
 //!   time, `ingested_minutes` (what ingest read) against the tables, in `loss_minutely`.
 //! - [`quality`]: per closed hour, after its rollups, data-quality figures in
 //!   `quality_hourly` (rows, dead letters by reason, duplicates removed, late and null
-//!   shares, HLL against exact distinct users) and anomaly flags on the headline ones
-//!   against the same hour of previous days ([`QualityConfig`]).
+//!   shares, HLL against exact distinct users; once `sessions_hourly` rolled the hour
+//!   up, the sessions' consistency with the app's own session events) and anomaly
+//!   flags on the headline ones against the same hour of previous days
+//!   ([`QualityConfig`]).
 //! - [`retention`]: at maintenance passes, partitions past their keep time
 //!   ([`RetentionConfig`]) dropped whole, their offsets recorded in `expired_offsets`.
 //! - [`Lease`]: only one compactor acts on a table at a time.

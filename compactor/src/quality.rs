@@ -3,9 +3,11 @@
 //!
 //! **When.** At the end of each pass, for the hours whose rollups the pass recomputed
 //! (closed hours whose data changed: the same hours, computed after their rollup rows
-//! committed). All of the hours' rows are replaced in one commit (`replaceWhere` on the
-//! hours, like the rollups). Hours a failed quality step left are kept and tried again
-//! at the next pass of this compactor.
+//! committed), and for the start hours `sessions_hourly` rolled up in the pass (every
+//! session starting there just became final, some time after the hour closed). All of
+//! the hours' rows are replaced in one commit (`replaceWhere` on the hours, like the
+//! rollups). Hours a failed quality step left are kept and tried again at the next pass
+//! of this compactor.
 //!
 //! **The figures** ([`Figure`], one row each: source table, [`Metric`], dimension):
 //!
@@ -15,7 +17,7 @@
 //! | `users` | each event table | `ALL` | distinct users, HLL estimate of the rollup's `ALL` row sketch |
 //! | `users_exact` | each event table | `ALL` | `COUNT(DISTINCT user_id)`, on sampled hours only |
 //! | `users_hll_error` | each event table | `ALL` | (HLL − exact) / exact, on sampled hours only: the sketch's observed error |
-//! | `sessions` | `engagement_events` | `ALL` | `session_start` events (until the `sessions` table lands) |
+//! | `app_session_starts` | `engagement_events` | `ALL` | the app's `session_start` events (the rollup's `sessions` column) |
 //! | `purchases`, `revenue` | `engagement_events` | `ALL` | purchase events, sum of their `amount` |
 //! | `ctr` | `recommendation_events` | `ALL` | `rec_click` / `rec_impression` events |
 //! | `null_share` | each event table | a rollup dimension column | events whose value is NULL or `unknown` / events |
@@ -23,6 +25,10 @@
 //! | `duplicates_removed` | each event table | `ALL` | copies the compactor removed (`removed_duplicates`, by their event hour; a ledger row whose copy is still in the table is not counted) |
 //! | `dead_letters` | `dead_letters` | `ALL` or a `reason_code` | dead letters of the hour |
 //! | `dead_letter_rate` | `dead_letters` | `ALL` | dead letters / (dead letters + events of both tables) |
+//! | `sessions` | `sessions` | `ALL` | final sessions starting in the hour |
+//! | `starts_per_session` | `sessions` | `ALL` | the app's `session_start` events inside them / sessions |
+//! | `app_length_ratio` | `sessions` | `ALL` | what the app's `session_end` events inside them report (ms) / sessionized duration, first to last event (ms) |
+//! | `agreement_rate` | `sessions` | `ALL` | sessions holding exactly one app start and end of one app session id / sessions |
 //!
 //! Dead letters have no event time: they are counted in the hour of their Kafka
 //! timestamp, or of when ingest wrote them when the message had none (only those
@@ -34,17 +40,21 @@
 //! Exact distinct users are counted on a deterministic sample of hours: those whose
 //! `(event_date, event_hour)` hashes to 0 modulo [`QualityConfig::exact_users_every`].
 //!
-//! **Sessions.** The consistency figures of the `sessions` table (issue 20 §1) belong
-//! here as more metrics of source table `sessions`: add them to [`Metric`] and compute
-//! them in `figures::session_figures`, the hook that returns none until that table
-//! exists.
+//! **Sessions.** The figures of source table `sessions` are the consistency check
+//! [`hourlake_sql::views::session_consistency_sql`] (the `session_consistency` view) of
+//! the hour's final sessions. They are written only for hours `sessions_hourly` covers,
+//! where every session starting in the hour is final; until then the hour's rows lack
+//! them (rather than hold partial figures), and the pass that rolls the hour up in
+//! `sessions_hourly` recomputes the hour with them. An hour with events but no session
+//! starting in it has no `sessions_hourly` row, so no session figures.
 //!
 //! **Anomalies** ([`expectation`]): each watched figure ([`Metric::is_watched`]: events,
-//! users, sessions, purchases, revenue, CTR, dead-letter rate, null shares) is compared
-//! with the same hour of the previous [`QualityConfig::anomaly_days`] days: median and
-//! MAD (× 1.4826), expected range median ± k·MAD, the MAD taken as at least a floor
-//! (a fraction of the median, and a per-metric minimum) so a flat history does not
-//! flag noise; no expectation with fewer than [`QualityConfig::anomaly_min_days`] days.
+//! users, app session starts, sessions, purchases, revenue, CTR, dead-letter rate, null
+//! shares, and the sessions' agreement rate) is compared with the same hour of the
+//! previous [`QualityConfig::anomaly_days`] days: median and MAD (× 1.4826), expected
+//! range median ± k·MAD, the MAD taken as at least a floor (a fraction of the median, and
+//! a per-metric minimum) so a flat history does not flag noise; no expectation with fewer
+//! than [`QualityConfig::anomaly_min_days`] days.
 //! The expectation and the flag (`high`/`low`) are stored on the figure's row; the view
 //! `quality_anomalies` (`hourlake_sql::views`) lists the flagged rows. An hour is
 //! judged against the history stored when it is computed: later recomputes of the
@@ -150,8 +160,18 @@ pub enum Metric {
     UsersExact,
     /// The HLL estimate's relative error against the exact count (sampled hours).
     UsersHllError,
-    /// Sessions started (`session_start` events).
+    /// The app's own session starts (`session_start` events of the hour).
+    AppSessionStarts,
+    /// Final sessions starting in the hour (the `sessions` table).
     Sessions,
+    /// The app's `session_start` events inside those sessions, per session.
+    StartsPerSession,
+    /// What the app's `session_end` events report as their length, per sessionized
+    /// millisecond (first to last event).
+    AppLengthRatio,
+    /// Sessions holding exactly one app start and end of one app session id, per
+    /// session.
+    AgreementRate,
     /// Purchase events.
     Purchases,
     /// Sum of purchase amounts.
@@ -177,7 +197,8 @@ enum Unit {
     Count,
     /// Money: a MAD of at least 1 currency unit.
     Amount,
-    /// A share in 0–1: a MAD of at least 0.005 (half a percentage point).
+    /// A share in 0–1, or a ratio near 1: a MAD of at least 0.005 (half a percentage
+    /// point).
     Share,
 }
 
@@ -188,7 +209,11 @@ impl Metric {
         Metric::Users,
         Metric::UsersExact,
         Metric::UsersHllError,
+        Metric::AppSessionStarts,
         Metric::Sessions,
+        Metric::StartsPerSession,
+        Metric::AppLengthRatio,
+        Metric::AgreementRate,
         Metric::Purchases,
         Metric::Revenue,
         Metric::Ctr,
@@ -206,7 +231,11 @@ impl Metric {
             Metric::Users => "users",
             Metric::UsersExact => "users_exact",
             Metric::UsersHllError => "users_hll_error",
+            Metric::AppSessionStarts => "app_session_starts",
             Metric::Sessions => "sessions",
+            Metric::StartsPerSession => "starts_per_session",
+            Metric::AppLengthRatio => "app_length_ratio",
+            Metric::AgreementRate => "agreement_rate",
             Metric::Purchases => "purchases",
             Metric::Revenue => "revenue",
             Metric::Ctr => "ctr",
@@ -223,14 +252,20 @@ impl Metric {
         Metric::ALL.iter().copied().find(|m| m.name() == name)
     }
 
-    /// Whether each hour's figure is compared with the same hour of previous days (the
-    /// headline figures, and the null shares).
+    /// Whether each hour's figure is compared with the same hour of previous days: the
+    /// headline figures (app session starts and final sessions among them), the null
+    /// shares, and the sessions' agreement rate (a client release that stops sending
+    /// `session_end`, or a sessionization that drifted from the app's). The two session
+    /// ratios are not: they move with the agreement rate and with the session count, and
+    /// would flag the same change twice.
     pub fn is_watched(self) -> bool {
         matches!(
             self,
             Metric::Events
                 | Metric::Users
+                | Metric::AppSessionStarts
                 | Metric::Sessions
+                | Metric::AgreementRate
                 | Metric::Purchases
                 | Metric::Revenue
                 | Metric::Ctr
@@ -246,10 +281,14 @@ impl Metric {
             | Metric::LateShare
             | Metric::NullShare
             | Metric::DeadLetterRate
-            | Metric::UsersHllError => Unit::Share,
+            | Metric::UsersHllError
+            | Metric::StartsPerSession
+            | Metric::AppLengthRatio
+            | Metric::AgreementRate => Unit::Share,
             Metric::Events
             | Metric::Users
             | Metric::UsersExact
+            | Metric::AppSessionStarts
             | Metric::Sessions
             | Metric::Purchases
             | Metric::DuplicatesRemoved
@@ -520,7 +559,9 @@ mod unit_tests {
             [
                 "events",
                 "users",
+                "app_session_starts",
                 "sessions",
+                "agreement_rate",
                 "purchases",
                 "revenue",
                 "ctr",

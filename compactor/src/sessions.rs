@@ -43,7 +43,7 @@
 
 mod sessionize;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 pub mod windows;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,7 @@
 //! Computing the figures of a set of hours (see the table in [`super`]): from the
 //! rollup rows (headline figures, null shares), the hours' events (late shares, exact
-//! distinct users), the `removed_duplicates` ledger and `dead_letters`. Each query
+//! distinct users), the `removed_duplicates` ledger, `dead_letters`, and the `sessions`
+//! of the hours `sessions_hourly` covers (session consistency). Each query
 //! covers every hour at once; hours a table has nothing for get zeros (a table that
 //! went quiet is a figure too), as long as the table exists.
 
@@ -16,6 +17,7 @@ use hourlake_catalog::schema::{
     SOURCE_TABLE, USER_ID,
 };
 use hourlake_catalog::{Hour, Lake, Rollup, TableId};
+use hourlake_sql::views::session_consistency_sql;
 use hourlake_sql::{register_table, SessionFactory};
 
 use super::{Figure, Metric};
@@ -43,6 +45,8 @@ impl Sources {
             TableId::EngagementHourly,
             TableId::RecommendationHourly,
             TableId::RemovedDuplicates,
+            TableId::Sessions,
+            TableId::SessionsHourly,
             TableId::QualityHourly,
         ] {
             if let Some(table) = lake.open(id).await? {
@@ -73,8 +77,9 @@ pub(crate) async fn compute(
     let mut out = Vec::new();
     // Events per hour over every event table (for the dead-letter rate).
     let mut events: BTreeMap<Hour, i64> = hours.iter().map(|h| (*h, 0)).collect();
+    // The rollups of the event tables (`sessions_hourly` is read by `session_figures`).
     for rollup in Rollup::ALL {
-        if !sources.has(rollup.table) {
+        if !TableId::EVENTS.contains(&rollup.source) || !sources.has(rollup.table) {
             continue;
         }
         let headline = headline_figures(sources, rollup, hours).await?;
@@ -98,15 +103,126 @@ pub(crate) async fn compute(
         }
     }
     out.extend(dead_letters(sources, hours, &events).await?);
-    out.extend(session_figures(sources, hours));
+    out.extend(session_figures(sources, hours).await?);
     Ok(out)
 }
 
-/// Hook for the consistency figures of the `sessions` table (issue 20 §1): none until
-/// that table exists. Its figures are rows of source table `sessions` with metrics of
-/// their own (added to [`Metric`]); watched ones get expectations like any other.
-fn session_figures(_sources: &Sources, _hours: &[Hour]) -> Vec<Figure> {
-    Vec::new()
+/// The consistency figures of the `sessions` table (source table `sessions`), from
+/// [`session_consistency_sql`], for the hours of `hours` that `sessions_hourly` covers:
+/// only there is every session starting in the hour final, so the figures are complete.
+/// The other hours get none (not partial ones); the pass that rolls them up in
+/// `sessions_hourly` computes them again.
+async fn session_figures(sources: &Sources, hours: &[Hour]) -> Result<Vec<Figure>, CompactorError> {
+    if !sources.has(TableId::Sessions) || !sources.has(TableId::SessionsHourly) {
+        return Ok(Vec::new());
+    }
+    let covered = rolled_up_hours(sources, TableId::SessionsHourly, hours).await?;
+    if covered.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut select = vec!["sessions"];
+    for (_, numerator, value, denominator) in CONSISTENCY_RATIOS {
+        select.extend([numerator, value, denominator]);
+    }
+    let select = numbered(&select, str::to_string);
+    let sql = format!(
+        "SELECT {EVENT_DATE}, {EVENT_HOUR}, {select} FROM ({})",
+        session_consistency_sql(Some(&covered))
+    );
+    let table = TableId::Sessions;
+    let mut by_hour: BTreeMap<Hour, Vec<Figure>> = BTreeMap::new();
+    for b in sources.query(&sql).await? {
+        let at = hours_of(&b)?;
+        let sessions = int64s(&b, 2)?;
+        let mut ratios = Vec::new();
+        for i in 0..CONSISTENCY_RATIOS.len() {
+            let first = 3 + 3 * i;
+            ratios.push((
+                int64s(&b, first)?,
+                doubles(&b, first + 1)?,
+                int64s(&b, first + 2)?,
+            ));
+        }
+        for (row, hour) in at.iter().enumerate() {
+            let mut figures = vec![Figure::count(
+                *hour,
+                table,
+                Metric::Sessions,
+                sessions[row].unwrap_or(0),
+            )];
+            for ((metric, ..), (n, v, d)) in CONSISTENCY_RATIOS.iter().zip(&ratios) {
+                figures.push(Figure {
+                    numerator: Some(n[row].unwrap_or(0)),
+                    denominator: Some(d[row].unwrap_or(0)),
+                    ..Figure::new(*hour, table, *metric, v[row])
+                });
+            }
+            by_hour.insert(*hour, figures);
+        }
+    }
+    let mut out = Vec::new();
+    for hour in covered {
+        out.extend(by_hour.remove(&hour).unwrap_or_else(|| {
+            // Rolled up without a session left (all erased): no sessions, no ratios.
+            let mut none = vec![Figure::count(hour, table, Metric::Sessions, 0)];
+            for (metric, ..) in CONSISTENCY_RATIOS {
+                none.push(Figure::share(hour, table, metric, 0, 0));
+            }
+            none
+        }));
+    }
+    Ok(out)
+}
+
+/// The ratios of the consistency check written as figures: metric, and the columns of
+/// [`session_consistency_sql`] holding its numerator, value and denominator.
+const CONSISTENCY_RATIOS: [(Metric, &str, &str, &str); 3] = [
+    (
+        Metric::StartsPerSession,
+        "app_session_starts",
+        "starts_per_session",
+        "sessions",
+    ),
+    (
+        Metric::AppLengthRatio,
+        "app_session_length_ms",
+        "app_length_ratio",
+        "sessionized_duration_ms",
+    ),
+    (
+        Metric::AgreementRate,
+        "agreeing_sessions",
+        "agreement_rate",
+        "sessions",
+    ),
+];
+
+/// `columns`, each through `expr`, as a select list named `c0, c1, …`: a column may be
+/// selected twice, and the answer is read by position.
+fn numbered(columns: &[&str], expr: impl Fn(&str) -> String) -> String {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} AS c{i}", expr(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The hours of `hours` that the rollup table `rollup` holds rows for.
+async fn rolled_up_hours(
+    sources: &Sources,
+    rollup: TableId,
+    hours: &[Hour],
+) -> Result<Vec<Hour>, CompactorError> {
+    let sql = format!(
+        "SELECT DISTINCT {EVENT_DATE}, {EVENT_HOUR} FROM {rollup} WHERE {}",
+        Hour::sql_predicate_any(hours)
+    );
+    let mut covered = BTreeSet::new();
+    for b in sources.query(&sql).await? {
+        covered.extend(hours_of(&b)?);
+    }
+    Ok(covered.into_iter().collect())
 }
 
 /// A figure read from the `ALL` row of a rollup: its metric, and SQL over the row.
@@ -137,7 +253,7 @@ fn headlines(rollup: &Rollup) -> (&'static [Headline], &'static [Ratio]) {
                 },
                 USERS,
                 Headline {
-                    metric: Metric::Sessions,
+                    metric: Metric::AppSessionStarts,
                     sql: "sessions",
                 },
                 Headline {
@@ -199,12 +315,7 @@ async fn headline_figures(
     for r in ratios {
         columns.extend([r.numerator, r.denominator]);
     }
-    let select = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("CAST({c} AS DOUBLE) AS c{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let select = numbered(&columns, |c| format!("CAST({c} AS DOUBLE)"));
     let sql = format!(
         "SELECT {EVENT_DATE}, {EVENT_HOUR}, {select} FROM {} WHERE {} AND ({})",
         rollup.table,

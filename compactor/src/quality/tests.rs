@@ -251,7 +251,7 @@ async fn an_hours_figures_are_exact() {
     let share = |n: i64, d: i64| (Some(n as f64 / d as f64), Some(n), Some(d));
     let (eng, recs) = ("engagement_events", "recommendation_events");
     assert_eq!(get(eng, "events", "ALL"), count(40));
-    assert_eq!(get(eng, "sessions", "ALL"), count(5));
+    assert_eq!(get(eng, "app_session_starts", "ALL"), count(5));
     assert_eq!(get(eng, "purchases", "ALL"), count(3));
     assert_eq!(get(eng, "revenue", "ALL"), (Some(8.0), None, None));
     assert_eq!(get(eng, "duplicates_removed", "ALL"), count(2));
@@ -272,6 +272,17 @@ async fn an_hours_figures_are_exact() {
     assert_eq!(get(dl, "dead_letters", "bad_json"), count(3));
     assert_eq!(get(dl, "dead_letters", "missing_field"), count(2));
     assert_eq!(get(dl, "dead_letter_rate", "ALL"), share(5, 55));
+    // Every session of the hour is final (its gap passed long ago) and rolled up in
+    // sessions_hourly by the same pass: 13 users, one session each, 5 holding an app
+    // start, none an app end; u0 lasts 39 s, the 12 others 26 s.
+    let s = "sessions";
+    assert_eq!(get(s, "sessions", "ALL"), count(13));
+    assert_eq!(get(s, "starts_per_session", "ALL"), share(5, 13));
+    assert_eq!(
+        get(s, "app_length_ratio", "ALL"),
+        share(0, 39_000 + 12 * 26_000)
+    );
+    assert_eq!(get(s, "agreement_rate", "ALL"), share(0, 13));
     // event_type is never NULL: no null share of it.
     assert!(!f.contains_key(&(eng.into(), "null_share".into(), "event_type".into())));
     // The sketch's estimate next to the exact count, and its observed error.
@@ -304,12 +315,105 @@ async fn an_hours_figures_are_exact() {
          AND expected_low IS NULL AND anomaly IS NULL",
     )
     .await;
-    // eng: events users sessions purchases revenue + 3 null shares; rec: events users
-    // ctr + 2 null shares; dead_letter_rate.
-    assert_eq!(watched, 14.0);
+    // eng: events users app_session_starts purchases revenue + 3 null shares; rec:
+    // events users ctr + 2 null shares; dead_letter_rate; sessions, agreement_rate.
+    assert_eq!(watched, 16.0);
     // 12 of engagement_events (the 5 above, 3 null shares, late share, exact users and
-    // error, duplicates), 9 of recommendation_events, 4 of dead letters.
-    assert_eq!(f.len(), 25, "{f:#?}");
+    // error, duplicates), 9 of recommendation_events, 4 of dead letters, 4 of sessions.
+    assert_eq!(f.len(), 29, "{f:#?}");
+}
+
+/// An engagement event of `user` at `minute` of `hour`, in the app session
+/// `app-<user>`: `kind` is its type, or `end:<ms>` for a `session_end` reporting that
+/// length.
+fn in_app_session(hour: Hour, user: &str, minute: i64, kind: &str, offset: i64) -> Value {
+    let length = kind
+        .strip_prefix("end:")
+        .map(|ms| json!(ms.parse::<i64>().unwrap()));
+    let event_type = if length.is_some() {
+        "session_end"
+    } else {
+        kind
+    };
+    let id = format!("{user}-{minute}");
+    let mut e = eng(hour, &id, minute * 60, event_type, user, offset);
+    e["session_id"] = json!(format!("app-{user}"));
+    e["session_length_ms"] = length.unwrap_or(Value::Null);
+    e
+}
+
+#[tokio::test]
+async fn session_figures_wait_for_sessions_hourly_and_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path()).unwrap();
+    let h = Hour::of_micros(yesterday() + 10 * HOUR);
+    // Three sessions: a's agrees with the app (one start, one end reporting its 2
+    // minutes); c's holds two app starts and an end reporting 1.5 of its 2 minutes; d's
+    // has no end and lasts 10 minutes, until 10:50.
+    let events = [
+        ("a", 0, "session_start"),
+        ("a", 1, "screen_view"),
+        ("a", 2, "end:120000"),
+        ("c", 10, "session_start"),
+        ("c", 11, "session_start"),
+        ("c", 12, "end:90000"),
+        ("d", 40, "session_start"),
+        ("d", 50, "screen_view"),
+    ];
+    let rows: Vec<Value> = (0..)
+        .zip(events)
+        .map(|(offset, (user, minute, kind))| in_app_session(h, user, minute, kind, offset))
+        .collect();
+    append_rows(&lake, TableId::EngagementEvents, &rows).await;
+    // Sessionized as seen at 11:05: d's session could still grow (10:50 + the 30 minute
+    // gap is past the hour), so it is provisional and sessions_hourly leaves the hour out.
+    let early = crate::sessions::tests::update_at(&lake, h.end_micros() + 5 * 60_000_000).await;
+    assert_eq!((early.sessions, early.provisional), (3, 1));
+    assert!(early.rolled_up.is_empty());
+
+    // A pass that does not sessionize rolls the hour up: its figures, but no session ones.
+    let no_sessions = CompactorConfig {
+        sessionize: false,
+        ..config()
+    };
+    let (report, compactor) = pass(&lake, no_sessions).await;
+    compactor.release().await.unwrap();
+    assert_eq!(report.quality.map(|q| q.hours), Some(vec![h]));
+    let before = figures_of(&lake, h).await;
+    assert!(!before.is_empty());
+    assert!(
+        before.keys().all(|(table, ..)| table != "sessions"),
+        "{before:#?}"
+    );
+
+    // A pass that does, now: every session is final, sessions_hourly rolls the hour up,
+    // and that alone brings the hour back to the quality step (its events did not
+    // change), now with the session figures.
+    let (report, compactor) = pass(&lake, config()).await;
+    compactor.release().await.unwrap();
+    let engagement = report.table(TableId::EngagementEvents).unwrap();
+    assert!(engagement.rolled_up.is_empty(), "{report}");
+    let sessions = engagement.sessions.clone().unwrap();
+    assert_eq!(sessions.rolled_up, vec![h]);
+    assert_eq!(report.quality.map(|q| q.hours), Some(vec![h]));
+    let after = figures_of(&lake, h).await;
+    let get = |m: &str| after[&("sessions".to_string(), m.to_string(), "ALL".to_string())];
+    assert_eq!(get("sessions"), (Some(3.0), Some(3), None));
+    assert_eq!(
+        get("starts_per_session"),
+        (Some(4.0 / 3.0), Some(4), Some(3))
+    );
+    // Reported 120 000 + 90 000 ms (d's none) of 120 000 + 120 000 + 600 000.
+    assert_eq!(
+        get("app_length_ratio"),
+        (Some(0.25), Some(210_000), Some(840_000))
+    );
+    assert_eq!(get("agreement_rate"), (Some(1.0 / 3.0), Some(1), Some(3)));
+    // The hour's other figures are the same as before.
+    assert_eq!(after.len(), before.len() + 4);
+    for (key, row) in &before {
+        assert_eq!(after.get(key), Some(row), "{key:?}");
+    }
 }
 
 async fn scalar_f64(lake: &Lake, sql: &str) -> f64 {
@@ -324,7 +428,7 @@ enum Plant {
     Steady,
     /// Three times the events (extra screen views of the same users).
     Spike,
-    /// The same events from a tenth of the users.
+    /// The same events from a tenth of the users (so a tenth of the sessions).
     FewUsers,
     /// Country missing on 60 % of the events.
     NullBurst,
@@ -332,7 +436,8 @@ enum Plant {
 
 /// One hour of a steady lake: `200 + 10 × (day % 3)` engagement events of 100 users
 /// (every ninth a session start, every ninth a purchase of 10.0, device NULL on every
-/// fifth), 100 recommendation events (80 impressions, 8 clicks) and 4 dead letters.
+/// fifth; each user's events within minutes, so one session each), 100 recommendation
+/// events (80 impressions, 8 clicks) and 4 dead letters.
 async fn fill_hour(lake: &Lake, hour: Hour, day: i64, plant: Plant, offset: &mut i64) {
     const TYPES: [&str; 9] = [
         "session_start",
@@ -409,8 +514,8 @@ async fn fill_hour(lake: &Lake, hour: Hour, day: i64, plant: Plant, offset: &mut
 async fn a_planted_spike_drop_and_null_burst_are_exactly_the_flags() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::local(dir.path()).unwrap();
-    // Hours 10, 11 and 12 of 8 days; on the last day 10 spikes, 11 loses its users and
-    // 12 its countries.
+    // Hours 10, 11 and 12 of 8 days; on the last day 10 spikes, 11 loses its users (and
+    // with them its sessions, while the app's session starts stay) and 12 its countries.
     let first = yesterday() - 7 * 24 * HOUR;
     let mut offset = 0;
     let at = |day: i64, h: i64| Hour::of_micros(first + day * 24 * HOUR + h * HOUR);
@@ -450,6 +555,13 @@ async fn a_planted_spike_drop_and_null_burst_are_exactly_the_flags() {
             Direction::Low,
         ),
         (
+            at(7, 11),
+            TableId::Sessions,
+            Metric::Sessions,
+            "ALL".to_string(),
+            Direction::Low,
+        ),
+        (
             at(7, 12),
             engagement,
             Metric::NullShare,
@@ -464,11 +576,11 @@ async fn a_planted_spike_drop_and_null_burst_are_exactly_the_flags() {
         &lake,
         "SELECT event_hour, source_table, metric, dimension, observed, expected_low, \
            expected_high, expected_median, history_days, direction \
-         FROM quality_anomalies ORDER BY event_hour",
+         FROM quality_anomalies ORDER BY event_hour, source_table",
     )
     .await;
     let b = arrow::compute::concat_batches(&view[0].schema(), &view).unwrap();
-    assert_eq!(b.num_rows(), 3);
+    assert_eq!(b.num_rows(), 4);
     let f = |i: usize| {
         arrow::compute::cast(b.column(i), &DataType::Float64)
             .unwrap()
@@ -482,11 +594,14 @@ async fn a_planted_spike_drop_and_null_burst_are_exactly_the_flags() {
     assert!(high.value(0) < 630.0 && low.value(0) < 210.0);
     // Few users: about 10 against 100 (HLL estimates).
     assert!(observed.value(1) < 12.0 && low.value(1) > 12.0, "{b:?}");
+    // Few users, few sessions: 10 final sessions against 100 every day before.
+    assert_eq!((observed.value(2), median.value(2)), (10.0, 100.0));
+    assert!(low.value(2) > 10.0, "{b:?}");
     // Null burst: 60 % against 0.
-    assert_eq!((observed.value(2), median.value(2)), (0.6, 0.0));
+    assert_eq!((observed.value(3), median.value(3)), (0.6, 0.0));
     // A flat 0 expects 0 to 4 × the share floor (0.005).
-    assert_eq!((low.value(2), high.value(2)), (0.0, 0.02));
-    assert_eq!(days.value(2), 7.0);
+    assert_eq!((low.value(3), high.value(3)), (0.0, 0.02));
+    assert_eq!(days.value(3), 7.0);
 
     // /metrics: each flag counts once among the last 24 hours computed; the other
     // watched figures are there at 0.
@@ -504,7 +619,9 @@ async fn a_planted_spike_drop_and_null_burst_are_exactly_the_flags() {
     assert_eq!(gauge("engagement_events", "events", "ALL"), 1);
     assert_eq!(gauge("engagement_events", "users", "ALL"), 1);
     assert_eq!(gauge("engagement_events", "null_share", "country"), 1);
-    assert_eq!(gauge("engagement_events", "sessions", "ALL"), 0);
+    assert_eq!(gauge("sessions", "sessions", "ALL"), 1);
+    assert_eq!(gauge("engagement_events", "app_session_starts", "ALL"), 0);
+    assert_eq!(gauge("sessions", "agreement_rate", "ALL"), 0);
     assert_eq!(gauge("dead_letters", "dead_letter_rate", "ALL"), 0);
     let mut text = String::new();
     let mut registry = prometheus_client::registry::Registry::default();
@@ -514,17 +631,34 @@ async fn a_planted_spike_drop_and_null_burst_are_exactly_the_flags() {
         "hourlake_quality_anomalies{table=\"engagement_events\",metric=\"events\",dimension=\"ALL\"} 1"
     ), "{text}");
 
-    // A late event reopens the spike hour: only it is recomputed, judged against the
-    // history stored in quality_hourly, its rows replaced (not added).
+    // A late event reopens the spike hour: it is recomputed, judged against the history
+    // stored in quality_hourly, its rows replaced (not added). Its session window reaches
+    // the sessions starting at 11:00 (within the gap of the hour), so the sessions of
+    // hour 11 are rewritten too and sessions_hourly recomputes it: hour 11 follows, with
+    // the same flags. Hour 12 (an hour past the gap) is left alone.
     let rows_before = figures_of(&lake, at(7, 10)).await.len();
     let mut late = eng(at(7, 10), "late-1", 5, "screen_view", "u1", 1_000_000);
     late["_ingested_at"] = json!(chrono::Utc::now().timestamp_micros());
     append_rows(&lake, TableId::EngagementEvents, &[late]).await;
     let again = compactor.run_pass().await.unwrap();
     let quality = again.quality.clone().unwrap_or_else(|| panic!("{again}"));
-    assert_eq!(quality.hours, vec![at(7, 10)]);
-    assert_eq!(quality.anomalies.len(), 1, "{again}");
-    assert_eq!(quality.anomalies[0].metric, Metric::Events);
+    assert_eq!(quality.hours, vec![at(7, 10), at(7, 11)], "{again}");
+    let sessions = again.table(engagement).and_then(|t| t.sessions.clone());
+    assert_eq!(sessions.unwrap().rolled_up, vec![at(7, 10), at(7, 11)]);
+    let flags: Vec<(Hour, Metric)> = quality
+        .anomalies
+        .iter()
+        .map(|a| (a.hour, a.metric))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            (at(7, 10), Metric::Events),
+            (at(7, 11), Metric::Users),
+            (at(7, 11), Metric::Sessions)
+        ],
+        "{again}"
+    );
     let figures = figures_of(&lake, at(7, 10)).await;
     assert_eq!(figures.len(), rows_before);
     let key = ("engagement_events".into(), "events".into(), "ALL".into());

@@ -69,6 +69,12 @@ async fn append(lake: &Lake, rows: &[serde_json::Value]) {
 
 /// One sessions pass over `lake` as seen at `now` (microseconds after [`T0`]).
 async fn pass_at(lake: &Lake, now: i64) -> SessionsReport {
+    update_at(lake, T0.start_micros() + now).await
+}
+
+/// One sessions pass over `lake` (under an `engagement_events` lease of its own) as seen
+/// at `now_micros`.
+pub(crate) async fn update_at(lake: &Lake, now_micros: i64) -> SessionsReport {
     let factory = SessionFactory::new(lake.clone());
     let events = lake.open(TableId::EngagementEvents).await.unwrap().unwrap();
     let upto = events.version().unwrap();
@@ -88,7 +94,7 @@ async fn pass_at(lake: &Lake, now: i64) -> SessionsReport {
         &events,
         upto,
         &mut lease,
-        T0.start_micros() + now,
+        now_micros,
     )
     .await
     .unwrap();
