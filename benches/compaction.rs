@@ -11,14 +11,20 @@
 //! 4. Times the same queries on the raw table **after** compaction, and the dashboard
 //!    query from `engagement_hourly` (the rollup) instead of raw events.
 //!
-//! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS.
+//! Before step 3, copies of the written lake get the same pass with less to do, so the
+//! pass's time and memory are compared on the same day: `plain` (rewrite, dedup,
+//! rollups: no sessions, no quality figures) and `sessions` (plus sessionization and
+//! `sessions_hourly`); step 3 itself runs everything (plus the quality figures).
+//!
+//! Knobs (environment): HOURLAKE_BENCH_EVENTS, HOURLAKE_BENCH_COMMITS, HOURLAKE_BENCH_RUNS,
+//! HOURLAKE_BENCH_VARIANTS (default `plain,sessions`; empty: none).
 
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use deltalake::protocol::SaveMode;
 use hourlake_catalog::{Hour, Lake, TableId};
-use hourlake_compactor::{Compactor, CompactorConfig};
+use hourlake_compactor::{Compactor, CompactorConfig, QualityConfig};
 use hourlake_sql::SessionFactory;
 
 use hourlake_testkit::knobs::env_or;
@@ -109,6 +115,47 @@ async fn main() {
         "SELECT count(*) FROM engagement_events WHERE event_date = DATE '{date}' AND user_id = 'user-4242'"
     );
 
+    let variants = std::env::var("HOURLAKE_BENCH_VARIANTS").unwrap_or("plain,sessions".into());
+    let mut variant_lines = Vec::new();
+    for variant in variants.split(',').filter(|v| !v.is_empty()) {
+        let (sessionize, quality) = match variant {
+            "plain" => (false, false),
+            "sessions" => (true, false),
+            other => panic!("unknown variant {other} (plain, sessions)"),
+        };
+        let copy = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", dir.path().display()))
+            .arg(copy.path())
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copying the lake");
+        let config = CompactorConfig {
+            closed_after: Duration::ZERO,
+            maintenance_every: 0,
+            sessionize,
+            quality: QualityConfig {
+                enabled: quality,
+                ..QualityConfig::default()
+            },
+            ..CompactorConfig::default()
+        };
+        let compactor = Compactor::new(Lake::local(copy.path()).expect("lake"), config, "bench");
+        resources::reset_own_peak_rss();
+        let started = Instant::now();
+        let report = compactor.run_pass().await.expect("compaction pass");
+        let elapsed = started.elapsed();
+        let peak = peak_rss_mib();
+        compactor.release().await.expect("release");
+        println!("compaction pass ({variant}): {report}");
+        variant_lines.push(format!(
+            "| {variant} | {:.1} s | {:.0} MiB |",
+            elapsed.as_secs_f64(),
+            peak
+        ));
+    }
+
     let (raw_before, raw_before_min, _) = time_query(&lake, &dashboard_raw, runs).await;
     let (lookup_before, lookup_before_min, _) = time_query(&lake, &lookup, runs).await;
 
@@ -120,6 +167,7 @@ async fn main() {
     let compactor = Compactor::new(lake.clone(), config, "bench");
     resources::reset_own_peak_rss();
     let rss_before = peak_rss_mib();
+    assert!(compactor_config_computes_everything());
     let started = Instant::now();
     let report = compactor.run_pass().await.expect("compaction pass");
     let elapsed = started.elapsed();
@@ -167,6 +215,17 @@ async fn main() {
         ms(lookup_after_min)
     );
     println!();
+    println!("| pass | wall | peak RSS |");
+    println!("|---|---|---|");
+    for line in &variant_lines {
+        println!("{line}");
+    }
+    println!(
+        "| all (sessions and quality figures) | {:.1} s | {:.0} MiB |",
+        elapsed.as_secs_f64(),
+        peak
+    );
+    println!();
     println!(
         "compaction: {} hours, {} → {} files, {:.0} MiB read ({rows_in} rows) in {:.1} s of rewrites ({:.1} s with rollups) = {:.1} MB/s, {:.2} M rows/s; peak RSS during the pass {:.0} MiB (before it {:.0} MiB)",
         t.rewrites.len(),
@@ -180,6 +239,13 @@ async fn main() {
         peak,
         rss_before,
     );
+}
+
+/// The default compactor config derives sessions and quality figures (what the last
+/// pass measures).
+fn compactor_config_computes_everything() -> bool {
+    let d = CompactorConfig::default();
+    d.sessionize && d.quality.enabled
 }
 
 fn chrono_now_micros() -> i64 {

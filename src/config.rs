@@ -208,6 +208,8 @@ pub struct RetentionSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualitySection {
+    /// Compute `quality_hourly` at all. Default: true.
+    pub enabled: Option<bool>,
     /// Previous days whose same hour make a figure's expectation. Default: 7.
     pub anomaly_days: Option<u32>,
     /// Fewer previous days with the figure: no flag. Default: 3.
@@ -506,6 +508,7 @@ impl CompactArgs {
         let q = &file.quality;
         let d = hourlake_compactor::QualityConfig::default();
         let config = hourlake_compactor::QualityConfig {
+            enabled: q.enabled.unwrap_or(d.enabled),
             anomaly_days: self
                 .anomaly_days
                 .or(q.anomaly_days)

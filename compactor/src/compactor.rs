@@ -113,6 +113,10 @@ impl Compactor {
     /// failed), and publishes their flags. A failure keeps the hours for the next pass.
     async fn check_quality(&self, report: &mut PassReport) -> Result<(), CompactorError> {
         let mut state = self.quality.lock().await;
+        if !self.config.quality.enabled {
+            state.pending.clear();
+            return Ok(());
+        }
         if state.pending.is_empty() {
             return Ok(());
         }

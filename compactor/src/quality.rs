@@ -79,6 +79,8 @@ use crate::{CompactorConfig, CompactorError, CompactorMetrics};
 /// How quality figures are computed and judged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QualityConfig {
+    /// Whether passes compute `quality_hourly` at all.
+    pub enabled: bool,
     /// Previous days whose same hour make a figure's expectation.
     pub anomaly_days: u32,
     /// Fewer previous days with the figure than this: no expectation, no flag.
@@ -95,6 +97,7 @@ pub struct QualityConfig {
 impl Default for QualityConfig {
     fn default() -> Self {
         QualityConfig {
+            enabled: true,
             anomaly_days: 7,
             anomaly_min_days: 3,
             anomaly_k: 4.0,

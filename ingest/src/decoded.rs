@@ -123,6 +123,14 @@ impl<'a> DecodedRows<'a> {
     /// Counts the message in `ingested_minutes` under the minute of `at_micros`,
     /// unless that table already holds it.
     fn count(&mut self, tp: &TopicPartition, at_micros: i64, meta: &MessageMeta<'_>) {
+        // Most messages follow one of the same partition and minute at a higher offset:
+        // counted there without looking anything up.
+        if self
+            .minutes
+            .add_to_last(tp, at_micros, meta.offset, meta.ingested_at_micros)
+        {
+            return;
+        }
         if self
             .committed
             .already_in(TableId::IngestedMinutes, tp, meta.offset)

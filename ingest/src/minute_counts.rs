@@ -72,6 +72,28 @@ impl MinuteCounts {
         }
     }
 
+    /// Counts the message in the entry the last one went to, when it is of the same
+    /// partition and minute at a higher offset (so, like that one, not yet held by the
+    /// table); whether it did. Otherwise the caller checks and calls [`MinuteCounts::add`].
+    pub fn add_to_last(
+        &mut self,
+        tp: &TopicPartition,
+        at_micros: i64,
+        offset: i64,
+        read_micros: i64,
+    ) -> bool {
+        let Some(c) = self.last.map(|i| &mut self.counts[i]) else {
+            return false;
+        };
+        if c.minute != minute_of(at_micros) || offset <= c.last_offset || c.tp != *tp {
+            return false;
+        }
+        c.messages += 1;
+        c.last_offset = offset;
+        c.last_read_micros = c.last_read_micros.max(read_micros);
+        true
+    }
+
     /// Whether nothing was counted.
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty()
@@ -164,6 +186,23 @@ mod tests {
         let partitions = col("_kafka_partition");
         let partitions = partitions.as_primitive::<arrow::datatypes::Int32Type>();
         assert_eq!(partitions.values().to_vec(), vec![0, 1, 0]);
+        // The fast path takes only a later offset of the last entry's partition and minute.
+        let mut fast = MinuteCounts::default();
+        assert!(!fast.add_to_last(&a, m0, 1, 0), "nothing counted yet");
+        fast.add(&a, m0, 1, 0);
+        assert!(fast.add_to_last(&a, m0 + 5, 2, 3));
+        assert!(!fast.add_to_last(&a, m0 + 6, 2, 3), "not a later offset");
+        assert!(!fast.add_to_last(&b, m0, 3, 3), "another partition");
+        assert!(
+            !fast.add_to_last(&a, m0 + 60_000_000, 3, 3),
+            "another minute"
+        );
+        let batch = fast.finish().unwrap();
+        let messages = batch.column_by_name("messages").unwrap().clone();
+        assert_eq!(
+            messages.as_primitive::<Int64Type>().values().to_vec(),
+            vec![2]
+        );
         // A minute before 1970 starts at or before its instant.
         counts.add(&a, -1, 0, 0);
         let batch = counts.finish().unwrap();
