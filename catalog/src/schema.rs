@@ -436,6 +436,27 @@ mod tests {
     use crate::TableId;
 
     #[test]
+    fn a_dead_letter_counts_at_its_kafka_timestamp_only_when_it_is_plausible() {
+        use super::{accounting_time_micros, minute_of};
+        let read = 1_795_355_100_000_000;
+        let day = 86_400_000_000;
+        assert_eq!(accounting_time_micros(Some(read - 5), read), read - 5);
+        assert_eq!(
+            accounting_time_micros(Some(read - 366 * day), read),
+            read - 366 * day
+        );
+        assert_eq!(accounting_time_micros(Some(read - 367 * day), read), read);
+        assert_eq!(accounting_time_micros(Some(read + day + 1), read), read);
+        assert_eq!(accounting_time_micros(None, read), read);
+        // Absurd producer timestamps and read times never overflow.
+        for t in [i64::MIN, i64::MAX] {
+            assert_eq!(accounting_time_micros(Some(t), read), read);
+            assert_eq!(accounting_time_micros(Some(t), t), t);
+            assert!(minute_of(t) <= t && t - minute_of(t) < 60_000_000);
+        }
+    }
+
+    #[test]
     fn partition_columns_exist_and_come_last() {
         for t in TableId::ALL {
             let schema = t.schema();

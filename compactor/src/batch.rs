@@ -21,3 +21,16 @@ pub fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
         .collect::<Result<Vec<ArrayRef>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
+
+/// Runs `sql` in `ctx` and conforms its batches to `schema` (see [`conform`]).
+pub async fn collect_conformed(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    schema: &SchemaRef,
+) -> std::result::Result<Vec<RecordBatch>, crate::CompactorError> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    Ok(batches
+        .iter()
+        .map(|b| conform(b, schema))
+        .collect::<Result<_>>()?)
+}

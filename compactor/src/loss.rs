@@ -33,7 +33,7 @@ use hourlake_catalog::schema::{
 use hourlake_catalog::{partition, Hour, Lake, TableId};
 use hourlake_sql::{register_table, SessionContext, SessionFactory};
 
-use crate::batch::conform;
+use crate::batch::collect_conformed;
 use crate::plan::files_by_hour;
 use crate::{maintenance, CompactorConfig, CompactorError};
 
@@ -105,14 +105,7 @@ pub async fn account_minutes(
     };
     let sql = minutes_sql(&hours, &events, dead_letters, ledger, settled_before_micros);
     let schema = TableId::LossMinutely.schema();
-    let batches: Vec<RecordBatch> = ctx
-        .sql(&sql)
-        .await?
-        .collect()
-        .await?
-        .iter()
-        .map(|b| conform(b, &schema))
-        .collect::<Result<_, _>>()?;
+    let batches = collect_conformed(&ctx, &sql, &schema).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let id = TableId::LossMinutely;
     loss.write(batches)

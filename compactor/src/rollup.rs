@@ -16,7 +16,7 @@ use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
 use hourlake_catalog::{Hour, Lake, Rollup, TableId};
 use hourlake_sql::{register_table, SessionFactory};
 
-use crate::batch::conform;
+use crate::batch::collect_conformed;
 use crate::dedup::{not_a_duplicate, register_duplicates};
 use crate::plan::hours_changed_between;
 use crate::CompactorError;
@@ -121,14 +121,7 @@ pub async fn recompute_hours(
         (duplicates > 0).then_some(DUPLICATES),
     );
     let schema = rollup.schema();
-    let batches: Vec<RecordBatch> = ctx
-        .sql(&sql)
-        .await?
-        .collect()
-        .await?
-        .iter()
-        .map(|b| conform(b, &schema))
-        .collect::<Result<_, _>>()?;
+    let batches = collect_conformed(&ctx, &sql, &schema).await?;
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let props = CommitProperties::default().with_application_transactions(vec![Transaction::new(
         watermark_app_id(rollup.source),

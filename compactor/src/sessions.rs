@@ -61,7 +61,7 @@ use hourlake_sql::{register_table, SessionFactory};
 
 pub use self::sessionize::Sessionize;
 use self::windows::{extend_to_stored_sessions, hours_sql, times_sql, Window};
-use crate::batch::conform;
+use crate::batch::collect_conformed;
 use crate::dedup::register_duplicates;
 use crate::lease::Lease;
 use crate::plan::{files_by_hour, hours_changed_between};
@@ -338,10 +338,6 @@ async fn collect(
     sql: &str,
     schema: &arrow::datatypes::SchemaRef,
 ) -> Result<Vec<RecordBatch>, CompactorError> {
-    let batches = ctx.sql(sql).await?.collect().await?;
-    Ok(batches
-        .iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| conform(b, schema))
-        .collect::<Result<_, _>>()?)
+    let batches = collect_conformed(ctx, sql, schema).await?;
+    Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
 }
