@@ -25,10 +25,11 @@
 //! gap of each other merge ([`windows`]). The events of the windows are sessionized
 //! alone ([`sessionize`]) — a late event may thereby merge two stored sessions, extend
 //! one, or start one between two — and every start-hour partition the windows touch is
-//! replaced in one commit (overwrite with a `replaceWhere` on those hours, carrying the
-//! watermark): the recomputed sessions plus the stored sessions of those hours outside
-//! the windows, unchanged. A pass with nothing changed and nothing provisional commits
-//! nothing.
+//! replaced in one commit (an overwrite of those hours carrying the watermark,
+//! [`replace`]): the recomputed sessions plus the stored sessions of those hours outside
+//! the windows, unchanged, streamed from the queries into files, so a pass over any
+//! span of history holds only the queries' spillable state. A pass with nothing changed
+//! and nothing provisional commits nothing.
 //!
 //! **sessions_hourly** ([`hourlake_catalog::rollup::SESSIONS_HOURLY`]) is kept by the
 //! rollup machinery ([`crate::rollup`]) with `sessions` as its source: it counts final
@@ -41,6 +42,7 @@
 //! `sessions_hourly` hours they started in ([`crate::erasure`]); retention drops both
 //! tables' partitions with the rollups' (`[retention] rollups_days`).
 
+mod replace;
 mod sessionize;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -48,20 +50,17 @@ pub mod windows;
 
 use std::collections::BTreeSet;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::TimestampMicrosecondType;
-use deltalake::kernel::transaction::CommitProperties;
+use arrow::array::{Array, AsArray};
 use deltalake::kernel::Transaction;
-use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use hourlake_catalog::rollup::SESSIONS_HOURLY;
 use hourlake_catalog::schema::{IS_FINAL, SESSION_START};
 use hourlake_catalog::{Hour, Lake, TableId};
 use hourlake_sql::{register_table, SessionFactory};
 
+use self::replace::replace_hours;
 pub use self::sessionize::Sessionize;
 use self::windows::{extend_to_stored_sessions, hours_sql, times_sql, Window};
-use crate::batch::collect_conformed;
 use crate::dedup::register_duplicates;
 use crate::lease::Lease;
 use crate::plan::{files_by_hour, hours_changed_between};
@@ -173,44 +172,29 @@ pub async fn update(
             source_version: events.version().unwrap_or(0),
             duplicates: (duplicates > 0).then_some(DUPLICATES),
         };
-        let schema = TableId::Sessions.schema();
-        let recomputed = collect(&ctx, &query.sql(), &schema).await?;
-        let carried = collect(
+        let carried = format!(
+            "SELECT * FROM {} WHERE {hours} AND NOT {}",
+            TableId::Sessions.name(),
+            times_sql(&windows, SESSION_START)
+        );
+        let watermark = Transaction::new(WATERMARK_APP_ID, i64::try_from(upto).unwrap_or(i64::MAX));
+        let replaced = replace_hours(
             &ctx,
-            &format!(
-                "SELECT * FROM {} WHERE {hours} AND NOT {}",
-                TableId::Sessions.name(),
-                times_sql(&windows, SESSION_START)
-            ),
-            &schema,
+            &mut sessions,
+            &query,
+            chrono::Utc::now().timestamp_micros(),
+            &carried,
+            watermark,
+            config.target_file_size,
+            lease,
         )
         .await?;
-        let (provisional, earliest) = provisional_of(&recomputed)?;
-        provisional_from = earliest;
-        report.sessions = recomputed.iter().map(RecordBatch::num_rows).sum();
-        report.provisional = provisional;
-        report.carried = carried.iter().map(RecordBatch::num_rows).sum();
+        provisional_from = replaced.earliest_provisional;
+        report.sessions = replaced.sessions;
+        report.provisional = replaced.provisional;
+        report.carried = replaced.carried;
         report.hours_replaced = replaced_hours(&windows);
         report.windows = windows;
-
-        let mut batches: Vec<RecordBatch> = recomputed.into_iter().chain(carried).collect();
-        if batches.is_empty() {
-            // The write needs an input even when it only removes rows.
-            batches.push(RecordBatch::new_empty(schema));
-        }
-        let props =
-            CommitProperties::default().with_application_transactions(vec![Transaction::new(
-                WATERMARK_APP_ID,
-                i64::try_from(upto).unwrap_or(i64::MAX),
-            )]);
-        lease.renew().await?;
-        sessions = sessions
-            .write(batches)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_replace_where(hours)
-            .with_commit_properties(props)
-            .await
-            .map_err(TableId::Sessions.delta_error())?;
     }
     let (rolled_up, rows) =
         update_hourly(lake, factory, &sessions, provisional_from, lease).await?;
@@ -290,36 +274,6 @@ async fn provisional_span(
     Ok(None)
 }
 
-/// How many of `batches` (rows of `sessions`) are provisional, and the earliest start
-/// among them.
-fn provisional_of(batches: &[RecordBatch]) -> Result<(usize, Option<i64>), CompactorError> {
-    let (mut count, mut earliest) = (0, None::<i64>);
-    for b in batches {
-        let column = |name: &str| {
-            b.column_by_name(name)
-                .cloned()
-                .ok_or_else(|| CompactorError::Unexpected {
-                    table: TableId::Sessions.name(),
-                    reason: format!("sessionized rows lack {name}"),
-                })
-        };
-        let finals = column(IS_FINAL)?;
-        let starts = column(SESSION_START)?;
-        let (finals, starts) = (
-            finals.as_boolean(),
-            starts.as_primitive::<TimestampMicrosecondType>(),
-        );
-        for i in 0..b.num_rows() {
-            if !finals.value(i) {
-                count += 1;
-                let start = starts.value(i);
-                earliest = Some(earliest.map_or(start, |e| e.min(start)));
-            }
-        }
-    }
-    Ok((count, earliest))
-}
-
 /// The start-hour partitions `windows` touch.
 fn replaced_hours(windows: &[Window]) -> usize {
     windows
@@ -330,14 +284,4 @@ fn replaced_hours(windows: &[Window]) -> usize {
             usize::try_from(n).unwrap_or(0)
         })
         .sum()
-}
-
-/// Runs `sql` in `ctx`, its batches conformed to `schema`.
-async fn collect(
-    ctx: &datafusion::prelude::SessionContext,
-    sql: &str,
-    schema: &arrow::datatypes::SchemaRef,
-) -> Result<Vec<RecordBatch>, CompactorError> {
-    let batches = collect_conformed(ctx, sql, schema).await?;
-    Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
 }
