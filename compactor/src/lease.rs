@@ -10,7 +10,7 @@
 //! `_`, so Delta readers and vacuum leave it alone.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use hourlake_catalog::TableId;
@@ -69,6 +69,8 @@ pub struct Lease {
     holder: String,
     epoch: u64,
     ttl: Duration,
+    /// When it was last taken or renewed.
+    renewed_at: Instant,
 }
 
 fn now_ms() -> i64 {
@@ -178,6 +180,7 @@ impl Lease {
             holder,
             epoch: next,
             ttl,
+            renewed_at: Instant::now(),
         };
         if create_epoch(table, lease.store.as_ref(), next, &lease.record()).await? {
             tracing::info!(table = table.name(), holder = %lease.holder, epoch = next, "compactor lease acquired");
@@ -230,6 +233,7 @@ impl Lease {
         let next = self.epoch + 1;
         if create_epoch(self.table, self.store.as_ref(), next, &self.record()).await? {
             self.epoch = next;
+            self.renewed_at = Instant::now();
             if next.is_multiple_of(KEEP_EPOCHS) {
                 self.cleanup().await;
             }
@@ -240,6 +244,17 @@ impl Lease {
                 .map(|(_, r)| r.holder)
                 .unwrap_or_default();
             Err(lost(holder))
+        }
+    }
+
+    /// Renews the lease once a third of its time to live has passed since it was last
+    /// taken or renewed: long work (a first sessionization over weeks of history) calls
+    /// it as it goes, so no other compactor takes the table over half-way.
+    pub async fn keep_alive(&mut self) -> Result<(), CompactorError> {
+        if self.renewed_at.elapsed() >= self.ttl / 3 {
+            self.renew().await
+        } else {
+            Ok(())
         }
     }
 
@@ -287,6 +302,34 @@ mod tests {
 
     fn store(dir: &std::path::Path) -> Arc<dyn ObjectStore> {
         Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap())
+    }
+
+    #[tokio::test]
+    async fn keep_alive_renews_once_a_third_of_the_time_to_live_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = TableId::Sessions;
+        let mut lease = Lease::acquire(t, store(dir.path()), "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let epoch = lease.epoch;
+        lease.keep_alive().await.unwrap();
+        assert_eq!(lease.epoch, epoch, "just taken: nothing to renew");
+        lease.renewed_at -= Duration::from_secs(21);
+        lease.keep_alive().await.unwrap();
+        assert_eq!(lease.epoch, epoch + 1, "21 s of 60: renewed");
+        lease.keep_alive().await.unwrap();
+        assert_eq!(lease.epoch, epoch + 1, "renewal restarts the clock");
+
+        // Once another holder took over (the lease had expired), keep_alive says so.
+        lease.ttl = Duration::ZERO;
+        lease.renew().await.unwrap();
+        let _other = Lease::acquire(t, store(dir.path()), "b", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(matches!(
+            lease.keep_alive().await,
+            Err(CompactorError::LeaseLost { holder, .. }) if holder == "b"
+        ));
     }
 
     #[tokio::test]

@@ -23,6 +23,9 @@ use crate::lease::Lease;
 use crate::plan::files_by_hour;
 use crate::CompactorError;
 
+/// How often a wait for the sorted events checks whether the lease needs renewing.
+const KEEP_ALIVE_POLL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What the replacement wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Replaced {
@@ -43,7 +46,7 @@ pub struct Replaced {
 /// Replaces the start-hour partitions of `sessions` that the windows of `recompute`
 /// touch with the sessions it yields and the rows of `carried` (SQL yielding the stored
 /// sessions to keep), in one commit carrying `watermark`. The caller holds the lease;
-/// it is renewed before the commit.
+/// it is kept alive as the rows stream and renewed before the commit.
 #[allow(clippy::too_many_arguments)]
 pub async fn replace_hours(
     ctx: &SessionContext,
@@ -69,7 +72,15 @@ pub async fn replace_hours(
         .await?;
     let mut exhausted = false;
     while !exhausted {
-        let recomputed = match events.next().await {
+        // The first events come only once the sort has read them all, which can take
+        // longer than the lease lives: keep it alive while waiting.
+        let next = loop {
+            match tokio::time::timeout(KEEP_ALIVE_POLL, events.next()).await {
+                Ok(next) => break next,
+                Err(_) => lease.keep_alive().await?,
+            }
+        };
+        let recomputed = match next {
             Some(batch) => fold.push(&batch?)?,
             None => {
                 exhausted = true;
@@ -80,6 +91,7 @@ pub async fn replace_hours(
             tally_provisional(&batch, &mut replaced)?;
             replaced.sessions += batch.num_rows();
             writer.write(batch).await.map_err(id.delta_error())?;
+            lease.keep_alive().await?;
         }
     }
     let mut stream = ctx.sql(carried).await?.execute_stream().await?;
@@ -90,6 +102,7 @@ pub async fn replace_hours(
         }
         replaced.carried += batch.num_rows();
         writer.write(batch).await.map_err(id.delta_error())?;
+        lease.keep_alive().await?;
     }
     let adds = writer.flush().await.map_err(id.delta_error())?;
 
