@@ -577,14 +577,17 @@ impl RecommendationIndex {
             .iter()
             .map(|f| f.path().into_owned())
             .collect();
-        // Until it is complete again, the index answers `index_loading`.
-        self.version.store(u64::MAX, Ordering::Release);
         self.clear();
         let loaded = self.read_files(table, &paths).await;
         // Rows read before newer ones moved the cutoff may have aged out meanwhile.
         self.sweep();
         self.refresh_metrics();
-        loaded?;
+        if let Err(e) = loaded {
+            // Half-filled: answer `index_loading` until a whole load succeeds, rather
+            // than follow on from the old version with rows missing.
+            self.version.store(u64::MAX, Ordering::Release);
+            return Err(e);
+        }
         self.version
             .store(table.version().unwrap_or(0), Ordering::Release);
         tracing::info!(
