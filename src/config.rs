@@ -136,6 +136,10 @@ pub struct ServerSection {
     pub workers: Vec<String>,
     /// KiB of Parquet one distributed scan task reads.
     pub distributed_kb_per_task: Option<usize>,
+    /// Served lists the recommendation lookup index keeps per user.
+    pub lookup_lists_per_user: Option<usize>,
+    /// Days a served list (or click) stays in the lookup index; 0: until pushed out.
+    pub lookup_max_age_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -591,6 +595,13 @@ pub struct ServeArgs {
     /// KiB of Parquet one distributed scan task reads. [default: 131072]
     #[arg(long, env = "HOURLAKE_DISTRIBUTED_KB_PER_TASK")]
     pub distributed_kb_per_task: Option<usize>,
+    /// Served lists the recommendation lookup index keeps per user. [default: 20]
+    #[arg(long, env = "HOURLAKE_LOOKUP_LISTS_PER_USER")]
+    pub lookup_lists_per_user: Option<usize>,
+    /// Days a served list or click stays in the lookup index (0: until newer lists push
+    /// it out). [default: 30]
+    #[arg(long, env = "HOURLAKE_LOOKUP_MAX_AGE_DAYS")]
+    pub lookup_max_age_days: Option<u64>,
 }
 
 impl ServeArgs {
@@ -619,6 +630,27 @@ impl ServeArgs {
             "[server] distributed_kb_per_task must be 1 or more"
         );
         Ok(bytes)
+    }
+
+    /// What the recommendation lookup index keeps: flags/env over `[server]` over defaults.
+    pub fn lookup(&self, file: &FileConfig) -> anyhow::Result<hourlake_query::LookupConfig> {
+        let f = &file.server;
+        let days = self
+            .lookup_max_age_days
+            .or(f.lookup_max_age_days)
+            .unwrap_or(hourlake_query::DEFAULT_LOOKUP_MAX_AGE_DAYS);
+        let secs = scaled("[server] lookup_max_age_days", days, 86_400)?;
+        let config = hourlake_query::LookupConfig {
+            lists_per_user: self
+                .lookup_lists_per_user
+                .or(f.lookup_lists_per_user)
+                .unwrap_or(hourlake_query::DEFAULT_LOOKUP_LISTS_PER_USER),
+            max_age: (secs > 0).then(|| Duration::from_secs(secs)),
+        };
+        config
+            .validate()
+            .context("invalid recommendation lookup settings")?;
+        Ok(config)
     }
 
     /// The HTTP address.
@@ -1035,6 +1067,8 @@ mod tests {
             cors_origins: Vec::new(),
             workers: Vec::new(),
             distributed_kb_per_task: None,
+            lookup_lists_per_user: None,
+            lookup_max_age_days: None,
         };
         let err = args.resolve(&file).unwrap_err();
         assert!(format!("{err:#}").contains("token is empty"), "{err:#}");
@@ -1050,6 +1084,41 @@ mod tests {
             toml::from_str("[server]\ntokens = [\"a\"]\nmax_statement_kb = 64\n").unwrap();
         let config = args.resolve(&file).unwrap();
         assert_eq!(config.statement_limits.max_bytes, 64 * 1024);
+    }
+
+    #[test]
+    fn lookup_settings_come_from_flags_over_the_file_over_defaults() {
+        let day = |d: u64| Some(Duration::from_secs(d * 86_400));
+        let args = defaults::<ServeArgs>();
+        let d = args.lookup(&FileConfig::default()).unwrap();
+        assert_eq!((d.lists_per_user, d.max_age), (20, day(30)));
+        let file: FileConfig =
+            toml::from_str("[server]\nlookup_lists_per_user = 5\nlookup_max_age_days = 7\n")
+                .unwrap();
+        let c = args.lookup(&file).unwrap();
+        assert_eq!((c.lists_per_user, c.max_age), (5, day(7)));
+        let flagged = ServeArgs {
+            lookup_lists_per_user: Some(3),
+            lookup_max_age_days: Some(0),
+            ..defaults::<ServeArgs>()
+        };
+        let c = flagged.lookup(&file).unwrap();
+        assert_eq!(
+            (c.lists_per_user, c.max_age),
+            (3, None),
+            "flags win; 0 days: no age"
+        );
+        let zero: FileConfig = toml::from_str("[server]\nlookup_lists_per_user = 0\n").unwrap();
+        assert!(args.lookup(&zero).is_err());
+        let huge: FileConfig = toml::from_str(&format!(
+            "[server]\nlookup_max_age_days = {}\n",
+            u64::MAX / 2
+        ))
+        .unwrap();
+        assert!(args.lookup(&huge).is_err());
+        // What the index is built with is what it keeps.
+        let index = hourlake_query::RecommendationIndex::new(c).unwrap();
+        assert_eq!(index.lists_per_user(), 3);
     }
 
     /// Flags as clap makes them from an empty command line.

@@ -289,7 +289,11 @@ async fn start_server(
         hourlake_query::QueryExecutor::new(live, &config).context("starting the query runtime")?,
     );
     // Recommendation lookups: rebuilt from the table now, then following its commits.
-    let index = Arc::new(hourlake_query::RecommendationIndex::new(20));
+    let index = Arc::new(
+        hourlake_query::RecommendationIndex::new(args.lookup(file)?)
+            .context("recommendation lookup settings")?,
+    );
+    index.register_metrics(&mut registry);
     executor.set_recommendations(index.clone());
     tokio::spawn(index.clone().follow(
         lake,

@@ -64,6 +64,43 @@ impl Default for ServerConfig {
     }
 }
 
+/// What the recommendation lookup index keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// Served lists kept per user, newest first (a lookup returns at most this many).
+    pub lists_per_user: usize,
+    /// Lists and clicks older than this (behind the newest event time seen, or now if
+    /// that is earlier) are dropped; `None` keeps them until `lists_per_user` newer come.
+    pub max_age: Option<Duration>,
+}
+
+/// Served lists kept per user when not configured.
+pub const DEFAULT_LOOKUP_LISTS_PER_USER: usize = 20;
+/// Days a served list stays in the lookup index when not configured.
+pub const DEFAULT_LOOKUP_MAX_AGE_DAYS: u64 = 30;
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig {
+            lists_per_user: DEFAULT_LOOKUP_LISTS_PER_USER,
+            max_age: Some(Duration::from_secs(DEFAULT_LOOKUP_MAX_AGE_DAYS * 86_400)),
+        }
+    }
+}
+
+impl LookupConfig {
+    /// Refuses an index that would keep nothing.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.lists_per_user == 0 {
+            return Err(ConfigError::Zero("lookup_lists_per_user"));
+        }
+        if self.max_age.is_some_and(|a| a.is_zero()) {
+            return Err(ConfigError::Zero("lookup_max_age"));
+        }
+        Ok(())
+    }
+}
+
 impl ServerConfig {
     /// Refuses settings that would open the server or make it refuse everything.
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -258,11 +258,11 @@ async fn recommendations(
             ));
         };
         let found = index.lookup(&user_id, limit);
-        Ok(axum::Json(serde_json::json!({
-            "user_id": user_id,
-            "recommendations": found,
-            "table_version": version,
-        }))
+        Ok(axum::Json(LookupAnswer {
+            recommendations: &found,
+            table_version: version,
+            user_id: &user_id,
+        })
         .into_response())
     })()
     .unwrap_or_else(IntoResponse::into_response);
@@ -270,6 +270,15 @@ async fn recommendations(
         .metrics
         .observe_lookup(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
+}
+
+/// The body of a recommendation lookup, serialized straight from the answer. (Fields in
+/// alphabetical order, as the endpoint has always written them.)
+#[derive(serde::Serialize)]
+struct LookupAnswer<'a> {
+    recommendations: &'a [crate::ServedRecommendations],
+    table_version: u64,
+    user_id: &'a str,
 }
 
 async fn not_found() -> Response {
@@ -675,4 +684,48 @@ async fn run(
         state.cache.insert(etag, result);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod lookup_answer_tests {
+    use super::LookupAnswer;
+    use crate::{RecommendedItem, ServedRecommendations};
+
+    #[test]
+    fn the_lookup_body_is_byte_for_byte_what_a_json_value_made() {
+        let found = vec![ServedRecommendations {
+            items: vec![
+                RecommendedItem {
+                    clicked: true,
+                    item_id: "i\"1".into(),
+                    rank: Some(1),
+                    score: Some(0.1 + 0.2),
+                },
+                RecommendedItem {
+                    clicked: false,
+                    item_id: "i2".into(),
+                    rank: None,
+                    score: None,
+                },
+            ],
+            model_version: None,
+            request_id: Some("req-1".into()),
+            served_at: "2026-01-10T00:01:00.000Z".into(),
+            surface: Some("home".into()),
+        }];
+        // What the endpoint wrote before it serialized its answer directly.
+        let before = serde_json::json!({
+            "user_id": "user-é",
+            "recommendations": found,
+            "table_version": 42u64,
+        })
+        .to_string();
+        let now = serde_json::to_string(&LookupAnswer {
+            recommendations: &found,
+            table_version: 42,
+            user_id: "user-é",
+        })
+        .unwrap();
+        assert_eq!(now, before);
+    }
 }

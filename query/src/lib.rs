@@ -56,7 +56,10 @@ mod runtime;
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigError, ServerConfig};
+pub use config::{
+    ConfigError, LookupConfig, ServerConfig, DEFAULT_LOOKUP_LISTS_PER_USER,
+    DEFAULT_LOOKUP_MAX_AGE_DAYS,
+};
 pub use error::ApiError;
 pub use executor::{
     Admission, CancelHandle, ExecutionStats, Parameters, PlannedQuery, QueryExecutor, ResultStream,
@@ -64,4 +67,5 @@ pub use executor::{
 pub use flight::FlightSqlServer;
 pub use format::{Format, Stats};
 pub use http::QueryServer;
-pub use lookup::{RecommendationIndex, RecommendedItem, ServedRecommendations};
+pub use lookup::{IndexSize, RecommendationIndex, RecommendedItem, ServedRecommendations};
+pub use metrics::LookupIndexMetrics;

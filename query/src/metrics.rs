@@ -96,6 +96,54 @@ impl QueryMetrics {
     }
 }
 
+/// Size of the recommendation lookup index, set after each batch of rows it applies and
+/// each eviction pass.
+#[derive(Debug, Clone, Default)]
+pub struct LookupIndexMetrics {
+    /// Users with a list or a click kept.
+    pub users: Gauge,
+    /// Served lists kept.
+    pub lists: Gauge,
+    /// Clicks kept.
+    pub clicks: Gauge,
+    /// Distinct item ids, model versions and surfaces interned.
+    pub strings: Gauge,
+    /// Estimated bytes of the index (users, lists, clicks, interned strings, tables).
+    pub bytes: Gauge,
+}
+
+impl LookupIndexMetrics {
+    /// Registers `hourlake_query_lookup_index_{users,lists,clicks,strings,bytes}`.
+    pub fn register(&self, registry: &mut Registry) {
+        let sub = registry.sub_registry_with_prefix("hourlake_query_lookup_index");
+        sub.register(
+            "users",
+            "Users in the recommendation lookup index",
+            self.users.clone(),
+        );
+        sub.register(
+            "lists",
+            "Served lists in the recommendation lookup index",
+            self.lists.clone(),
+        );
+        sub.register(
+            "clicks",
+            "Clicks in the recommendation lookup index",
+            self.clicks.clone(),
+        );
+        sub.register(
+            "strings",
+            "Distinct strings interned by the recommendation lookup index",
+            self.strings.clone(),
+        );
+        sub.register(
+            "bytes",
+            "Estimated bytes held by the recommendation lookup index",
+            self.bytes.clone(),
+        );
+    }
+}
+
 /// The gRPC outcome of a Flight SQL query.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {

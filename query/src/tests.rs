@@ -633,7 +633,13 @@ async fn recommendation_lookups_follow_new_commits() {
         ],
     )
     .await;
-    let index = Arc::new(crate::RecommendationIndex::new(5));
+    let index = Arc::new(
+        crate::RecommendationIndex::new(crate::LookupConfig {
+            lists_per_user: 5,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
     tokio::spawn(index.clone().follow(
         lake.clone(),
         Duration::from_millis(100),
