@@ -112,54 +112,67 @@ pub enum Merge {
 /// Distinct users (both rollups carry it).
 pub const USERS_SKETCH: Measure = Measure::new("users_sketch", Aggregate::Distinct("user_id"));
 
+/// The measures of `engagement_hourly` and `engagement_hourly_totals`.
+const ENGAGEMENT_MEASURES: &[Measure] = &[
+    Measure::new("events", Aggregate::Events),
+    USERS_SKETCH,
+    Measure::new("installs", Aggregate::EventsOf(EventType::Install)),
+    Measure::new("sessions", Aggregate::EventsOf(EventType::SessionStart)),
+    Measure::new(
+        "session_length_count",
+        Aggregate::Present("session_length_ms"),
+    ),
+    Measure::new(
+        "session_length_ms_sum",
+        Aggregate::Sum {
+            value: "session_length_ms",
+            of: None,
+            number: Number::Int64,
+        },
+    ),
+    Measure::new(
+        "session_length_sketch",
+        Aggregate::Quantiles("session_length_ms"),
+    ),
+    Measure::new("screen_views", Aggregate::EventsOf(EventType::ScreenView)),
+    Measure::new("clicks", Aggregate::EventsOf(EventType::Click)),
+    Measure::new("searches", Aggregate::EventsOf(EventType::Search)),
+    Measure::new(
+        "notification_views",
+        Aggregate::EventsOf(EventType::NotificationView),
+    ),
+    Measure::new(
+        "notification_opens",
+        Aggregate::EventsOf(EventType::NotificationOpen),
+    ),
+    Measure::new("purchases", Aggregate::EventsOf(EventType::Purchase)),
+    Measure::new(
+        "revenue",
+        Aggregate::Sum {
+            value: "amount",
+            of: Some(EventType::Purchase),
+            number: Number::Float64,
+        },
+    ),
+];
+
 /// `engagement_hourly`: app engagement by event type, device, app version and country.
 pub const ENGAGEMENT_HOURLY: Rollup = Rollup {
     table: TableId::EngagementHourly,
     source: TableId::EngagementEvents,
     final_rows: None,
     dimensions: &["event_type", "device_type", "app_version", "country"],
-    measures: &[
-        Measure::new("events", Aggregate::Events),
-        USERS_SKETCH,
-        Measure::new("installs", Aggregate::EventsOf(EventType::Install)),
-        Measure::new("sessions", Aggregate::EventsOf(EventType::SessionStart)),
-        Measure::new(
-            "session_length_count",
-            Aggregate::Present("session_length_ms"),
-        ),
-        Measure::new(
-            "session_length_ms_sum",
-            Aggregate::Sum {
-                value: "session_length_ms",
-                of: None,
-                number: Number::Int64,
-            },
-        ),
-        Measure::new(
-            "session_length_sketch",
-            Aggregate::Quantiles("session_length_ms"),
-        ),
-        Measure::new("screen_views", Aggregate::EventsOf(EventType::ScreenView)),
-        Measure::new("clicks", Aggregate::EventsOf(EventType::Click)),
-        Measure::new("searches", Aggregate::EventsOf(EventType::Search)),
-        Measure::new(
-            "notification_views",
-            Aggregate::EventsOf(EventType::NotificationView),
-        ),
-        Measure::new(
-            "notification_opens",
-            Aggregate::EventsOf(EventType::NotificationOpen),
-        ),
-        Measure::new("purchases", Aggregate::EventsOf(EventType::Purchase)),
-        Measure::new(
-            "revenue",
-            Aggregate::Sum {
-                value: "amount",
-                of: Some(EventType::Purchase),
-                number: Number::Float64,
-            },
-        ),
-    ],
+    measures: ENGAGEMENT_MEASURES,
+};
+
+/// `engagement_hourly_totals`: the same measures per hour over everything (the `ALL`
+/// row of `engagement_hourly`), which the dashboard views read.
+pub const ENGAGEMENT_HOURLY_TOTALS: Rollup = Rollup {
+    table: TableId::EngagementHourlyTotals,
+    source: TableId::EngagementEvents,
+    final_rows: None,
+    dimensions: &[],
+    measures: ENGAGEMENT_MEASURES,
 };
 
 /// `recommendation_hourly`: the recommendation funnel by model version and surface.
@@ -206,27 +219,45 @@ pub const SESSIONS_HOURLY: Rollup = Rollup {
     source: TableId::Sessions,
     final_rows: Some("is_final"),
     dimensions: &["device_type", "device_os", "app_version", "country"],
-    measures: &[
-        Measure::new("sessions", Aggregate::Events),
-        USERS_SKETCH,
-        count_where("duration_ms_sum", "duration_ms"),
-        Measure::new("duration_sketch", Aggregate::Quantiles("duration_ms")),
-        count_where("bounces", "CASE WHEN bounce THEN 1 ELSE 0 END"),
-        count_where("screen_views", "screen_views"),
-        count_where("events", "events"),
-        count_where("app_session_starts", "app_session_starts"),
-        count_where("app_session_length_ms_sum", "app_session_length_ms"),
-        count_where(
-            "app_agreeing_sessions",
-            "CASE WHEN app_session_agrees THEN 1 ELSE 0 END",
-        ),
-    ],
+    measures: SESSIONS_MEASURES,
 };
+
+/// `sessions_hourly_totals`: the same measures per start hour over every final session
+/// (the `ALL` row of `sessions_hourly`), which the session-length view reads.
+pub const SESSIONS_HOURLY_TOTALS: Rollup = Rollup {
+    table: TableId::SessionsHourlyTotals,
+    source: TableId::Sessions,
+    final_rows: Some("is_final"),
+    dimensions: &[],
+    measures: SESSIONS_MEASURES,
+};
+
+/// The measures of `sessions_hourly` and `sessions_hourly_totals`.
+const SESSIONS_MEASURES: &[Measure] = &[
+    Measure::new("sessions", Aggregate::Events),
+    USERS_SKETCH,
+    count_where("duration_ms_sum", "duration_ms"),
+    Measure::new("duration_sketch", Aggregate::Quantiles("duration_ms")),
+    count_where("bounces", "CASE WHEN bounce THEN 1 ELSE 0 END"),
+    count_where("screen_views", "screen_views"),
+    count_where("events", "events"),
+    count_where("app_session_starts", "app_session_starts"),
+    count_where("app_session_length_ms_sum", "app_session_length_ms"),
+    count_where(
+        "app_agreeing_sessions",
+        "CASE WHEN app_session_agrees THEN 1 ELSE 0 END",
+    ),
+];
 
 impl Rollup {
     /// Every rollup the compactor maintains.
-    pub const ALL: &'static [&'static Rollup] =
-        &[&ENGAGEMENT_HOURLY, &RECOMMENDATION_HOURLY, &SESSIONS_HOURLY];
+    pub const ALL: &'static [&'static Rollup] = &[
+        &ENGAGEMENT_HOURLY,
+        &ENGAGEMENT_HOURLY_TOTALS,
+        &RECOMMENDATION_HOURLY,
+        &SESSIONS_HOURLY,
+        &SESSIONS_HOURLY_TOTALS,
+    ];
 
     /// The Delta partition columns of every rollup table.
     pub const PARTITION_COLUMNS: &'static [&'static str] = &[EVENT_DATE];

@@ -17,6 +17,10 @@ pub enum TableId {
     /// Hourly rollup of `engagement_events` (written by the compactor; declared in
     /// [`rollup::ENGAGEMENT_HOURLY`]).
     EngagementHourly,
+    /// One row per hour of `engagement_events`: the `ALL` row of `engagement_hourly`
+    /// alone, so week- and month-long dashboards read a row per hour instead of every
+    /// combination of dimensions (declared in [`rollup::ENGAGEMENT_HOURLY_TOTALS`]).
+    EngagementHourlyTotals,
     /// Hourly rollup of `recommendation_events` (written by the compactor; declared in
     /// [`rollup::RECOMMENDATION_HOURLY`]).
     RecommendationHourly,
@@ -27,6 +31,9 @@ pub enum TableId {
     /// Hourly rollup of final `sessions` (written by the compactor; declared in
     /// [`rollup::SESSIONS_HOURLY`]).
     SessionsHourly,
+    /// One row per start hour of final `sessions`: the `ALL` row of `sessions_hourly`
+    /// alone (declared in [`rollup::SESSIONS_HOURLY_TOTALS`]).
+    SessionsHourlyTotals,
     /// The ledger of resent copies the compactor removed: where each was in Kafka and
     /// which copy was kept, so every offset stays accounted for after deduplication.
     RemovedDuplicates,
@@ -89,10 +96,12 @@ impl TableId {
         TableId::RecommendationEvents,
         TableId::DeadLetters,
         TableId::EngagementHourly,
+        TableId::EngagementHourlyTotals,
         TableId::RecommendationHourly,
         TableId::QualityHourly,
         TableId::Sessions,
         TableId::SessionsHourly,
+        TableId::SessionsHourlyTotals,
         TableId::RemovedDuplicates,
         TableId::ExpiredOffsets,
         TableId::ErasureLog,
@@ -111,9 +120,11 @@ impl TableId {
             TableId::RecommendationEvents => "recommendation_events",
             TableId::DeadLetters => "dead_letters",
             TableId::EngagementHourly => "engagement_hourly",
+            TableId::EngagementHourlyTotals => "engagement_hourly_totals",
             TableId::RecommendationHourly => "recommendation_hourly",
             TableId::Sessions => "sessions",
             TableId::SessionsHourly => "sessions_hourly",
+            TableId::SessionsHourlyTotals => "sessions_hourly_totals",
             TableId::RemovedDuplicates => "removed_duplicates",
             TableId::ExpiredOffsets => "expired_offsets",
             TableId::ErasureLog => "erasure_log",
@@ -140,9 +151,11 @@ impl TableId {
             TableId::RecommendationEvents => schema::recommendation_events(),
             TableId::DeadLetters => schema::dead_letters(),
             TableId::EngagementHourly => rollup::ENGAGEMENT_HOURLY.schema(),
+            TableId::EngagementHourlyTotals => rollup::ENGAGEMENT_HOURLY_TOTALS.schema(),
             TableId::RecommendationHourly => rollup::RECOMMENDATION_HOURLY.schema(),
             TableId::Sessions => schema::sessions(),
             TableId::SessionsHourly => rollup::SESSIONS_HOURLY.schema(),
+            TableId::SessionsHourlyTotals => rollup::SESSIONS_HOURLY_TOTALS.schema(),
             TableId::RemovedDuplicates => schema::removed_duplicates(),
             TableId::ExpiredOffsets => schema::expired_offsets(),
             TableId::ErasureLog => schema::erasure_log(),
@@ -159,9 +172,11 @@ impl TableId {
                 &[schema::EVENT_DATE, schema::EVENT_HOUR]
             }
             TableId::DeadLetters => &[schema::INGEST_DATE],
-            TableId::EngagementHourly | TableId::RecommendationHourly | TableId::SessionsHourly => {
-                Rollup::PARTITION_COLUMNS
-            }
+            TableId::EngagementHourly
+            | TableId::EngagementHourlyTotals
+            | TableId::RecommendationHourly
+            | TableId::SessionsHourly
+            | TableId::SessionsHourlyTotals => Rollup::PARTITION_COLUMNS,
             TableId::RemovedDuplicates => &[schema::EVENT_DATE],
             TableId::ExpiredOffsets => &[schema::SOURCE_TABLE],
             TableId::ErasureLog => &[],

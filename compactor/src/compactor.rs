@@ -489,7 +489,9 @@ impl Compactor {
                 m.log_entries_removed += rolled_m.log_entries_removed;
             }
             if derived {
-                for summary in [TableId::Sessions, TableId::SessionsHourly] {
+                let summaries = std::iter::once(TableId::Sessions)
+                    .chain(Rollup::of_source(TableId::Sessions).map(|r| r.table));
+                for summary in summaries {
                     let Some(mut t) = self.lake.open(summary).await? else {
                         continue;
                     };

@@ -25,7 +25,6 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
-use hourlake_catalog::rollup::SESSIONS_HOURLY;
 use hourlake_catalog::schema::{INGEST_DATE, KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TOPIC, USER_ID};
 use hourlake_catalog::{partition, Hour, Lake, Rollup, TableId};
 use hourlake_sql::SessionFactory;
@@ -507,15 +506,10 @@ async fn erase_sessions(
     deltalake::checkpoints::create_checkpoint(&table, None)
         .await
         .map_err(id.delta_error())?;
-    erased.files_purged += recompute_rollup(
-        lake,
-        factory,
-        lease,
-        &SESSIONS_HOURLY,
-        &table,
-        &erased.hours,
-    )
-    .await?;
+    for rollup in Rollup::of_source(id) {
+        erased.files_purged +=
+            recompute_rollup(lake, factory, lease, rollup, &table, &erased.hours).await?;
+    }
     Ok(erased)
 }
 

@@ -111,9 +111,11 @@ impl RetentionConfig {
             TableId::EngagementEvents | TableId::RecommendationEvents => self.events,
             TableId::DeadLetters => self.dead_letters,
             TableId::EngagementHourly
+            | TableId::EngagementHourlyTotals
             | TableId::RecommendationHourly
             | TableId::Sessions
-            | TableId::SessionsHourly => self.rollups,
+            | TableId::SessionsHourly
+            | TableId::SessionsHourlyTotals => self.rollups,
             TableId::RemovedDuplicates
             | TableId::ExpiredOffsets
             | TableId::ErasureLog
@@ -244,14 +246,14 @@ pub async fn expire(
     if let Some(keep) = config.retention.rollups {
         // The sessions derived from engagement events and their rollup are summaries
         // too: kept as long as the rollups.
-        let derived: &[TableId] = if id == TableId::EngagementEvents {
-            &[TableId::Sessions, TableId::SessionsHourly]
+        let derived: Vec<TableId> = if id == TableId::EngagementEvents {
+            std::iter::once(TableId::Sessions)
+                .chain(Rollup::of_source(TableId::Sessions).map(|r| r.table))
+                .collect()
         } else {
-            &[]
+            Vec::new()
         };
-        let summaries = Rollup::of_source(id)
-            .map(|r| r.table)
-            .chain(derived.iter().copied());
+        let summaries = Rollup::of_source(id).map(|r| r.table).chain(derived);
         for summary in summaries {
             let Some(mut rolled) = factory.lake().open(summary).await? else {
                 continue;

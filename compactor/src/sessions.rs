@@ -31,9 +31,9 @@
 //! span of history holds only the queries' spillable state. A pass with nothing changed
 //! and nothing provisional commits nothing.
 //!
-//! **sessions_hourly** ([`hourlake_catalog::rollup::SESSIONS_HOURLY`]) is kept by the
-//! rollup machinery ([`crate::rollup`]) with `sessions` as its source: it counts final
-//! sessions only. A start hour is rolled up once no provisional session starts in or
+//! **sessions_hourly** ([`hourlake_catalog::rollup::SESSIONS_HOURLY`]) and its `ALL`
+//! rows alone, `sessions_hourly_totals`, are kept by the rollup machinery
+//! ([`crate::rollup`]) with `sessions` as their source: they count final sessions only. A start hour is rolled up once no provisional session starts in or
 //! before it (from then on the views read its rollup rows); an hour already rolled up is
 //! recomputed whenever its sessions change, so rows never go stale. Until then the
 //! dashboard views read the hour's sessions raw, provisional ones included.
@@ -53,7 +53,7 @@ use std::collections::BTreeSet;
 use arrow::array::{Array, AsArray};
 use deltalake::kernel::Transaction;
 use deltalake::DeltaTable;
-use hourlake_catalog::rollup::SESSIONS_HOURLY;
+use hourlake_catalog::rollup::Rollup;
 use hourlake_catalog::schema::{IS_FINAL, SESSION_START};
 use hourlake_catalog::{Hour, Lake, TableId};
 use hourlake_sql::{register_table, SessionFactory};
@@ -203,7 +203,7 @@ pub async fn update(
     Ok(report)
 }
 
-/// Recomputes the `sessions_hourly` hours that need it (see the module doc): stale
+/// Recomputes the hours of the rollups of `sessions` that need it (see the module doc): stale
 /// hours (changed since its watermark, or never rolled up) that are either ready — no
 /// provisional session starts at or before them (`provisional_from`) — or already rolled
 /// up. Returns the hours and the rows written.
@@ -215,19 +215,26 @@ async fn update_hourly(
     lease: &mut Lease,
 ) -> Result<(Vec<Hour>, usize), CompactorError> {
     let upto = sessions.version().unwrap_or(0);
-    let mut pass = RollupPass::start(lake, factory, &SESSIONS_HOURLY, sessions, upto).await?;
-    for hour in files_by_hour(TableId::Sessions, sessions)?.into_keys() {
-        let ready = is_settled(hour, provisional_from);
-        if pass.is_stale(hour) && (ready || pass.is_rolled(hour)) {
-            pass.mark(hour);
+    let hours: Vec<Hour> = files_by_hour(TableId::Sessions, sessions)?
+        .into_keys()
+        .collect();
+    let (mut recomputed, mut rows) = (BTreeSet::new(), 0);
+    for rollup in Rollup::of_source(TableId::Sessions) {
+        let mut pass = RollupPass::start(lake, factory, rollup, sessions, upto).await?;
+        for &hour in &hours {
+            let ready = is_settled(hour, provisional_from);
+            if pass.is_stale(hour) && (ready || pass.is_rolled(hour)) {
+                pass.mark(hour);
+            }
         }
+        if pass.stale.is_empty() {
+            continue;
+        }
+        lease.renew().await?;
+        rows += pass.recompute(factory, sessions, upto).await?;
+        recomputed.extend(pass.stale);
     }
-    if pass.stale.is_empty() {
-        return Ok((Vec::new(), 0));
-    }
-    lease.renew().await?;
-    let rows = pass.recompute(factory, sessions, upto).await?;
-    Ok((pass.stale, rows))
+    Ok((recomputed.into_iter().collect(), rows))
 }
 
 /// The earliest start of a provisional session in `sessions` (the table), if any: the

@@ -373,6 +373,9 @@ async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() 
     append(&lake, &agreeing).await;
     compact(&lake).await;
     for rollup in Rollup::ALL {
+        if rollup.dimensions.is_empty() {
+            continue; // the totals: compared with their full rollup's ALL row below
+        }
         let rows = |op: &str| {
             let dims: Vec<String> = rollup
                 .dimensions
@@ -420,6 +423,69 @@ async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() 
             );
         }
     }
+
+    // Each totals rollup holds, for every hour, its full rollup's ALL row: the same
+    // counts and sums exactly, the same sketch estimates within their error.
+    let mut totals_checked = 0;
+    for totals in Rollup::ALL.iter().filter(|r| r.dimensions.is_empty()) {
+        let full = Rollup::of_source(totals.source)
+            .find(|r| !r.dimensions.is_empty() && r.measures == totals.measures)
+            .expect("a full rollup with the same measures");
+        let all_row: Vec<String> = full
+            .dimensions
+            .iter()
+            .map(|d| format!("f.{d} = '{ALL_MEMBER}'"))
+            .collect();
+        let rows_of = |t: TableId| async move {
+            scalar_i64(&lake, &format!("SELECT count(*) FROM {t}")).await
+        };
+        let hours_covered = rows_of(totals.table).await;
+        assert!(hours_covered >= hours.len() as i64, "{}", totals.table);
+        for m in totals.measures {
+            let (a, b, tolerance) = match m.aggregate.merge() {
+                Merge::Sum => (format!("t.{}", m.name), format!("f.{}", m.name), 0.0),
+                Merge::HllUnion => (
+                    format!("hll_estimate(t.{})", m.name),
+                    format!("hll_estimate(f.{})", m.name),
+                    0.03,
+                ),
+                Merge::QuantileUnion => (
+                    format!("quantile_estimate(t.{}, 0.5)", m.name),
+                    format!("quantile_estimate(f.{}, 0.5)", m.name),
+                    0.1,
+                ),
+            };
+            let sql = format!(
+                "SELECT count(*) FROM {totals_table} t JOIN {full_table} f \
+                   ON t.event_date = f.event_date AND t.event_hour = f.event_hour AND {all} \
+                 WHERE abs(CAST({a} AS DOUBLE) - CAST({b} AS DOUBLE)) \
+                   > {tolerance} * abs(CAST({b} AS DOUBLE)) \
+                   OR ({a} IS NULL) <> ({b} IS NULL)",
+                totals_table = totals.table,
+                full_table = full.table,
+                all = all_row.join(" AND "),
+            );
+            assert_eq!(scalar_i64(&lake, &sql).await, 0, "{}.{}", totals.table, m.name);
+        }
+        let joined = scalar_i64(
+            &lake,
+            &format!(
+                "SELECT count(*) FROM {} t JOIN {} f \
+                   ON t.event_date = f.event_date AND t.event_hour = f.event_hour AND {}",
+                totals.table,
+                full.table,
+                all_row.join(" AND ")
+            ),
+        )
+        .await;
+        assert_eq!(joined, hours_covered, "every totals row has its ALL row");
+        assert!(
+            rows_of(full.table).await > hours_covered,
+            "the full rollup holds more rows than one per hour"
+        );
+        totals_checked += 1;
+    }
+    assert_eq!(totals_checked, 2);
 }
 
 /// The dashboard views answer the same for an hour whether they read its rollup rows

@@ -46,10 +46,11 @@ struct HourlyView {
     columns: &'static [(&'static str, &'static str)],
 }
 
-/// `hourly_engagement`: one row per hour.
+/// `hourly_engagement`: one row per hour, from the totals rollup (a row per hour,
+/// where `engagement_hourly` holds every combination of dimensions).
 const HOURLY_ENGAGEMENT: HourlyView = HourlyView {
     name: "hourly_engagement",
-    rollup: &rollup::ENGAGEMENT_HOURLY,
+    rollup: &rollup::ENGAGEMENT_HOURLY_TOTALS,
     by: &[],
     columns: &[
         ("events", "events"),
@@ -94,10 +95,11 @@ const RECOMMENDATION_CTR: HourlyView = HourlyView {
     ],
 };
 
-/// `session_length`: one row per start hour — sessions, mean, p50 and p95 length.
+/// `session_length`: one row per start hour — sessions, mean, p50 and p95 length (from
+/// the totals rollup).
 const SESSION_LENGTH: HourlyView = HourlyView {
     name: "session_length",
-    rollup: &rollup::SESSIONS_HOURLY,
+    rollup: &rollup::SESSIONS_HOURLY_TOTALS,
     by: &[],
     columns: &[
         ("sessions", "sessions"),
@@ -308,11 +310,9 @@ mod tests {
             "FROM recommendation_events WHERE {}) WHERE _copy = 1",
             hour.sql_predicate()
         )));
+        // Views without dimensions read the totals: a row per hour, nothing to filter.
         let engagement = HOURLY_ENGAGEMENT.sql(true, &[]);
-        assert!(engagement.contains(
-            "FROM engagement_hourly WHERE event_type = 'ALL' AND device_type = 'ALL' \
-             AND app_version = 'ALL' AND country = 'ALL' UNION ALL"
-        ));
+        assert!(engagement.contains("FROM engagement_hourly_totals WHERE true UNION ALL"));
         assert!(engagement.contains("FROM engagement_events WHERE false)"));
         // Before the rollup table exists every hour is raw, and nothing reads it.
         let raw_only = RECOMMENDATION_CTR.sql(false, &[]);
@@ -327,6 +327,8 @@ mod tests {
             "FROM (SELECT * FROM sessions WHERE {}) GROUP BY",
             hour.sql_predicate()
         )));
-        assert!(sessions.contains("FROM sessions_hourly WHERE device_type = 'ALL'"));
+        assert!(sessions.contains("FROM sessions_hourly_totals WHERE true UNION ALL"));
+        let bounces = BOUNCE_RATE.sql(true, &[hour]);
+        assert!(bounces.contains("FROM sessions_hourly WHERE device_type <> 'ALL' AND device_os = 'ALL'"));
     }
 }

@@ -79,7 +79,11 @@ pub(crate) async fn compute(
     let mut events: BTreeMap<Hour, i64> = hours.iter().map(|h| (*h, 0)).collect();
     // The rollups of the event tables (`sessions_hourly` is read by `session_figures`).
     for rollup in Rollup::ALL {
-        if !TableId::EVENTS.contains(&rollup.source) || !sources.has(rollup.table) {
+        // A rollup without dimensions (the totals) repeats its full rollup's ALL rows.
+        if !TableId::EVENTS.contains(&rollup.source)
+            || rollup.dimensions.is_empty()
+            || !sources.has(rollup.table)
+        {
             continue;
         }
         let headline = headline_figures(sources, rollup, hours).await?;

@@ -286,7 +286,12 @@ async fn answers_what_the_delta_provider_answers() {
         TableId::LEDGERS.contains(t)
             || TableId::ACCOUNTING.contains(t)
             || TableId::QUALITY.contains(t)
-            || [TableId::Sessions, TableId::SessionsHourly].contains(t)
+            || [
+                TableId::Sessions,
+                TableId::SessionsHourly,
+                TableId::SessionsHourlyTotals,
+            ]
+            .contains(t)
     };
     let mut compared = 0;
     for table in TableId::ALL {
