@@ -113,10 +113,13 @@ async fn spark_reads_every_table_with_hourlakes_counts_and_sketch_estimates() {
     let mut hll = Vec::new();
     for rollup in Rollup::ALL {
         let table = rollup.table.name();
-        let all_rows = rollup
-            .dimensions
-            .iter()
-            .map(|d| format!("{d} = '{ALL_MEMBER}'"))
+        let all_rows = std::iter::once("true".to_string())
+            .chain(
+                rollup
+                    .dimensions
+                    .iter()
+                    .map(|d| format!("{d} = '{ALL_MEMBER}'")),
+            )
             .collect::<Vec<_>>()
             .join(" AND ");
         let hours: Vec<Value> = rows(
@@ -179,7 +182,7 @@ async fn spark_reads_every_table_with_hourlakes_counts_and_sketch_estimates() {
         .as_array()
         .map(|h| h.iter().filter_map(|x| x["hours_checked"].as_u64()).sum())
         .unwrap_or(0);
-    // Every hour of every rollup (engagement, recommendation, sessions).
+    // Every hour of every rollup (engagement, recommendation, sessions, the totals).
     assert_eq!(hll.len(), Rollup::ALL.len());
     assert_eq!(
         hours_checked as usize,
