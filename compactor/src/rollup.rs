@@ -59,16 +59,20 @@ pub fn rollup_sql(
     let dims = rollup.dimensions;
     // Missing dimension values become 'unknown' before grouping, so NULL after
     // grouping can only mean "all values": the ALL rows.
-    let dim_inputs = dims
+    // Each with its separating ", " (nothing for a rollup without dimensions).
+    let dim_inputs: String = dims
         .iter()
-        .map(|d| format!("{} AS {d}", dimension_value_sql(d)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let dim_outputs = dims
+        .map(|d| format!(", {} AS {d}", dimension_value_sql(d)))
+        .collect();
+    let dim_outputs: String = dims
         .iter()
-        .map(|d| format!("coalesce({d}, '{ALL_MEMBER}') AS {d}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .map(|d| format!("coalesce({d}, '{ALL_MEMBER}') AS {d}, "))
+        .collect();
+    let except = if dims.is_empty() {
+        String::new()
+    } else {
+        format!(" EXCEPT ({})", dims.join(", "))
+    };
     let mut rows = format!("({})", Hour::sql_predicate_any(hours));
     if let Some(final_rows) = rollup.final_rows {
         rows = format!("{rows} AND ({final_rows})");
@@ -78,12 +82,11 @@ pub fn rollup_sql(
     }
     format!(
         "WITH deduplicated AS ( \
-           SELECT * EXCEPT ({dim_list}), {dim_inputs} FROM {src} s WHERE {rows}) \
-         SELECT {EVENT_HOUR}, {dim_outputs}, {measures}, \
+           SELECT *{except}{dim_inputs} FROM {src} s WHERE {rows}) \
+         SELECT {EVENT_HOUR}, {dim_outputs}{measures}, \
            CAST({source_version} AS BIGINT) AS {SOURCE_VERSION}, now() AS {COMPUTED_AT}, {EVENT_DATE} \
          FROM deduplicated \
          GROUP BY GROUPING SETS ({sets})",
-        dim_list = dims.join(", "),
         src = rollup.source.name(),
         measures = rollup.measures_sql(),
         sets = grouping_sets(dims),
@@ -241,7 +244,9 @@ impl RollupPass {
 
 #[cfg(test)]
 mod tests {
-    use hourlake_catalog::rollup::{ENGAGEMENT_HOURLY, RECOMMENDATION_HOURLY};
+    use hourlake_catalog::rollup::{
+        ENGAGEMENT_HOURLY, ENGAGEMENT_HOURLY_TOTALS, RECOMMENDATION_HOURLY,
+    };
 
     use super::*;
 
@@ -257,6 +262,27 @@ mod tests {
                 .matches('(')
                 .count(),
             16
+        );
+    }
+
+    #[test]
+    fn a_rollup_without_dimensions_groups_by_the_hour_alone() {
+        let hour = Hour {
+            date: 20_000,
+            hour: 7,
+        };
+        let sql = rollup_sql(&ENGAGEMENT_HOURLY_TOTALS, &[hour], 42, None);
+        assert!(
+            sql.contains("SELECT * FROM engagement_events s WHERE"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("SELECT event_hour, count(*) AS events,"),
+            "{sql}"
+        );
+        assert!(
+            sql.ends_with("GROUP BY GROUPING SETS ((event_date, event_hour))"),
+            "{sql}"
         );
     }
 

@@ -436,10 +436,8 @@ async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() 
             .iter()
             .map(|d| format!("f.{d} = '{ALL_MEMBER}'"))
             .collect();
-        let rows_of = |t: TableId| async move {
-            scalar_i64(&lake, &format!("SELECT count(*) FROM {t}")).await
-        };
-        let hours_covered = rows_of(totals.table).await;
+        let count = |t: TableId| format!("SELECT count(*) FROM {t}");
+        let hours_covered = scalar_i64(&lake, &count(totals.table)).await;
         assert!(hours_covered >= hours.len() as i64, "{}", totals.table);
         for m in totals.measures {
             let (a, b, tolerance) = match m.aggregate.merge() {
@@ -465,7 +463,13 @@ async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() 
                 full_table = full.table,
                 all = all_row.join(" AND "),
             );
-            assert_eq!(scalar_i64(&lake, &sql).await, 0, "{}.{}", totals.table, m.name);
+            assert_eq!(
+                scalar_i64(&lake, &sql).await,
+                0,
+                "{}.{}",
+                totals.table,
+                m.name
+            );
         }
         let joined = scalar_i64(
             &lake,
@@ -480,7 +484,7 @@ async fn merging_detailed_rollup_rows_by_each_measures_rule_gives_the_all_row() 
         .await;
         assert_eq!(joined, hours_covered, "every totals row has its ALL row");
         assert!(
-            rows_of(full.table).await > hours_covered,
+            scalar_i64(&lake, &count(full.table)).await > hours_covered,
             "the full rollup holds more rows than one per hour"
         );
         totals_checked += 1;

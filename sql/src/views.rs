@@ -329,6 +329,7 @@ mod tests {
         )));
         assert!(sessions.contains("FROM sessions_hourly_totals WHERE true UNION ALL"));
         let bounces = BOUNCE_RATE.sql(true, &[hour]);
-        assert!(bounces.contains("FROM sessions_hourly WHERE device_type <> 'ALL' AND device_os = 'ALL'"));
+        assert!(bounces
+            .contains("FROM sessions_hourly WHERE device_type <> 'ALL' AND device_os = 'ALL'"));
     }
 }

@@ -252,20 +252,24 @@ async fn old_partitions_go_whole_and_every_offset_stays_accounted_for() {
         tables,
         [
             TableId::EngagementHourly,
+            TableId::EngagementHourlyTotals,
             TableId::Sessions,
-            TableId::SessionsHourly
+            TableId::SessionsHourly,
+            TableId::SessionsHourlyTotals
         ],
         "{report}"
     );
-    for table in ["sessions", "sessions_hourly"] {
+    for table in ["sessions", "sessions_hourly", "sessions_hourly_totals"] {
         assert!(hours_of(&lake, table)
             .await
             .is_subset(&recent.iter().copied().collect()));
     }
-    assert_eq!(
-        hours_of(&lake, "engagement_hourly").await,
-        recent.iter().copied().collect()
-    );
+    for table in ["engagement_hourly", "engagement_hourly_totals"] {
+        assert_eq!(
+            hours_of(&lake, table).await,
+            recent.iter().copied().collect()
+        );
+    }
     // Trimmed hours are not rolled up again, and a second pass drops nothing.
     let report = trimming.run_pass_with_maintenance().await.unwrap();
     assert!(report.dropped.is_empty(), "{report}");

@@ -20,8 +20,8 @@ use deltalake::protocol::SaveMode;
 use deltalake::TableProperty;
 use hourlake_catalog::partition::hour_start_micros;
 use hourlake_catalog::rollup::{
-    dimension_value_sql, Rollup, ALL_MEMBER, COMPUTED_AT, ENGAGEMENT_HOURLY, RECOMMENDATION_HOURLY,
-    SOURCE_VERSION,
+    dimension_value_sql, Rollup, ALL_MEMBER, COMPUTED_AT, ENGAGEMENT_HOURLY,
+    ENGAGEMENT_HOURLY_TOTALS, RECOMMENDATION_HOURLY, SOURCE_VERSION,
 };
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
 use hourlake_catalog::{Hour, Lake, TableId};
@@ -100,10 +100,10 @@ async fn write_rollup(lake: &Lake, ctx: &SessionContext, rollup: &Rollup, by: &[
         .collect();
     let date = Hour { date: day, hour: 0 }.date_string();
     let sql = format!(
-        "SELECT {EVENT_HOUR}, {}, {}, CAST(1 AS BIGINT) AS {SOURCE_VERSION}, \
+        "SELECT {EVENT_HOUR}, {}{}, CAST(1 AS BIGINT) AS {SOURCE_VERSION}, \
          now() AS {COMPUTED_AT}, {EVENT_DATE} FROM {} WHERE {EVENT_DATE} = DATE '{date}' \
          GROUP BY {}",
-        dims.join(", "),
+        dims.iter().map(|d| format!("{d}, ")).collect::<String>(),
         rollup.measures_sql(),
         rollup.source,
         group_by.join(", "),
@@ -155,6 +155,7 @@ async fn lake(dir: &std::path::Path) -> Lake {
     append(&lake, TableId::DeadLetters, dead_letters()).await;
     let ctx = SessionFactory::new(lake.clone()).session().await.unwrap();
     write_rollup(&lake, &ctx, &ENGAGEMENT_HOURLY, &[], DAY).await;
+    write_rollup(&lake, &ctx, &ENGAGEMENT_HOURLY_TOTALS, &[], DAY).await;
     write_rollup(
         &lake,
         &ctx,
