@@ -21,9 +21,11 @@ for _ in $(seq 1 300); do
 done
 # Wait for the index to load (503 until then).
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADDR/v1/users/user-1/recommendations")" = 200 ]; do sleep 0.5; done
-echo "index loaded; server at $ADDR (RSS $(ps -o rss= -p $SERVER) KiB)"
+echo "index loaded; server at $ADDR (RSS $(ps -o rss= -p $SERVER) KiB, peak $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status) KiB)"
 for CONNECTIONS in 2 4 16 64; do
   echo "== $CONNECTIONS connections, up to 2 wrk threads, ${SECONDS_PER_STEP}s"
   wrk -t"$(( CONNECTIONS < 2 ? 1 : 2 ))" -c"$CONNECTIONS" -d"${SECONDS_PER_STEP}s" --latency -s benches/lookup.lua "http://$ADDR" \
     | grep -E 'Requests/sec|Latency  |50%|90%|99%|requests in'
 done
+# Memory after the load: resident now, and the peak over the server's life (loading included).
+echo "after the load: RSS $(ps -o rss= -p $SERVER) KiB, peak $(awk '/VmHWM/ {print $2}' /proc/$SERVER/status) KiB"

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
@@ -18,6 +19,7 @@ use hourlake_catalog::schema::KAFKA_OFFSET;
 use hourlake_catalog::TableId;
 
 use crate::offsets::{app_id, TopicPartition};
+use crate::partition_rows::partition_indices;
 use crate::IngestError;
 
 /// What one table's commit should contain.
@@ -100,6 +102,15 @@ pub fn writer_properties() -> WriterProperties {
     builder.build()
 }
 
+/// Writes `rows` and closes the files they went to; returns their `add` actions.
+async fn write_file(
+    writer: &mut RecordBatchWriter,
+    rows: RecordBatch,
+) -> Result<Vec<Action>, DeltaTableError> {
+    writer.write(rows).await?;
+    Ok(writer.flush().await?.into_iter().map(Action::Add).collect())
+}
+
 /// Writes and commits one table's part of a flush, retrying transient failures.
 /// Files are written under fresh names and only become visible through the commit,
 /// so a crash or a failed commit leaves no visible data.
@@ -122,14 +133,25 @@ pub async fn commit_table(
         let mut writer = RecordBatchWriter::for_table(table)
             .map_err(id.delta_error())?
             .with_writer_properties(writer_properties());
-        writer.write(batch).await.map_err(id.delta_error())?;
-        adds = writer
-            .flush()
-            .await
-            .map_err(id.delta_error())?
-            .into_iter()
-            .map(Action::Add)
-            .collect();
+        // One hour's file at a time: each is closed (and its encoders freed) before
+        // the next hour's is opened.
+        match partition_indices(&batch, id.partition_columns())? {
+            Some(groups) => {
+                for rows in &groups {
+                    let part = take_record_batch(&batch, rows)?;
+                    adds.extend(
+                        write_file(&mut writer, part)
+                            .await
+                            .map_err(id.delta_error())?,
+                    );
+                }
+            }
+            None => adds.extend(
+                write_file(&mut writer, batch)
+                    .await
+                    .map_err(id.delta_error())?,
+            ),
+        }
     }
     let txns: Vec<Transaction> = job
         .progress

@@ -56,6 +56,7 @@ mod metrics;
 mod minute_counts;
 mod offline;
 mod offsets;
+mod partition_rows;
 mod pipeline;
 mod rejection;
 mod rows;
