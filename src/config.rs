@@ -294,10 +294,10 @@ pub struct IngestArgs {
     /// Consumer group (also the prefix of the Delta txn app ids). [default: hourlake]
     #[arg(long, env = "HOURLAKE_GROUP")]
     pub group: Option<String>,
-    /// Commit at least this often while anything is buffered. [default: 1000]
+    /// Commit at least this often while anything is buffered. [default: 500]
     #[arg(long, env = "HOURLAKE_MAX_LATENCY_MS")]
     pub max_latency_ms: Option<u64>,
-    /// Commit once this many rows are buffered. [default: 250000]
+    /// Commit once this many rows are buffered. [default: 100000]
     #[arg(long)]
     pub max_rows: Option<usize>,
     /// Write a Delta checkpoint every N commits of a table. [default: 100]

@@ -10,7 +10,9 @@ use deltalake::kernel::transaction::{
 };
 use deltalake::kernel::{Action, Transaction};
 use deltalake::parquet::basic::{Compression, Encoding, ZstdLevel};
-use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::file::properties::{
+    EnabledStatistics, WriterProperties, WriterPropertiesBuilder,
+};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
@@ -80,11 +82,20 @@ const UNPRUNABLE_COLUMNS: [&str; 5] = [
     "properties",
 ];
 
-/// How ingest writes its Parquet files: zstd(1), smaller than snappy and about as fast
-/// here (LZ4 measured 60 % larger files for 8 % less write CPU); dictionaries only where
-/// values repeat; deltas for rising numbers; statistics only where they can prune.
-/// Together a tenth less write CPU and a tenth smaller files than parquet's defaults
-/// (benches/RESULTS.md).
+/// Below this many rows an hour's file in a window is a straggler (late events, or a
+/// quiet hour), written plainly: snappy, no dictionaries, no delta encoding. parquet sets
+/// up per column of every file a zstd compression and decompression context, a dictionary
+/// table and a 1 MiB delta buffer, which for a file of a few dozen rows cost more than
+/// writing its rows — with one-second windows, whose late events spread over dozens of
+/// hours, a tenth of ingest's CPU went to zstd contexts alone. The compactor rewrites
+/// such files.
+pub const STRAGGLER_ROWS: usize = 10_000;
+
+/// How ingest writes its Parquet files of at least [`STRAGGLER_ROWS`] rows: zstd(1),
+/// smaller than snappy and about as fast here (LZ4 measured 60 % larger files for 8 %
+/// less write CPU); dictionaries only where values repeat; deltas for rising numbers;
+/// statistics only where they can prune. Together a tenth less write CPU and a tenth
+/// smaller files than parquet's defaults (benches/RESULTS.md).
 pub fn writer_properties() -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()));
@@ -95,20 +106,62 @@ pub fn writer_properties() -> WriterProperties {
         builder =
             builder.set_column_encoding(ColumnPath::from(column), Encoding::DELTA_BINARY_PACKED);
     }
+    prunable_statistics(builder).build()
+}
+
+/// How ingest writes files of fewer than [`STRAGGLER_ROWS`] rows: snappy, plain
+/// encodings, the same statistics as [`writer_properties`].
+pub fn straggler_writer_properties() -> WriterProperties {
+    let builder = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false);
+    prunable_statistics(builder).build()
+}
+
+/// Statistics only on the columns whose ranges can prune a file.
+fn prunable_statistics(mut builder: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
     for column in UNPRUNABLE_COLUMNS {
         builder = builder
             .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::None);
     }
-    builder.build()
+    builder
 }
 
-/// Writes `rows` and closes the files they went to; returns their `add` actions.
-async fn write_file(
-    writer: &mut RecordBatchWriter,
-    rows: RecordBatch,
-) -> Result<Vec<Action>, DeltaTableError> {
-    writer.write(rows).await?;
-    Ok(writer.flush().await?.into_iter().map(Action::Add).collect())
+/// One table's Parquet writers for a flush: zstd for full files, snappy for stragglers
+/// (each made when first needed).
+struct HourWriters<'a> {
+    table: &'a DeltaTable,
+    full: Option<RecordBatchWriter>,
+    straggler: Option<RecordBatchWriter>,
+}
+
+impl<'a> HourWriters<'a> {
+    fn new(table: &'a DeltaTable) -> HourWriters<'a> {
+        HourWriters {
+            table,
+            full: None,
+            straggler: None,
+        }
+    }
+
+    /// Writes `rows` (one partition's, or rows of several partitions that each get a
+    /// file) and closes the files they went to; returns their `add` actions.
+    async fn write(&mut self, rows: RecordBatch) -> Result<Vec<Action>, DeltaTableError> {
+        let (slot, properties): (_, fn() -> WriterProperties) = if rows.num_rows() < STRAGGLER_ROWS
+        {
+            (&mut self.straggler, straggler_writer_properties)
+        } else {
+            (&mut self.full, writer_properties)
+        };
+        let writer = match slot {
+            Some(writer) => writer,
+            None => slot.insert(
+                RecordBatchWriter::for_table(self.table)?.with_writer_properties(properties()),
+            ),
+        };
+        writer.write(rows).await?;
+        Ok(writer.flush().await?.into_iter().map(Action::Add).collect())
+    }
 }
 
 /// Writes and commits one table's part of a flush, retrying transient failures.
@@ -130,27 +183,17 @@ pub async fn commit_table(
     }
     let mut adds: Vec<Action> = Vec::new();
     if let Some(batch) = job.batch {
-        let mut writer = RecordBatchWriter::for_table(table)
-            .map_err(id.delta_error())?
-            .with_writer_properties(writer_properties());
+        let mut writers = HourWriters::new(table);
         // One hour's file at a time: each is closed (and its encoders freed) before
         // the next hour's is opened.
         match partition_indices(&batch, id.partition_columns())? {
             Some(groups) => {
                 for rows in &groups {
                     let part = take_record_batch(&batch, rows)?;
-                    adds.extend(
-                        write_file(&mut writer, part)
-                            .await
-                            .map_err(id.delta_error())?,
-                    );
+                    adds.extend(writers.write(part).await.map_err(id.delta_error())?);
                 }
             }
-            None => adds.extend(
-                write_file(&mut writer, batch)
-                    .await
-                    .map_err(id.delta_error())?,
-            ),
+            None => adds.extend(writers.write(batch).await.map_err(id.delta_error())?),
         }
     }
     let txns: Vec<Transaction> = job
@@ -372,47 +415,84 @@ mod tests {
         out
     }
 
+    /// A full hour's file: zstd, dictionaries only where values repeat, deltas for rising
+    /// numbers, statistics only where they prune. A straggler's (the row of the next
+    /// hour, in the same commit): snappy and plain encodings, the same statistics.
     #[tokio::test]
-    async fn files_use_dictionaries_deltas_and_statistics_per_column() {
+    async fn full_files_and_stragglers_are_each_written_their_own_way() {
+        use std::sync::Arc;
+
+        use arrow::array::{AsArray, Int32Array};
+        use arrow::compute::concat_batches;
+        use arrow::datatypes::Int32Type;
+        use deltalake::parquet::file::metadata::ColumnChunkMetaData;
         use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
 
         let (dir, _lake, mut table) = new_engagement_table().await;
+        let mut rows = vec![one_event_batch(1); STRAGGLER_ROWS];
+        let late = one_event_batch(2);
+        let hour = late.schema().index_of("event_hour").unwrap();
+        let full_hour = late.column(hour).as_primitive::<Int32Type>().value(0);
+        let mut columns = late.columns().to_vec();
+        columns[hour] = Arc::new(Int32Array::from(vec![(full_hour + 1) % 24]));
+        rows.push(RecordBatch::try_new(late.schema(), columns).unwrap());
         let commit = TableCommit {
             table: TableId::EngagementEvents,
-            batch: Some(one_event_batch(5)),
-            progress: vec![(TopicPartition::new("t", 0), 5, None)],
+            batch: Some(concat_batches(&rows[0].schema(), &rows).unwrap()),
+            progress: vec![(TopicPartition::new("t", 0), 2, None)],
         };
         commit_table(&mut table, "g", commit, 0).await.unwrap();
 
-        let files = parquet_files(dir.path());
-        assert_eq!(files.len(), 1, "{files:?}");
-        let reader = SerializedFileReader::new(std::fs::File::open(&files[0]).unwrap()).unwrap();
-        let row_group = reader.metadata().row_group(0);
-        let column = |name: &str| {
-            row_group
-                .columns()
+        let mut files: Vec<(i64, Vec<ColumnChunkMetaData>)> = parquet_files(dir.path())
+            .iter()
+            .map(|path| {
+                let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+                let metadata = reader.metadata();
+                (
+                    metadata.file_metadata().num_rows(),
+                    metadata.row_group(0).columns().to_vec(),
+                )
+            })
+            .collect();
+        files.sort_by_key(|(rows, _)| *rows);
+        let [(1, straggler), (full_rows, full)] = files.as_slice() else {
+            panic!("want a one-row file and a full one: {files:?}");
+        };
+        assert_eq!(*full_rows, STRAGGLER_ROWS as i64);
+        let column = |columns: &[ColumnChunkMetaData], name: &str| {
+            columns
                 .iter()
                 .find(|c| c.column_path().string() == name)
                 .unwrap_or_else(|| panic!("no column {name}"))
+                .clone()
         };
-        let offset = column(KAFKA_OFFSET);
-        assert!(offset
-            .encodings()
-            .any(|e| e == Encoding::DELTA_BINARY_PACKED));
+        let has_deltas =
+            |c: &ColumnChunkMetaData| c.encodings().any(|e| e == Encoding::DELTA_BINARY_PACKED);
+
+        let offset = column(full, KAFKA_OFFSET);
+        assert!(has_deltas(&offset));
         assert!(offset.dictionary_page_offset().is_none());
         assert!(offset.statistics().is_some(), "offsets keep min/max");
-        let event_id = column("event_id");
+        let event_id = column(full, "event_id");
         assert!(event_id.dictionary_page_offset().is_none());
         assert!(
             event_id.statistics().is_none(),
             "random ids carry no min/max"
         );
-        let event_type = column("event_type");
+        let event_type = column(full, "event_type");
         assert!(event_type.dictionary_page_offset().is_some());
         assert!(event_type.statistics().is_some());
         assert_eq!(
             event_type.compression(),
             Compression::ZSTD(ZstdLevel::try_new(1).unwrap())
         );
+
+        for c in straggler {
+            assert_eq!(c.compression(), Compression::SNAPPY, "{}", c.column_path());
+            assert!(c.dictionary_page_offset().is_none(), "{}", c.column_path());
+            assert!(!has_deltas(c), "{}", c.column_path());
+        }
+        assert!(column(straggler, "event_time").statistics().is_some());
+        assert!(column(straggler, "event_id").statistics().is_none());
     }
 }
