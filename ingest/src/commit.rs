@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use arrow::compute::take_record_batch;
 use arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
@@ -15,19 +14,21 @@ use deltalake::parquet::file::properties::{
 };
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use hourlake_catalog::schema::KAFKA_OFFSET;
 use hourlake_catalog::TableId;
 
+use crate::fence::{check_fence, TxnVersions};
 use crate::offsets::{app_id, TopicPartition};
-use crate::partition_rows::partition_indices;
+use crate::partition_rows::{group_by_partition, PartitionRows};
 use crate::IngestError;
 
 /// What one table's commit should contain.
 pub struct TableCommit {
     pub table: TableId,
-    pub batch: Option<RecordBatch>,
+    /// The rows, as the window's chunks decoded them (in message order).
+    pub batches: Vec<RecordBatch>,
     /// `(partition, new last offset, the last offset we believe the table holds)`.
     pub progress: Vec<(TopicPartition, i64, Option<i64>)>,
 }
@@ -144,22 +145,30 @@ impl<'a> HourWriters<'a> {
         }
     }
 
-    /// Writes `rows` (one partition's, or rows of several partitions that each get a
-    /// file) and closes the files they went to; returns their `add` actions.
-    async fn write(&mut self, rows: RecordBatch) -> Result<Vec<Action>, DeltaTableError> {
-        let (slot, properties): (_, fn() -> WriterProperties) = if rows.num_rows() < STRAGGLER_ROWS
-        {
-            (&mut self.straggler, straggler_writer_properties)
-        } else {
-            (&mut self.full, writer_properties)
-        };
+    /// Writes one partition's rows of `batches` into a file of its own and closes it;
+    /// returns its `add` action.
+    async fn write(
+        &mut self,
+        partition: &PartitionRows,
+        batches: &[RecordBatch],
+    ) -> Result<Vec<Action>, DeltaTableError> {
+        let (slot, properties): (_, fn() -> WriterProperties) =
+            if partition.num_rows() < STRAGGLER_ROWS {
+                (&mut self.straggler, straggler_writer_properties)
+            } else {
+                (&mut self.full, writer_properties)
+            };
         let writer = match slot {
             Some(writer) => writer,
             None => slot.insert(
                 RecordBatchWriter::for_table(self.table)?.with_writer_properties(properties()),
             ),
         };
-        writer.write(rows).await?;
+        for rows in partition.batches(batches) {
+            writer
+                .write_partition(rows?, partition.values(), WriteMode::Default)
+                .await?;
+        }
         Ok(writer.flush().await?.into_iter().map(Action::Add).collect())
     }
 }
@@ -169,33 +178,35 @@ impl<'a> HourWriters<'a> {
 /// so a crash or a failed commit leaves no visible data.
 pub async fn commit_table(
     table: &mut DeltaTable,
+    known_txns: &mut TxnVersions,
     group: &str,
     job: TableCommit,
     checkpoint_interval: u64,
 ) -> Result<CommitOutcome, IngestError> {
     let id = job.table;
     table.update_state().await.map_err(id.delta_error())?;
-    if let Some(fenced) = check_fence(table, group, &job.progress)
+    if let Some(fenced) = check_fence(table, known_txns, group, &job.progress)
         .await
         .map_err(id.delta_error())?
     {
         return Ok(fenced);
     }
     let mut adds: Vec<Action> = Vec::new();
-    if let Some(batch) = job.batch {
+    if !job.batches.is_empty() {
         let mut writers = HourWriters::new(table);
         // One hour's file at a time: each is closed (and its encoders freed) before
         // the next hour's is opened.
-        match partition_indices(&batch, id.partition_columns())? {
-            Some(groups) => {
-                for rows in &groups {
-                    let part = take_record_batch(&batch, rows)?;
-                    adds.extend(writers.write(part).await.map_err(id.delta_error())?);
-                }
-            }
-            None => adds.extend(writers.write(batch).await.map_err(id.delta_error())?),
+        for partition in group_by_partition(&job.batches, id.partition_columns())? {
+            adds.extend(
+                writers
+                    .write(&partition, &job.batches)
+                    .await
+                    .map_err(id.delta_error())?,
+            );
         }
     }
+    // The rows are in the files now: free them before the commit.
+    drop(job.batches);
     let txns: Vec<Transaction> = job
         .progress
         .iter()
@@ -241,7 +252,7 @@ pub async fn commit_table(
             Err(e) if is_concurrent_txn(&e) => {
                 // Another consumer committed offsets of one of our partitions meanwhile.
                 table.update_state().await.map_err(id.delta_error())?;
-                if let Some(fenced) = check_fence(table, group, &job.progress)
+                if let Some(fenced) = check_fence(table, known_txns, group, &job.progress)
                     .await
                     .map_err(id.delta_error())?
                 {
@@ -255,7 +266,7 @@ pub async fn commit_table(
                 tracing::warn!(table = id.name(), attempt, error = %e, "commit failed, retrying");
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 table.update_state().await.map_err(id.delta_error())?;
-                if let Some(fenced) = check_fence(table, group, &job.progress)
+                if let Some(fenced) = check_fence(table, known_txns, group, &job.progress)
                     .await
                     .map_err(id.delta_error())?
                 {
@@ -265,29 +276,6 @@ pub async fn commit_table(
             Err(e) => return Err(id.delta_error()(e).into()),
         }
     }
-}
-
-/// Compares the offsets the table holds with what we believe it holds.
-async fn check_fence(
-    table: &DeltaTable,
-    group: &str,
-    progress: &[(TopicPartition, i64, Option<i64>)],
-) -> Result<Option<CommitOutcome>, DeltaTableError> {
-    let snapshot = table.snapshot()?;
-    let log_store = table.log_store();
-    for (tp, _, expected) in progress {
-        let found = snapshot
-            .transaction_version(log_store.as_ref(), app_id(group, tp))
-            .await?;
-        if found != *expected {
-            return Ok(Some(CommitOutcome::Fenced {
-                partition: tp.clone(),
-                expected: *expected,
-                found,
-            }));
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]
@@ -309,8 +297,7 @@ mod tests {
             payload.as_bytes(),
             &crate::decoded::tests::meta(offset),
         );
-        let mut job = w.take().unwrap();
-        job.batches.remove(&TableId::EngagementEvents).unwrap()
+        w.take().unwrap().merged(TableId::EngagementEvents)
     }
 
     /// A fresh lake in a temporary folder, and its engagement table.
@@ -330,25 +317,33 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let commit = |offset: i64, expected: Option<i64>| TableCommit {
             table: TableId::EngagementEvents,
-            batch: Some(one_event_batch(offset)),
+            batches: vec![one_event_batch(offset)],
             progress: vec![(tp.clone(), offset, expected)],
         };
 
-        let first = commit_table(&mut table, "g", commit(0, None), 0)
+        let mut txns = TxnVersions::default();
+        let first = commit_table(&mut table, &mut txns, "g", commit(0, None), 0)
             .await
             .unwrap();
         assert_eq!(first, CommitOutcome::Committed { version: 1 });
-        let second = commit_table(&mut table, "g", commit(1, Some(0)), 0)
-            .await
-            .unwrap();
-        assert_eq!(second, CommitOutcome::Committed { version: 2 });
-
-        // A writer that still believes offset 0 is the last one must not commit.
+        // Another writer of the same partition, which has seen offset 0 committed.
         let mut stale = lake
             .open_or_create(TableId::EngagementEvents)
             .await
             .unwrap();
-        let fenced = commit_table(&mut stale, "g", commit(1, Some(0)), 0)
+        let mut stale_txns = TxnVersions::default();
+        assert_eq!(
+            stale_txns.get(&stale, &app_id("g", &tp)).await.unwrap(),
+            Some(0)
+        );
+        let second = commit_table(&mut table, &mut txns, "g", commit(1, Some(0)), 0)
+            .await
+            .unwrap();
+        assert_eq!(second, CommitOutcome::Committed { version: 2 });
+
+        // The other writer still believes offset 0 is the last one: it must not commit
+        // (its cached offsets catch up with the commit it has not seen).
+        let fenced = commit_table(&mut stale, &mut stale_txns, "g", commit(1, Some(0)), 0)
             .await
             .unwrap();
         assert_eq!(
@@ -388,11 +383,11 @@ mod tests {
         // A progress-only commit (no rows) records offsets too.
         let progress_only = TableCommit {
             table: TableId::EngagementEvents,
-            batch: None,
+            batches: Vec::new(),
             progress: vec![(tp.clone(), 7, Some(1))],
         };
         assert_eq!(
-            commit_table(&mut table, "g", progress_only, 0)
+            commit_table(&mut table, &mut txns, "g", progress_only, 0)
                 .await
                 .unwrap(),
             CommitOutcome::Committed { version: 3 }
@@ -429,19 +424,29 @@ mod tests {
         use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
 
         let (dir, _lake, mut table) = new_engagement_table().await;
-        let mut rows = vec![one_event_batch(1); STRAGGLER_ROWS];
+        // Two chunks: the full hour's rows but one and a late row of another hour, then
+        // the full hour's last row — its file is made of both chunks.
+        let mut rows = vec![one_event_batch(1); STRAGGLER_ROWS - 1];
         let late = one_event_batch(2);
         let hour = late.schema().index_of("event_hour").unwrap();
         let full_hour = late.column(hour).as_primitive::<Int32Type>().value(0);
         let mut columns = late.columns().to_vec();
         columns[hour] = Arc::new(Int32Array::from(vec![(full_hour + 1) % 24]));
-        rows.push(RecordBatch::try_new(late.schema(), columns).unwrap());
+        rows.insert(
+            STRAGGLER_ROWS / 2,
+            RecordBatch::try_new(late.schema(), columns).unwrap(),
+        );
         let commit = TableCommit {
             table: TableId::EngagementEvents,
-            batch: Some(concat_batches(&rows[0].schema(), &rows).unwrap()),
-            progress: vec![(TopicPartition::new("t", 0), 2, None)],
+            batches: vec![
+                concat_batches(&rows[0].schema(), &rows).unwrap(),
+                one_event_batch(3),
+            ],
+            progress: vec![(TopicPartition::new("t", 0), 3, None)],
         };
-        commit_table(&mut table, "g", commit, 0).await.unwrap();
+        commit_table(&mut table, &mut TxnVersions::default(), "g", commit, 0)
+            .await
+            .unwrap();
 
         let mut files: Vec<(i64, Vec<ColumnChunkMetaData>)> = parquet_files(dir.path())
             .iter()

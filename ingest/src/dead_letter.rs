@@ -96,6 +96,6 @@ impl DeadLetterRows {
             Arc::new(self.ingested_at.finish()),
             Arc::new(self.ingest_date.finish()),
         ];
-        RecordBatch::try_new(TableId::DeadLetters.schema(), columns)
+        RecordBatch::try_new(TableId::DeadLetters.schema(), crate::rows::fitted(columns))
     }
 }

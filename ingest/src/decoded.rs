@@ -46,12 +46,29 @@ pub struct DecodedRows<'a> {
     touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
 }
 
-/// Rows ready to be written: one batch per table that has rows, and the offsets.
+/// Rows ready to be written: each table's batches (one per decoded chunk, in message
+/// order; never merged, so a window's rows are held once), and the offsets.
 pub struct FlushJob {
-    pub batches: BTreeMap<TableId, RecordBatch>,
+    pub batches: BTreeMap<TableId, Vec<RecordBatch>>,
     /// Partitions each table has rows from.
     pub touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
     pub ranges: BTreeMap<TopicPartition, OffsetRange>,
+}
+
+impl FlushJob {
+    /// How many rows of `table` the job holds.
+    pub fn num_rows(&self, table: TableId) -> usize {
+        self.batches
+            .get(&table)
+            .map_or(0, |b| b.iter().map(RecordBatch::num_rows).sum())
+    }
+
+    /// All rows of `table` in one batch (tests only: the pipeline never merges).
+    #[cfg(test)]
+    pub(crate) fn merged(&self, table: TableId) -> RecordBatch {
+        let batches = &self.batches[&table];
+        arrow::compute::concat_batches(&batches[0].schema(), batches).unwrap()
+    }
 }
 
 impl<'a> DecodedRows<'a> {
@@ -154,16 +171,19 @@ impl<'a> DecodedRows<'a> {
     pub fn take(&mut self) -> Result<FlushJob, IngestError> {
         let mut batches = BTreeMap::new();
         if !self.engagement.is_empty() {
-            batches.insert(TableId::EngagementEvents, self.engagement.finish()?);
+            batches.insert(TableId::EngagementEvents, vec![self.engagement.finish()?]);
         }
         if !self.recommendation.is_empty() {
-            batches.insert(TableId::RecommendationEvents, self.recommendation.finish()?);
+            batches.insert(
+                TableId::RecommendationEvents,
+                vec![self.recommendation.finish()?],
+            );
         }
         if !self.dead_letters.is_empty() {
-            batches.insert(TableId::DeadLetters, self.dead_letters.finish()?);
+            batches.insert(TableId::DeadLetters, vec![self.dead_letters.finish()?]);
         }
         if !self.minutes.is_empty() {
-            batches.insert(TableId::IngestedMinutes, self.minutes.finish()?);
+            batches.insert(TableId::IngestedMinutes, vec![self.minutes.finish()?]);
         }
         Ok(FlushJob {
             batches,
@@ -230,9 +250,9 @@ pub(crate) mod tests {
         );
         let job = w.take().unwrap();
         assert_eq!(job.ranges[&tp], OffsetRange { first: 0, last: 5 });
-        assert_eq!(job.batches[&TableId::EngagementEvents].num_rows(), 1);
-        assert_eq!(job.batches[&TableId::RecommendationEvents].num_rows(), 1);
-        let dead = &job.batches[&TableId::DeadLetters];
+        assert_eq!(job.num_rows(TableId::EngagementEvents), 1);
+        assert_eq!(job.num_rows(TableId::RecommendationEvents), 1);
+        let dead = &job.merged(TableId::DeadLetters);
         assert_eq!(dead.num_rows(), 3);
         let raw = dead.column_by_name("raw").unwrap().as_binary::<i32>();
         assert_eq!(
@@ -242,7 +262,7 @@ pub(crate) mod tests {
         );
         // Every message read is counted once per minute: events by event time, dead
         // letters (no Kafka timestamp here) by when they were read.
-        let minutes = &job.batches[&TableId::IngestedMinutes];
+        let minutes = &job.merged(TableId::IngestedMinutes);
         let minute = minutes.column_by_name("minute").unwrap();
         let minute = minute.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
         let messages = minutes.column_by_name("messages").unwrap();
@@ -277,8 +297,8 @@ pub(crate) mod tests {
             );
         }
         let job = w.take().unwrap();
-        assert_eq!(job.batches[&TableId::DeadLetters].num_rows(), 4);
-        let minutes = &job.batches[&TableId::IngestedMinutes];
+        assert_eq!(job.num_rows(TableId::DeadLetters), 4);
+        let minutes = &job.merged(TableId::IngestedMinutes);
         let messages = minutes.column_by_name("messages").unwrap();
         let messages = messages.as_primitive::<arrow::datatypes::Int64Type>();
         assert_eq!(messages.values().to_vec(), vec![2], "offsets 2 and 3 only");
@@ -330,7 +350,7 @@ pub(crate) mod tests {
             assert_eq!(routed, Routed::Buffered(TableId::DeadLetters), "{time}");
         }
         let job = w.take().unwrap();
-        let rows = &job.batches[&TableId::EngagementEvents];
+        let rows = &job.merged(TableId::EngagementEvents);
         let dates = rows.column_by_name("event_date").unwrap();
         let dates = dates.as_any().downcast_ref::<Date32Array>().unwrap();
         let hours = rows.column_by_name("event_hour").unwrap();
@@ -345,10 +365,65 @@ pub(crate) mod tests {
             (-1, 23),
             "just before 1970"
         );
-        let dead = &job.batches[&TableId::DeadLetters];
+        let dead = &job.merged(TableId::DeadLetters);
         let codes = dead.column_by_name("reason_code").unwrap();
         let codes = codes.as_any().downcast_ref::<StringArray>().unwrap();
         let codes: Vec<&str> = codes.iter().flatten().collect();
         assert_eq!(codes, ["invalid_value", "invalid_value", "wrong_type"]);
+    }
+
+    /// Every buffer of `data` (and of its children) is exactly as long as its contents.
+    fn assert_fitted(data: &arrow::array::ArrayData, what: &str) {
+        for buffer in data.buffers() {
+            assert_eq!(buffer.capacity(), buffer.len(), "{what}: spare capacity");
+        }
+        if let Some(nulls) = data.nulls() {
+            let buffer = nulls.buffer();
+            assert_eq!(
+                buffer.capacity(),
+                buffer.len(),
+                "{what}: spare null capacity"
+            );
+        }
+        for child in data.child_data() {
+            assert_fitted(child, what);
+        }
+    }
+
+    #[test]
+    fn decoded_rows_hold_no_spare_capacity() {
+        let tp = TopicPartition::new("t", 0);
+        let (committed, v) = (CommittedOffsets::default(), Validation::default());
+        let mut w = DecodedRows::new(&committed, &v);
+        for offset in 0..1500 {
+            let payload = match offset % 3 {
+                0 => format!(
+                    r#"{{"event_id":"e{offset}","event_type":"rec_served","event_time":1795355100000,"user_id":"u{offset}","request_id":"r","items":[{{"item_id":"i","score":0.5,"rank":1}}]}}"#
+                ),
+                1 => "{broken".to_string(),
+                _ => format!(
+                    r#"{{"event_id":"e{offset}","event_type":"screen_view","event_time":1795355100000,"user_id":"u{offset}","screen":"home","device":{{"type":"phone"}}}}"#
+                ),
+            };
+            w.add(&tp, payload.as_bytes(), &meta(offset));
+        }
+        let job = w.take().unwrap();
+        for table in [
+            TableId::EngagementEvents,
+            TableId::RecommendationEvents,
+            TableId::DeadLetters,
+        ] {
+            let batches = &job.batches[&table];
+            assert_eq!(batches.len(), 1);
+            assert_eq!(batches[0].num_rows(), 500);
+            for (field, column) in batches[0]
+                .schema()
+                .fields()
+                .iter()
+                .zip(batches[0].columns())
+            {
+                assert_fitted(&column.to_data(), &format!("{table}.{}", field.name()));
+            }
+        }
     }
 }

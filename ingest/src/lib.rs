@@ -14,13 +14,15 @@
 //! - `pipeline`: [`Ingestor`] — the consumer and its rebalances, the poll thread, and
 //!   the flusher task that owns the tables; [`IngestConfig`] holds its settings.
 //! - `window`: the flush window, filled in `chunk`s (messages copied off the consumer)
-//!   that are decoded on the blocking pool and merged in order at a flush.
+//!   that are decoded on the blocking pool and handed to a flush in order (never
+//!   concatenated: `partition_rows` groups the chunks' rows by hour for the writers).
 //! - `decoded`: one chunk's messages as rows of each table, with their offset ranges.
 //! - `decode`: bytes → validated fields, or a `rejection` ([`ReasonCode`] and reason).
 //! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`;
 //!   `minute_counts`: messages read per partition and minute, for `ingested_minutes`
 //!   (the "ingested" side of the compactor's per-minute loss table).
-//! - `commit`: one table's atomic commit with its `txn` offsets and fence check;
+//! - `commit`: one table's atomic commit with its `txn` offsets; `fence`: the check that
+//!   no other consumer wrote its partitions meanwhile, from `txn` versions it keeps;
 //!   `offsets`: which offsets each table holds, and where a partition starts;
 //!   [`StartAt`]: where a partition the lake holds nothing of starts (log start, or a
 //!   point in time for a replay).
@@ -50,6 +52,7 @@ mod dead_letter;
 mod decode;
 mod decoded;
 mod error;
+mod fence;
 mod freshness;
 mod message;
 mod metrics;

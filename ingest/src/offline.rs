@@ -36,11 +36,9 @@ impl DecodedWindow {
     /// Rows decoded, across the ingested tables (dead letters included; the
     /// per-minute counts are not rows).
     pub fn rows(&self) -> usize {
-        self.job
-            .batches
+        TableId::INGESTED
             .iter()
-            .filter(|(table, _)| TableId::INGESTED.contains(table))
-            .map(|(_, b)| b.num_rows())
+            .map(|table| self.job.num_rows(*table))
             .sum()
     }
 }

@@ -1,65 +1,173 @@
-//! A window's rows of one table, grouped by partition (event hour), so that each hour
-//! is written and its file closed before the next one is opened.
+//! A flush's rows of one table, grouped by partition (event hour), so that each hour
+//! is written and its file closed before the next one is opened — straight from the
+//! window's decoded chunks, without first merging them into one batch.
 //!
 //! Every open Parquet file holds, per column, its encoders, dictionary and zstd
 //! contexts: a few MB per file. A window read while catching up holds late events of
 //! dozens of hours; with all their files open at once those per-file costs, not the
-//! rows, were most of ingest's peak memory (heaptrack, benches/RESULTS.md).
+//! rows, were most of ingest's peak memory (heaptrack, benches/RESULTS.md). Merging the
+//! chunks, then copying each hour out of the merged batch, held the window's rows two
+//! and three times over; here a chunk wholly in one hour is written as it is, and the
+//! rows of a mixed chunk are copied out one hour at a time, when that hour is written.
 
 use std::collections::HashMap;
 
-use arrow::array::UInt32Array;
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::compute::take_record_batch;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::{OwnedRow, RowConverter, SortField};
+use delta_kernel::expressions::Scalar;
+use deltalake::kernel::scalars::ScalarExt;
+use indexmap::IndexMap;
 
-/// The row indices of each partition of `batch` by `columns`, in order of first
-/// appearance; `None` when there is at most one partition (write the batch as it is).
-pub fn partition_indices(
-    batch: &RecordBatch,
-    columns: &[&str],
-) -> Result<Option<Vec<UInt32Array>>, ArrowError> {
-    if columns.is_empty() || batch.num_rows() == 0 {
-        return Ok(None);
+/// One partition's rows among a flush's batches: the partition's values, and which rows
+/// of which batch belong to it.
+pub struct PartitionRows {
+    values: IndexMap<String, Scalar>,
+    pieces: Vec<Piece>,
+    rows: usize,
+}
+
+/// A part of one batch that belongs to a partition.
+enum Piece {
+    /// The whole batch (index into the batches).
+    Whole(usize),
+    /// These rows of the batch.
+    Rows(usize, UInt32Array),
+}
+
+impl PartitionRows {
+    /// The partition columns' values, by column name (empty for an unpartitioned table).
+    pub fn values(&self) -> &IndexMap<String, Scalar> {
+        &self.values
     }
-    let keys = columns
-        .iter()
-        .map(|name| {
-            batch.column_by_name(name).cloned().ok_or_else(|| {
-                ArrowError::SchemaError(format!("partition column {name} is missing"))
-            })
+
+    /// How many rows the partition has.
+    pub fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The partition's rows, batch by batch in order: a batch wholly in the partition
+    /// as it is, the partition's rows of a mixed batch copied out as they are asked for.
+    pub fn batches<'a>(
+        &'a self,
+        batches: &'a [RecordBatch],
+    ) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + 'a {
+        self.pieces.iter().map(move |piece| match piece {
+            Piece::Whole(b) => Ok(batches[*b].clone()),
+            Piece::Rows(b, rows) => take_record_batch(&batches[*b], rows),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let converter = RowConverter::new(
-        keys.iter()
-            .map(|k| SortField::new(k.data_type().clone()))
-            .collect(),
-    )?;
-    let rows = converter.convert_columns(&keys)?;
-    let mut groups: Vec<Vec<u32>> = Vec::new();
-    let mut group_of = HashMap::new();
-    for (i, row) in rows.iter().enumerate() {
-        let group = *group_of.entry(row).or_insert_with(|| {
-            groups.push(Vec::new());
-            groups.len() - 1
-        });
-        // A batch never reaches u32::MAX rows (windows are cut at max_rows).
-        groups[group].push(i as u32);
     }
-    Ok((groups.len() > 1).then(|| groups.into_iter().map(UInt32Array::from).collect()))
+}
+
+/// Groups the rows of `batches` (of one schema) by the partition `columns`, partitions
+/// in order of first appearance; every row is in exactly one group. No `columns` make
+/// one group of everything.
+pub fn group_by_partition(
+    batches: &[RecordBatch],
+    columns: &[&str],
+) -> Result<Vec<PartitionRows>, ArrowError> {
+    let mut groups: Vec<PartitionRows> = Vec::new();
+    if columns.is_empty() {
+        let rows = batches.iter().map(RecordBatch::num_rows).sum();
+        if rows > 0 {
+            groups.push(PartitionRows {
+                values: IndexMap::new(),
+                pieces: (0..batches.len()).map(Piece::Whole).collect(),
+                rows,
+            });
+        }
+        return Ok(groups);
+    }
+    let mut converter: Option<RowConverter> = None;
+    let mut group_of: HashMap<OwnedRow, usize> = HashMap::new();
+    for (b, batch) in batches.iter().enumerate() {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let keys = columns
+            .iter()
+            .map(|name| {
+                batch.column_by_name(name).cloned().ok_or_else(|| {
+                    ArrowError::SchemaError(format!("partition column {name} is missing"))
+                })
+            })
+            .collect::<Result<Vec<ArrayRef>, _>>()?;
+        let converter = match &mut converter {
+            Some(converter) => converter,
+            None => converter.insert(RowConverter::new(
+                keys.iter()
+                    .map(|k| SortField::new(k.data_type().clone()))
+                    .collect(),
+            )?),
+        };
+        let rows = converter.convert_columns(&keys)?;
+        // This batch's partitions (most batches have one or a few), by first row.
+        let mut local: Vec<(usize, Vec<u32>)> = Vec::new();
+        let mut local_of = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            let group = *local_of.entry(row).or_insert_with(|| {
+                local.push((i, Vec::new()));
+                local.len() - 1
+            });
+            // A chunk never reaches u32::MAX rows.
+            local[group].1.push(i as u32);
+        }
+        let whole = local.len() == 1;
+        for (first, indices) in local {
+            let key = rows.row(first).owned();
+            let g = match group_of.get(&key) {
+                Some(&g) => g,
+                None => {
+                    let values = columns
+                        .iter()
+                        .zip(&keys)
+                        .map(|(name, column)| {
+                            let value =
+                                Scalar::from_array(column.as_ref(), first).ok_or_else(|| {
+                                    ArrowError::InvalidArgumentError(format!(
+                                        "partition column {name} has an unsupported type {}",
+                                        column.data_type()
+                                    ))
+                                })?;
+                            Ok((name.to_string(), value))
+                        })
+                        .collect::<Result<IndexMap<_, _>, ArrowError>>()?;
+                    groups.push(PartitionRows {
+                        values,
+                        pieces: Vec::new(),
+                        rows: 0,
+                    });
+                    group_of.insert(key, groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            let group = &mut groups[g];
+            group.rows += indices.len();
+            group.pieces.push(if whole {
+                Piece::Whole(b)
+            } else {
+                Piece::Rows(b, UInt32Array::from(indices))
+            });
+        }
+    }
+    Ok(groups)
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Date32Array, Int32Array, StringArray};
+    use arrow::array::{AsArray, Date32Array, Int32Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
 
-    fn batch(dates: Vec<i32>, hours: Vec<i32>) -> RecordBatch {
-        let ids: Vec<String> = (0..dates.len()).map(|i| format!("e{i}")).collect();
+    fn batch(first_id: usize, dates: Vec<i32>, hours: Vec<i32>) -> RecordBatch {
+        let ids: Vec<String> = (0..dates.len())
+            .map(|i| format!("e{}", first_id + i))
+            .collect();
         RecordBatch::try_new(
             Arc::new(Schema::new(vec![
                 Field::new("event_id", DataType::Utf8, false),
@@ -75,27 +183,81 @@ mod tests {
         .unwrap()
     }
 
-    #[test]
-    fn rows_group_by_date_and_hour_in_order_of_first_appearance() {
-        let b = batch(vec![1, 1, 2, 1, 2, 1], vec![5, 6, 5, 5, 5, 6]);
-        let groups = partition_indices(&b, &["event_date", "event_hour"])
-            .unwrap()
-            .unwrap();
-        let groups: Vec<Vec<u32>> = groups.iter().map(|g| g.values().to_vec()).collect();
-        assert_eq!(groups, vec![vec![0, 3], vec![1, 5], vec![2, 4]]);
-        // By date alone (dead letters): two groups.
-        let by_date = partition_indices(&b, &["event_date"]).unwrap().unwrap();
-        assert_eq!(by_date.len(), 2);
-        assert_eq!(by_date[0].values().to_vec(), vec![0, 1, 3, 5]);
+    /// Each group's values (as Delta writes them into `add` actions) and event ids, in
+    /// order.
+    fn ids(groups: &[PartitionRows], batches: &[RecordBatch]) -> Vec<(String, Vec<String>)> {
+        groups
+            .iter()
+            .map(|g| {
+                let values = g
+                    .values()
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", v.serialize()))
+                    .collect::<Vec<_>>()
+                    .join("/");
+                let mut ids = Vec::new();
+                for part in g.batches(batches) {
+                    let part = part.unwrap();
+                    let col = part.column(0).as_string::<i32>();
+                    ids.extend(col.iter().map(|v| v.unwrap().to_string()));
+                }
+                assert_eq!(ids.len(), g.num_rows());
+                (values, ids)
+            })
+            .collect()
     }
 
     #[test]
-    fn one_partition_or_none_needs_no_split() {
-        let b = batch(vec![1, 1], vec![5, 5]);
-        assert!(partition_indices(&b, &["event_date", "event_hour"])
-            .unwrap()
-            .is_none());
-        assert!(partition_indices(&b, &[]).unwrap().is_none());
-        assert!(partition_indices(&b, &["missing"]).is_err());
+    fn rows_of_several_batches_group_by_date_and_hour_in_order_of_first_appearance() {
+        let batches = [
+            batch(0, vec![1, 1, 2, 1, 2, 1], vec![5, 6, 5, 5, 5, 6]),
+            batch(6, vec![], vec![]),
+            // Wholly in one partition seen before.
+            batch(10, vec![1, 1], vec![6, 6]),
+            // A new partition, and one seen before.
+            batch(20, vec![3, 1], vec![0, 5]),
+        ];
+        let groups = group_by_partition(&batches, &["event_date", "event_hour"]).unwrap();
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            ids(&groups, &batches),
+            vec![
+                (
+                    "event_date=1970-01-02/event_hour=5".to_string(),
+                    s(&["e0", "e3", "e21"])
+                ),
+                (
+                    "event_date=1970-01-02/event_hour=6".to_string(),
+                    s(&["e1", "e5", "e10", "e11"])
+                ),
+                (
+                    "event_date=1970-01-03/event_hour=5".to_string(),
+                    s(&["e2", "e4"])
+                ),
+                (
+                    "event_date=1970-01-04/event_hour=0".to_string(),
+                    s(&["e20"])
+                ),
+            ]
+        );
+        assert!(
+            matches!(groups[1].pieces[1], Piece::Whole(2)),
+            "a batch wholly in one partition is not copied"
+        );
+        // By date alone (dead letters): three groups.
+        let by_date = group_by_partition(&batches, &["event_date"]).unwrap();
+        assert_eq!(by_date.len(), 3);
+        assert_eq!(by_date[0].num_rows(), 7);
+    }
+
+    #[test]
+    fn no_partition_columns_make_one_group_and_a_missing_column_is_an_error() {
+        let batches = [batch(0, vec![1, 2], vec![5, 5]), batch(2, vec![3], vec![1])];
+        let groups = group_by_partition(&batches, &[]).unwrap();
+        assert_eq!(groups.len(), 1);
+        assert!(groups[0].values().is_empty());
+        assert_eq!(ids(&groups, &batches)[0].1, vec!["e0", "e1", "e2"]);
+        assert!(group_by_partition(&[], &["event_hour"]).unwrap().is_empty());
+        assert!(group_by_partition(&batches, &["missing"]).is_err());
     }
 }

@@ -21,6 +21,20 @@ use crate::decode::{
 use crate::message::MessageMeta;
 use crate::rejection::{ReasonCode, Rejection};
 
+/// `columns` with their buffers cut to their length. Builders grow by doubling, so a
+/// finished chunk would otherwise hold up to twice its rows' bytes (a quarter more on
+/// average) for as long as its window waits to be written. Shrinking reallocates in
+/// place: nothing is copied.
+pub(crate) fn fitted(mut columns: Vec<ArrayRef>) -> Vec<ArrayRef> {
+    for column in &mut columns {
+        // Just built, so never shared; a shared column would simply stay as it is.
+        if let Some(array) = Arc::get_mut(column) {
+            array.shrink_to_fit();
+        }
+    }
+    columns
+}
+
 /// Columns every event table shares, in schema order at the front and back.
 struct Common {
     event_id: StringBuilder,
@@ -255,7 +269,7 @@ impl EngagementRows {
             Arc::new(self.notification_id.finish()),
         ]);
         columns.extend(self.common.tail());
-        RecordBatch::try_new(TableId::EngagementEvents.schema(), columns)
+        RecordBatch::try_new(TableId::EngagementEvents.schema(), fitted(columns))
     }
 }
 
@@ -385,7 +399,7 @@ impl RecommendationRows {
             Arc::new(self.rank.finish()),
         ]);
         columns.extend(self.common.tail());
-        RecordBatch::try_new(TableId::RecommendationEvents.schema(), columns)
+        RecordBatch::try_new(TableId::RecommendationEvents.schema(), fitted(columns))
     }
 }
 

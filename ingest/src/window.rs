@@ -1,7 +1,7 @@
 //! The flush window: the messages read since the last flush. The poll thread copies
 //! them into chunks; each full chunk is decoded on tokio's blocking pool while polling
-//! goes on, and a flush waits for its chunks and merges them, in order, into one
-//! [`FlushJob`].
+//! goes on, and a flush waits for its chunks and hands their rows over, in order, as one
+//! [`FlushJob`] (each table's chunks side by side, not concatenated).
 //!
 //! Decoding is most of the per-message work; with it on other threads the consumer
 //! keeps fetching, and on a multi-core machine chunks decode in parallel.
@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use arrow::compute::concat_batches;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -116,12 +115,14 @@ impl Window {
     }
 
     /// Whether the window holds twice what the policy allows: time to stop reading
-    /// until the previous window is written.
+    /// until the previous window is written. (Stopping at once, at `max_rows`, halves
+    /// the rows held while catching up but doubles the commits and their files, which
+    /// cost more CPU than the memory is worth: benches/RESULTS.md, session 15.)
     pub fn is_over(&self, policy: &FlushPolicy) -> bool {
         self.messages >= 2 * policy.max_rows || self.bytes >= 2 * policy.max_bytes
     }
 
-    /// Decodes what is left against `committed`, waits for every chunk, and merges them
+    /// Decodes what is left against `committed`, waits for every chunk, and gathers them
     /// into one job; leaves an empty window.
     pub fn take(&mut self, committed: &CommittedOffsets) -> Result<FlushJob, IngestError> {
         self.dispatch(committed);
@@ -129,7 +130,7 @@ impl Window {
         let mut decoded = std::mem::take(&mut self.decoded);
         self.discard();
         decoded.extend(running.into_iter().map(|h| await_chunk(&self.runtime, h)));
-        merge(decoded.into_iter().collect::<Result<Vec<_>, _>>()?)
+        Ok(merge(decoded.into_iter().collect::<Result<Vec<_>, _>>()?))
     }
 
     /// Drops everything read (the partitions will be re-read). Chunks still decoding
@@ -159,17 +160,17 @@ fn decode_threads() -> usize {
     *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
 }
 
-/// Merges the jobs of consecutive chunks, in order, into one.
-fn merge(parts: Vec<FlushJob>) -> Result<FlushJob, IngestError> {
-    let mut batches: BTreeMap<_, Vec<_>> = BTreeMap::new();
+/// Merges the jobs of consecutive chunks, in order, into one. Each table keeps its
+/// chunks' batches as they are: concatenating them would hold the window's rows twice.
+fn merge(parts: Vec<FlushJob>) -> FlushJob {
     let mut job = FlushJob {
         batches: BTreeMap::new(),
         touched: BTreeMap::new(),
         ranges: BTreeMap::new(),
     };
     for part in parts {
-        for (table, batch) in part.batches {
-            batches.entry(table).or_default().push(batch);
+        for (table, batches) in part.batches {
+            job.batches.entry(table).or_default().extend(batches);
         }
         for (table, partitions) in part.touched {
             job.touched.entry(table).or_default().extend(partitions);
@@ -181,14 +182,7 @@ fn merge(parts: Vec<FlushJob>) -> Result<FlushJob, IngestError> {
                 .or_insert(range);
         }
     }
-    for (table, parts) in batches {
-        let batch = match parts.as_slice() {
-            [one] => one.clone(),
-            _ => concat_batches(&table.schema(), &parts)?,
-        };
-        job.batches.insert(table, batch);
-    }
-    Ok(job)
+    job
 }
 
 #[cfg(test)]
@@ -249,7 +243,7 @@ mod tests {
         assert!(window.decoding.len() <= decode_threads());
         let job = window.take(&committed).unwrap();
         assert!(window.is_empty());
-        let rows = &job.batches[&TableId::EngagementEvents];
+        let rows = &job.merged(TableId::EngagementEvents);
         // Offsets 0, 2, 4, 6, 8 of partition 0 are already in the table.
         assert_eq!(rows.num_rows(), n as usize - 5 - 1);
         assert_eq!(metrics.skipped_committed.get(), 5);
@@ -259,7 +253,7 @@ mod tests {
             offsets.values().windows(2).all(|w| w[0] < w[1]),
             "rows stay in message order across chunks"
         );
-        assert_eq!(job.batches[&TableId::DeadLetters].num_rows(), 1);
+        assert_eq!(job.num_rows(TableId::DeadLetters), 1);
         assert_eq!(
             job.ranges[&a],
             OffsetRange {
@@ -346,7 +340,7 @@ mod tests {
             "due once max_latency has passed"
         );
         let job = window.take(&committed).unwrap();
-        assert_eq!(job.batches[&TableId::DeadLetters].num_rows(), 1);
+        assert_eq!(job.num_rows(TableId::DeadLetters), 1);
         assert!(
             !window.is_due(&by_time, Instant::now() + 2 * hour),
             "a flushed window starts empty"

@@ -125,6 +125,12 @@ pub(super) fn consumer(
         // queue is full (default 1 s): decoding drains the queue in milliseconds, so a
         // long pause starves the pipeline (it cut throughput to a third here).
         .set("fetch.queue.backoff.ms", "10")
+        // librdkafka prefetches up to this much (default 64 MiB) and keeps each fetched
+        // message set, decompressed, until its last message is read: at the default it
+        // was a third of ingest's heap while catching up (heaptrack). 16 MiB is still a
+        // fifth of a second at this machine's ingest rate, and caught up as fast
+        // (benches/RESULTS.md, 2026-12-02 session 15); `[kafka.consumer]` overrides it.
+        .set("queued.max.messages.kbytes", "16384")
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     for (k, v) in &config.kafka_overrides {
         cfg.set(k, v);

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::commit::{commit_table, CommitOutcome, TableCommit};
 use crate::config::IngestConfig;
 use crate::decoded::{FlushJob, OffsetRange};
+use crate::fence::TxnVersions;
 use crate::freshness::RecentLags;
 use crate::metrics::IngestMetrics;
 use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
@@ -139,6 +140,10 @@ impl Flusher {
         let (requests, requested) = mpsc::unbounded_channel();
         let (report, outcomes) = mpsc::unbounded_channel();
         let task = FlushTask {
+            txns: tables
+                .keys()
+                .map(|id| (*id, TxnVersions::default()))
+                .collect(),
             tables,
             group: config.group.clone(),
             checkpoint_interval: config.checkpoint_interval,
@@ -228,7 +233,7 @@ impl Flusher {
     /// partitions it has rows from — or for every partition read, when its progress is due.
     fn plan(
         &mut self,
-        mut batches: BTreeMap<TableId, RecordBatch>,
+        mut batches: BTreeMap<TableId, Vec<RecordBatch>>,
         touched: &BTreeMap<TableId, BTreeSet<TopicPartition>>,
         ranges: &BTreeMap<TopicPartition, OffsetRange>,
         committed: &CommittedOffsets,
@@ -249,8 +254,8 @@ impl Flusher {
                         .then(|| (tp.clone(), range.last, believed))
                 })
                 .collect();
-            let batch = batches.remove(&table);
-            if batch.is_none() && progress.is_empty() {
+            let table_batches = batches.remove(&table).unwrap_or_default();
+            if table_batches.is_empty() && progress.is_empty() {
                 continue;
             }
             if due {
@@ -258,7 +263,7 @@ impl Flusher {
             }
             commits.push(TableCommit {
                 table,
-                batch,
+                batches: table_batches,
                 progress,
             });
         }
@@ -269,6 +274,8 @@ impl Flusher {
 /// The task's side: the tables and what committing needs.
 struct FlushTask {
     tables: Tables,
+    /// Each table's `txn` versions, for the fence check (same keys as `tables`).
+    txns: BTreeMap<TableId, TxnVersions>,
     group: String,
     checkpoint_interval: u64,
     metrics: IngestMetrics,
@@ -309,10 +316,12 @@ impl FlushTask {
             &self.metrics,
             &self.recent,
         );
-        let work = self.tables.iter_mut().filter_map(|(id, table)| {
+        let tables = self.tables.iter_mut().zip(self.txns.values_mut());
+        let work = tables.filter_map(|((id, table), txns)| {
             let job = commits.remove(id)?;
             Some(commit_one(
                 table,
+                txns,
                 group,
                 job,
                 checkpoint_interval,
@@ -344,6 +353,7 @@ impl FlushTask {
 /// read-to-commit time of what committed.
 async fn commit_one(
     table: &mut DeltaTable,
+    txns: &mut TxnVersions,
     group: &str,
     job: TableCommit,
     checkpoint_interval: u64,
@@ -351,26 +361,20 @@ async fn commit_one(
     recent: &RecentLags,
 ) -> TableOutcome {
     let id = job.table;
-    let rows = job.batch.as_ref().map_or(0, |b| b.num_rows());
+    let rows = job.batches.iter().map(RecordBatch::num_rows).sum();
     let progress: Vec<(TopicPartition, i64)> = job
         .progress
         .iter()
         .map(|(tp, last, _)| (tp.clone(), *last))
         .collect();
-    let times = job
-        .batch
-        .as_ref()
-        .and_then(|b| micros_column(b, EVENT_TIME));
-    let read_at = job
-        .batch
-        .as_ref()
-        .and_then(|b| micros_column(b, INGESTED_AT));
-    let result = commit_table(table, group, job, checkpoint_interval).await;
+    let times = micros_column(&job.batches, EVENT_TIME);
+    let read_at = micros_column(&job.batches, INGESTED_AT);
+    let result = commit_table(table, txns, group, job, checkpoint_interval).await;
     if let Ok(CommitOutcome::Committed { .. }) = &result {
         let now = chrono::Utc::now().timestamp_micros();
         let seconds_since = |t: &i64| now.saturating_sub(*t) as f64 / 1e6;
-        if let Some(times) = times {
-            let lags: Vec<f64> = times.iter().flatten().map(seconds_since).collect();
+        if !times.is_empty() {
+            let lags: Vec<f64> = times.iter().map(seconds_since).collect();
             for lag in &lags {
                 metrics.event_time_lag.observe(*lag);
             }
@@ -378,7 +382,7 @@ async fn commit_one(
                 metrics.event_to_commit_p95.set(p95);
             }
         }
-        for t in read_at.iter().flatten().flatten() {
+        for t in &read_at {
             metrics.read_to_commit.observe(seconds_since(t));
         }
     }
@@ -390,13 +394,17 @@ async fn commit_one(
     }
 }
 
-/// The event times of a batch, for the lag histogram.
-fn micros_column(batch: &RecordBatch, name: &str) -> Option<Vec<Option<i64>>> {
-    let col = batch.column_by_name(name)?;
-    let times = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
-    Some(
-        (0..times.len())
-            .map(|i| times.is_valid(i).then(|| times.value(i)))
-            .collect(),
-    )
+/// The non-null times of a column of the batches (those that have it), for the lag
+/// histograms.
+fn micros_column(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    let mut times = Vec::new();
+    for batch in batches {
+        let column = batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
+        if let Some(column) = column {
+            times.extend(column.iter().flatten());
+        }
+    }
+    times
 }
