@@ -295,11 +295,10 @@ async fn start_server(
     );
     index.register_metrics(&mut registry);
     executor.set_recommendations(index.clone());
-    tokio::spawn(index.clone().follow(
-        lake,
-        std::time::Duration::from_millis(250),
-        shutdown.wait(),
-    ));
+    index
+        .clone()
+        .spawn_follow(lake, std::time::Duration::from_millis(250), shutdown.wait())
+        .context("starting the recommendation index")?;
     let flight = match args.flight_addr(file) {
         None => None,
         Some(flight_addr) => {

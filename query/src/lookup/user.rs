@@ -29,46 +29,74 @@ impl Fingerprinter {
     }
 }
 
-/// One recommended item: 16 bytes with the score kept exactly.
+/// One recommended item as a served list carries it.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Item {
-    score: f64,
-    rank: i32,
-    /// The item id's symbol in the low 30 bits; bit 31: has a score; bit 30: has a rank.
-    packed: u32,
+pub(super) struct NewItem {
+    pub item: Sym,
+    pub score: Option<f64>,
+    pub rank: Option<i32>,
 }
+
+/// One slot of a user's items: 12 bytes. Either a recommended item (its symbol and
+/// flags, and its score exactly), or, after the items of a list whose ranks are not
+/// their positions, three of those ranks. Rankers send rank = position (1, 2, …), so
+/// the ranks usually cost nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Item([u32; 3]);
 
 const HAS_SCORE: u32 = 1 << 31;
 const HAS_RANK: u32 = 1 << 30;
 
 impl Item {
-    pub(super) fn new(item: Sym, score: Option<f64>, rank: Option<i32>) -> Item {
-        let mut packed = item.raw();
-        if score.is_some() {
+    fn new(item: &NewItem) -> Item {
+        let mut packed = item.item.raw();
+        if item.score.is_some() {
             packed |= HAS_SCORE;
         }
-        if rank.is_some() {
+        if item.rank.is_some() {
             packed |= HAS_RANK;
         }
-        Item {
-            score: score.unwrap_or(0.0),
-            rank: rank.unwrap_or(0),
-            packed,
+        let score = item.score.unwrap_or(0.0).to_bits();
+        Item([packed, score as u32, (score >> 32) as u32])
+    }
+
+    /// A slot holding up to three ranks.
+    fn ranks(ranks: &[Option<i32>]) -> Item {
+        let mut words = [0u32; 3];
+        for (word, rank) in words.iter_mut().zip(ranks) {
+            *word = u32::from_ne_bytes(rank.unwrap_or(0).to_ne_bytes());
         }
+        Item(words)
+    }
+
+    /// The `i`th rank (0 ..= 2) of a slot made by [`Item::ranks`].
+    fn rank_at(&self, i: usize) -> i32 {
+        i32::from_ne_bytes(self.0.get(i).copied().unwrap_or(0).to_ne_bytes())
     }
 
     pub(super) fn item(&self) -> Option<Sym> {
-        Sym::from_raw(self.packed & Sym::MAX)
+        Sym::from_raw(self.0[0] & Sym::MAX)
     }
 
     pub(super) fn score(&self) -> Option<f64> {
-        (self.packed & HAS_SCORE != 0).then_some(self.score)
+        (self.0[0] & HAS_SCORE != 0)
+            .then(|| f64::from_bits(u64::from(self.0[1]) | (u64::from(self.0[2]) << 32)))
     }
 
-    pub(super) fn rank(&self) -> Option<i32> {
-        (self.packed & HAS_RANK != 0).then_some(self.rank)
+    fn has_rank(&self) -> bool {
+        self.0[0] & HAS_RANK != 0
     }
 }
+
+/// The slots a list of `items` items takes: the items, then their ranks three to a slot
+/// when they are not the positions.
+fn slots(items: u32) -> usize {
+    let (n, explicit) = (items & !EXPLICIT_RANKS, items & EXPLICIT_RANKS != 0);
+    n as usize + if explicit { n.div_ceil(3) as usize } else { 0 }
+}
+
+/// In [`List::items`]: the list's ranks follow its items.
+const EXPLICIT_RANKS: u32 = 1 << 31;
 
 /// Request-id length of a list that has none.
 const NO_REQUEST: u32 = u32::MAX;
@@ -81,6 +109,7 @@ struct List {
     micros: i64,
     model: Option<Sym>,
     surface: Option<Sym>,
+    /// Items in the list, with [`EXPLICIT_RANKS`] when their ranks follow them.
     items: u32,
     /// Bytes of the request id in the text, or [`NO_REQUEST`].
     request: u32,
@@ -94,7 +123,7 @@ pub(super) struct NewList<'a> {
     pub model: Option<Sym>,
     pub surface: Option<Sym>,
     pub request: Option<&'a str>,
-    pub items: Vec<Item>,
+    pub items: Vec<NewItem>,
 }
 
 /// One served list as a lookup reads it.
@@ -104,7 +133,23 @@ pub(super) struct ListView<'a> {
     pub model: Option<Sym>,
     pub surface: Option<Sym>,
     pub request: Option<&'a str>,
-    pub items: &'a [Item],
+    /// The items' slots, then (when not the positions) their ranks' slots.
+    slots: &'a [Item],
+    items: usize,
+}
+
+impl<'a> ListView<'a> {
+    /// The items in served order, each with its rank.
+    pub(super) fn items(&self) -> impl Iterator<Item = (Item, Option<i32>)> + 'a {
+        let (items, ranks) = self.slots.split_at(self.items.min(self.slots.len()));
+        items.iter().enumerate().map(move |(i, item)| {
+            let rank = item.has_rank().then(|| match ranks.get(i / 3) {
+                Some(slot) => slot.rank_at(i % 3),
+                None => i32::try_from(i + 1).unwrap_or(i32::MAX),
+            });
+            (*item, rank)
+        })
+    }
 }
 
 /// A click on `item` in the request with fingerprint `request` (that of `""` when the
@@ -208,11 +253,9 @@ impl User {
         let mut item_at = 0usize;
         let mut text_at = self.user_len as usize;
         self.lists.iter().map(move |list| {
-            let items = self
-                .items
-                .get(item_at..item_at + list.items as usize)
-                .unwrap_or_default();
-            item_at += list.items as usize;
+            let taken = slots(list.items);
+            let items = self.items.get(item_at..item_at + taken).unwrap_or_default();
+            item_at += taken;
             let request = (list.request != NO_REQUEST).then(|| {
                 let end = text_at + list.request as usize;
                 let r = self.text.get(text_at..end).unwrap_or_default();
@@ -224,7 +267,8 @@ impl User {
                 model: list.model,
                 surface: list.surface,
                 request,
-                items,
+                slots: items,
+                items: (list.items & !EXPLICIT_RANKS) as usize,
             }
         })
     }
@@ -255,12 +299,26 @@ impl User {
             return Inserted::TooOld;
         }
         let kept = (self.lists.len() + 1).min(keep);
+        // A list longer than 2³¹ items cannot reach here: Kafka messages are far smaller.
+        let count = u32::try_from(list.items.len())
+            .unwrap_or(u32::MAX)
+            .min(!EXPLICIT_RANKS);
+        let new_items = list.items.get(..count as usize).unwrap_or(&list.items);
+        let explicit = new_items
+            .iter()
+            .zip(1..)
+            .any(|(item, position)| item.rank.is_some_and(|rank| rank != position));
+        let mut encoded: Vec<Item> = new_items.iter().map(Item::new).collect();
+        if explicit {
+            let ranks: Vec<Option<i32>> = new_items.iter().map(|i| i.rank).collect();
+            encoded.extend(ranks.chunks(3).map(Item::ranks));
+        }
         let header = List {
             event: list.event,
             micros: list.micros,
             model: list.model,
             surface: list.surface,
-            items: u32::try_from(list.items.len()).unwrap_or(u32::MAX),
+            items: count | if explicit { EXPLICIT_RANKS } else { 0 },
             request: list
                 .request
                 .and_then(|r| u32::try_from(r.len()).ok())
@@ -271,7 +329,8 @@ impl User {
             model: list.model,
             surface: list.surface,
             request: list.request,
-            items: &list.items,
+            slots: &encoded,
+            items: count as usize,
         };
         let old: Vec<(List, ListView<'_>)> = self.lists.iter().copied().zip(self.lists()).collect();
         let order: Vec<(List, ListView<'_>)> = old[..at]
@@ -281,7 +340,7 @@ impl User {
             .chain(old[at..].iter().copied())
             .take(kept)
             .collect();
-        let items_len = order.iter().map(|(h, _)| h.items as usize).sum();
+        let items_len = order.iter().map(|(h, _)| slots(h.items)).sum();
         let text_len = order
             .iter()
             .filter(|(h, _)| h.request != NO_REQUEST)
@@ -293,11 +352,7 @@ impl User {
         text.push_str(self.id());
         let mut lists = Vec::with_capacity(kept);
         for (header, view) in order {
-            items.extend_from_slice(
-                view.items
-                    .get(..header.items as usize)
-                    .unwrap_or(view.items),
-            );
+            items.extend_from_slice(view.slots);
             if header.request != NO_REQUEST {
                 text.push_str(view.request.unwrap_or_default());
             }
@@ -366,7 +421,7 @@ impl User {
             .lists()
             .take(n)
             .fold((0usize, self.user_len as usize), |(items, text), v| {
-                (items + v.items.len(), text + v.request.map_or(0, str::len))
+                (items + v.slots.len(), text + v.request.map_or(0, str::len))
             });
         self.lists = self.lists.iter().take(n).copied().collect();
         self.items = self.items.iter().take(items).copied().collect();
@@ -389,7 +444,11 @@ mod tests {
             model: Some(sym(1)),
             surface: None,
             request,
-            items: vec![Item::new(sym(2), Some(micros as f64), None)],
+            items: vec![NewItem {
+                item: sym(2),
+                score: Some(micros as f64),
+                rank: None,
+            }],
         }
     }
 
@@ -400,30 +459,78 @@ mod tests {
                 (
                     l.micros,
                     l.request.map(String::from),
-                    l.items.iter().map(Item::score).collect(),
+                    l.items().map(|(item, _)| item.score()).collect(),
                 )
             })
             .collect()
     }
 
+    /// `(item, score, rank)` of the items of each kept list.
+    type Items = Vec<Vec<(Option<Sym>, Option<f64>, Option<i32>)>>;
+
+    fn items(user: &User) -> Items {
+        user.lists()
+            .map(|l| {
+                l.items()
+                    .map(|(item, rank)| (item.item(), item.score(), rank))
+                    .collect()
+            })
+            .collect()
+    }
+
     #[test]
-    fn items_keep_their_values_and_nulls_in_16_bytes() {
-        assert_eq!(std::mem::size_of::<Item>(), 16);
+    fn items_keep_their_values_ranks_and_nulls_in_12_bytes() {
+        assert_eq!(std::mem::size_of::<Item>(), 12);
         assert_eq!(std::mem::size_of::<List>(), 40);
         assert_eq!(std::mem::size_of::<Click>(), 32);
+        let f = Fingerprinter::default();
         let max = sym(Sym::MAX);
-        for (score, rank) in [
-            (Some(0.1), Some(-3)),
-            (None, Some(0)),
-            (Some(f64::MIN_POSITIVE), None),
-            (None, None),
-        ] {
-            let item = Item::new(max, score, rank);
-            assert_eq!(
-                (item.item(), item.score(), item.rank()),
-                (Some(max), score, rank)
+        let new = |score, rank| NewItem {
+            item: max,
+            score,
+            rank,
+        };
+        // Ranks that are the positions (or null) are not stored; any other ranks are.
+        let cases: Vec<Vec<NewItem>> = vec![
+            vec![new(Some(0.1), Some(1)), new(None, Some(2)), new(None, None)],
+            vec![
+                new(Some(f64::MIN_POSITIVE), Some(-3)),
+                new(None, Some(0)),
+                new(Some(-0.0), None),
+                new(Some(f64::MAX), Some(i32::MAX)),
+                new(None, Some(i32::MIN)),
+            ],
+            vec![new(None, Some(2)), new(Some(1e300), Some(1))],
+            vec![],
+        ];
+        let mut user = User::new("u");
+        for (i, list_items) in cases.iter().enumerate() {
+            let inserted = user.insert_list(
+                NewList {
+                    event: f.of(&i.to_string()),
+                    micros: -(i as i64),
+                    model: None,
+                    surface: None,
+                    request: Some("r"),
+                    items: list_items.clone(),
+                },
+                10,
             );
+            assert_eq!(inserted, Inserted::Added);
         }
+        let expected: Items = cases
+            .iter()
+            .map(|l| l.iter().map(|i| (Some(i.item), i.score, i.rank)).collect())
+            .collect();
+        assert_eq!(items(&user), expected);
+        // Implied ranks take 3 slots, explicit ones 5 + 2, the third list 2 + 1.
+        assert_eq!(user.items.len(), 3 + 7 + 3);
+        // Dropping lists keeps the others' ranks with them.
+        user.truncate_lists(2);
+        assert_eq!(items(&user), expected[..2]);
+        assert_eq!(user.items.len(), 3 + 7);
+        assert!(user.evict_before(0));
+        assert_eq!(items(&user), expected[..1]);
     }
 
     #[test]
