@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::datasource::TableProvider;
+use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 use hourlake_catalog::schema::{EVENT_DATE, EVENT_HOUR};
 use hourlake_catalog::{Hour, Rollup, TableId};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 use crate::pruning::HiddenPartitioning;
 use crate::snapshot_scan::SnapshotTable;
@@ -27,6 +28,9 @@ pub struct LakeSnapshot {
     /// Per table, when the factory reads with [`ScanKind::Snapshot`]: its provider at
     /// this version (which lists the files once, on its first scan).
     scans: Arc<BTreeMap<TableId, Arc<SnapshotTable>>>,
+    /// The session over these versions (tables and views registered), built by the
+    /// first [`LakeSnapshot::session`] and copied for each later one.
+    session: Arc<OnceCell<SessionState>>,
 }
 
 impl LakeSnapshot {
@@ -37,12 +41,14 @@ impl LakeSnapshot {
             rolled: Arc::new(BTreeMap::new()),
             uncovered: Arc::new(BTreeMap::new()),
             scans: Arc::new(BTreeMap::new()),
+            session: Arc::default(),
         }
     }
 
     /// The tables of `factory`'s lake at their newest versions, starting from `previous`
     /// (whose tables are updated incrementally and whose rollup coverage is reused while
-    /// the rollup tables did not change).
+    /// the rollup tables did not change). When no table moved, this is `previous` itself,
+    /// its session included.
     pub async fn load(
         factory: &SessionFactory,
         previous: Option<&LakeSnapshot>,
@@ -57,6 +63,9 @@ impl LakeSnapshot {
                     }
                 }
             }
+        }
+        if let Some(previous) = previous.filter(|p| same_versions(&p.tables, &tables)) {
+            return Ok(previous.clone());
         }
         let mut rolled = BTreeMap::new();
         for rollup in Rollup::ALL {
@@ -109,6 +118,7 @@ impl LakeSnapshot {
             rolled: Arc::new(rolled),
             uncovered: Arc::new(uncovered),
             scans: Arc::new(scans),
+            session: Arc::default(),
         })
     }
 
@@ -138,7 +148,23 @@ impl LakeSnapshot {
 
     /// A session over exactly these versions, event tables with hidden partitioning
     /// (read as the factory that loaded the snapshot reads them: see [`ScanKind`]).
+    ///
+    /// The tables and views are registered once per snapshot, by the first call (pass
+    /// the factory that loaded the snapshot); each call gets its own copy of that
+    /// session, whose functions and settings it may change without touching the others.
+    /// The catalog is shared: a caller must not register or drop tables in it.
     pub async fn session(&self, factory: &SessionFactory) -> Result<SessionContext, SqlError> {
+        let state = self
+            .session
+            .get_or_try_init(|| async {
+                Ok::<_, SqlError>(self.new_session(factory).await?.state())
+            })
+            .await?;
+        Ok(SessionContext::new_with_state(state.clone()))
+    }
+
+    /// A new session over these versions, its tables and views registered.
+    async fn new_session(&self, factory: &SessionFactory) -> Result<SessionContext, SqlError> {
         let ctx = factory.context()?;
         for (id, table) in self.tables.iter() {
             let provider: Arc<dyn TableProvider> = match self.scans.get(id) {
@@ -203,6 +229,14 @@ impl LiveLake {
         let ctx = snapshot.session(&self.factory).await?;
         Ok((ctx, snapshot))
     }
+}
+
+/// Whether `a` and `b` hold the same tables at the same versions.
+fn same_versions(a: &BTreeMap<TableId, DeltaTable>, b: &BTreeMap<TableId, DeltaTable>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((ia, ta), (ib, tb))| ia == ib && ta.version() == tb.version())
 }
 
 /// The hours a rollup table holds rows for.
@@ -287,5 +321,79 @@ mod tests {
         assert_eq!(moved.scans[&id].version(), Some(2));
         let more = moved.scans[&id].files().await.unwrap();
         assert!(more.files().len() > files.files().len());
+    }
+
+    /// A snapshot no commit moved is the previous one: its session (tables and views)
+    /// is built once and copied per query, and a copy's own functions stay its own. A
+    /// commit makes a new snapshot whose session sees the new rows.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_unmoved_snapshot_keeps_its_session_and_a_commit_replaces_it() {
+        use datafusion::logical_expr::{create_udf, ColumnarValue, Volatility};
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let append = |from, to| {
+            let lake = lake.clone();
+            async move {
+                lake.open_or_create(TableId::EngagementEvents)
+                    .await
+                    .unwrap()
+                    .write(vec![engagement_batch(20_400, 1, from, to, 1_000)])
+                    .with_save_mode(SaveMode::Append)
+                    .await
+                    .unwrap();
+            }
+        };
+        let count = |ctx: SessionContext| async move {
+            let batches = ctx
+                .sql("SELECT count(*) FROM engagement_events")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            use arrow::array::AsArray;
+            batches[0]
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0)
+        };
+        append(0, 100).await;
+        let factory = SessionFactory::new(lake.clone());
+        let first = LakeSnapshot::load(&factory, None).await.unwrap();
+        let one = first.session(&factory).await.unwrap();
+        let same = LakeSnapshot::load(&factory, Some(&first)).await.unwrap();
+        assert!(Arc::ptr_eq(&first.session, &same.session));
+        let two = same.session(&factory).await.unwrap();
+        let view = |ctx: &SessionContext| {
+            let ctx = ctx.clone();
+            async move { ctx.table_provider("hourly_engagement").await.unwrap() }
+        };
+        assert!(Arc::ptr_eq(&view(&one).await, &view(&two).await));
+        let nothing = create_udf(
+            "only_here",
+            vec![],
+            arrow::datatypes::DataType::Int64,
+            Volatility::Immutable,
+            Arc::new(|_: &[ColumnarValue]| {
+                Ok(ColumnarValue::Scalar(
+                    datafusion::scalar::ScalarValue::Int64(Some(1)),
+                ))
+            }),
+        );
+        one.register_udf(nothing);
+        assert!(one.sql("SELECT only_here()").await.is_ok());
+        assert!(two.sql("SELECT only_here()").await.is_err());
+        let before = count(two).await;
+        assert_eq!(before, count(factory.session().await.unwrap()).await);
+
+        append(100, 250).await;
+        let moved = LakeSnapshot::load(&factory, Some(&same)).await.unwrap();
+        assert!(!Arc::ptr_eq(&same.session, &moved.session));
+        let three = moved.session(&factory).await.unwrap();
+        assert!(!Arc::ptr_eq(&view(&one).await, &view(&three).await));
+        let after = count(three).await;
+        assert!(after > before);
+        assert_eq!(after, count(factory.session().await.unwrap()).await);
     }
 }
