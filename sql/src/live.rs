@@ -284,25 +284,24 @@ mod tests {
 
     use super::*;
 
+    /// Commits engagement rows `from..to` (and their resent copies) to the lake.
+    async fn append(lake: &Lake, from: u64, to: u64) {
+        lake.open_or_create(TableId::EngagementEvents)
+            .await
+            .unwrap()
+            .write(vec![engagement_batch(20_400, 1, from, to, 1_000)])
+            .with_save_mode(SaveMode::Append)
+            .await
+            .unwrap();
+    }
+
     /// A snapshot scan's provider (and the files it listed) is kept while its table's
     /// version stays, and replaced when a commit moves it.
     #[tokio::test(flavor = "multi_thread")]
     async fn snapshot_tables_are_reused_while_their_version_stays() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
-        let append = |from, to| {
-            let lake = lake.clone();
-            async move {
-                lake.open_or_create(TableId::EngagementEvents)
-                    .await
-                    .unwrap()
-                    .write(vec![engagement_batch(20_400, 1, from, to, 1_000)])
-                    .with_save_mode(SaveMode::Append)
-                    .await
-                    .unwrap();
-            }
-        };
-        append(0, 100).await;
+        append(&lake, 0, 100).await;
         let id = TableId::EngagementEvents;
         let delta = SessionFactory::new(lake.clone()).with_scan(ScanKind::Delta);
         assert!(LakeSnapshot::load(&delta, None)
@@ -316,7 +315,7 @@ mod tests {
         let same = LakeSnapshot::load(&factory, Some(&first)).await.unwrap();
         assert!(Arc::ptr_eq(&first.scans[&id], &same.scans[&id]));
         assert!(Arc::ptr_eq(&files, &same.scans[&id].files().await.unwrap()));
-        append(100, 200).await;
+        append(&lake, 100, 200).await;
         let moved = LakeSnapshot::load(&factory, Some(&same)).await.unwrap();
         assert_eq!(moved.scans[&id].version(), Some(2));
         let more = moved.scans[&id].files().await.unwrap();
@@ -332,18 +331,6 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
-        let append = |from, to| {
-            let lake = lake.clone();
-            async move {
-                lake.open_or_create(TableId::EngagementEvents)
-                    .await
-                    .unwrap()
-                    .write(vec![engagement_batch(20_400, 1, from, to, 1_000)])
-                    .with_save_mode(SaveMode::Append)
-                    .await
-                    .unwrap();
-            }
-        };
         let count = |ctx: SessionContext| async move {
             let batches = ctx
                 .sql("SELECT count(*) FROM engagement_events")
@@ -358,7 +345,7 @@ mod tests {
                 .as_primitive::<arrow::datatypes::Int64Type>()
                 .value(0)
         };
-        append(0, 100).await;
+        append(&lake, 0, 100).await;
         let factory = SessionFactory::new(lake.clone());
         let first = LakeSnapshot::load(&factory, None).await.unwrap();
         let one = first.session(&factory).await.unwrap();
@@ -387,7 +374,7 @@ mod tests {
         let before = count(two).await;
         assert_eq!(before, count(factory.session().await.unwrap()).await);
 
-        append(100, 250).await;
+        append(&lake, 100, 250).await;
         let moved = LakeSnapshot::load(&factory, Some(&same)).await.unwrap();
         assert!(!Arc::ptr_eq(&same.session, &moved.session));
         let three = moved.session(&factory).await.unwrap();
