@@ -323,6 +323,52 @@ async fn event_time_filters_prune_hour_partitions() {
     assert!(text.contains("event_hour"), "{text}");
 }
 
+/// Queries share one session's catalog while no table moves: a refused statement that
+/// would change it (drop or replace a table or view, create one, change a setting)
+/// leaves every later query's tables, views and answers as they were.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_statements_leave_the_shared_session_as_it_was() {
+    let s = start(ServerConfig {
+        cache_bytes: 0,
+        ..ServerConfig::default()
+    })
+    .await;
+    let reads = [
+        "SELECT count(*) AS n FROM engagement_events",
+        "SELECT count(*) AS n FROM hourly_engagement",
+        "SELECT count(*) AS n FROM information_schema.tables",
+    ];
+    let mut before = Vec::new();
+    for sql in reads {
+        let (status, answer) = s.post(json!({ "sql": sql })).await;
+        assert_eq!(status, StatusCode::OK, "{sql} → {answer}");
+        before.push(answer["rows"].clone());
+    }
+    for sql in [
+        "DROP TABLE engagement_events",
+        "DROP VIEW hourly_engagement",
+        "CREATE OR REPLACE VIEW hourly_engagement AS SELECT 1 AS x",
+        "CREATE VIEW intruder AS SELECT 1 AS x",
+        "CREATE TABLE intruder AS SELECT 1 AS x",
+        "SET datafusion.execution.batch_size = 1",
+    ] {
+        let (status, answer) = s.post(json!({ "sql": sql })).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{sql} → {answer}");
+    }
+    for (sql, rows) in reads.iter().zip(&before) {
+        let (status, answer) = s.post(json!({ "sql": sql })).await;
+        assert_eq!(status, StatusCode::OK, "{sql} → {answer}");
+        assert_eq!(&answer["rows"], rows, "{sql}");
+    }
+    let (status, answer) = s.post(json!({"sql": "SELECT * FROM intruder"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (status, answer) = s
+        .post(json!({"sql": "SELECT value FROM information_schema.df_settings WHERE name = 'datafusion.execution.batch_size'"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["rows"], json!([["8192"]]), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_bad_request_gets_a_clear_error_and_never_a_500() {
     let s = start(ServerConfig {
