@@ -3,32 +3,28 @@
 
 use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
 use deltalake::kernel::transaction::{
     CommitBuilder, CommitConflictError, CommitProperties, TransactionError,
 };
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::Transaction;
 use deltalake::parquet::basic::{Compression, Encoding, ZstdLevel};
 use deltalake::parquet::file::properties::{
     EnabledStatistics, WriterProperties, WriterPropertiesBuilder,
 };
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use deltalake::{DeltaTable, DeltaTableError};
 use hourlake_catalog::schema::KAFKA_OFFSET;
 use hourlake_catalog::TableId;
 
 use crate::fence::{check_fence, TxnVersions};
+use crate::hour_files::HourFiles;
 use crate::offsets::{app_id, TopicPartition};
-use crate::partition_rows::{group_by_partition, PartitionRows};
 use crate::IngestError;
 
-/// What one table's commit should contain.
+/// What one table's commit should record besides its files.
 pub struct TableCommit {
     pub table: TableId,
-    /// The rows, as the window's chunks decoded them (in message order).
-    pub batches: Vec<RecordBatch>,
     /// `(partition, new last offset, the last offset we believe the table holds)`.
     pub progress: Vec<(TopicPartition, i64, Option<i64>)>,
 }
@@ -128,85 +124,36 @@ fn prunable_statistics(mut builder: WriterPropertiesBuilder) -> WriterProperties
     builder
 }
 
-/// One table's Parquet writers for a flush: zstd for full files, snappy for stragglers
-/// (each made when first needed).
-struct HourWriters<'a> {
-    table: &'a DeltaTable,
-    full: Option<RecordBatchWriter>,
-    straggler: Option<RecordBatchWriter>,
-}
-
-impl<'a> HourWriters<'a> {
-    fn new(table: &'a DeltaTable) -> HourWriters<'a> {
-        HourWriters {
-            table,
-            full: None,
-            straggler: None,
-        }
-    }
-
-    /// Writes one partition's rows of `batches` into a file of its own and closes it;
-    /// returns its `add` action.
-    async fn write(
-        &mut self,
-        partition: &PartitionRows,
-        batches: &[RecordBatch],
-    ) -> Result<Vec<Action>, DeltaTableError> {
-        let (slot, properties): (_, fn() -> WriterProperties) =
-            if partition.num_rows() < STRAGGLER_ROWS {
-                (&mut self.straggler, straggler_writer_properties)
-            } else {
-                (&mut self.full, writer_properties)
-            };
-        let writer = match slot {
-            Some(writer) => writer,
-            None => slot.insert(
-                RecordBatchWriter::for_table(self.table)?.with_writer_properties(properties()),
-            ),
-        };
-        for rows in partition.batches(batches) {
-            writer
-                .write_partition(rows?, partition.values(), WriteMode::Default)
-                .await?;
-        }
-        Ok(writer.flush().await?.into_iter().map(Action::Add).collect())
-    }
-}
-
-/// Writes and commits one table's part of a flush, retrying transient failures.
-/// Files are written under fresh names and only become visible through the commit,
-/// so a crash or a failed commit leaves no visible data.
+/// Closes one table's files of a flush (`files`, streamed while the window was read)
+/// and commits them with the window's offsets, retrying transient failures. Files are
+/// written under fresh names and only become visible through the commit, so a crash
+/// or a failed commit leaves no visible data. `files` is empty afterwards, whatever
+/// the outcome.
 pub async fn commit_table(
     table: &mut DeltaTable,
     known_txns: &mut TxnVersions,
     group: &str,
     job: TableCommit,
+    files: &mut HourFiles,
     checkpoint_interval: u64,
 ) -> Result<CommitOutcome, IngestError> {
     let id = job.table;
-    table.update_state().await.map_err(id.delta_error())?;
-    if let Some(fenced) = check_fence(table, known_txns, group, &job.progress)
-        .await
-        .map_err(id.delta_error())?
-    {
+    let fenced = match table.update_state().await {
+        Ok(()) => check_fence(table, known_txns, group, &job.progress).await,
+        Err(e) => Err(e),
+    };
+    let fenced = match fenced {
+        Ok(fenced) => fenced,
+        Err(e) => {
+            files.discard();
+            return Err(id.delta_error()(e).into());
+        }
+    };
+    if let Some(fenced) = fenced {
+        files.discard();
         return Ok(fenced);
     }
-    let mut adds: Vec<Action> = Vec::new();
-    if !job.batches.is_empty() {
-        let mut writers = HourWriters::new(table);
-        // One hour's file at a time: each is closed (and its encoders freed) before
-        // the next hour's is opened.
-        for partition in group_by_partition(&job.batches, id.partition_columns())? {
-            adds.extend(
-                writers
-                    .write(&partition, &job.batches)
-                    .await
-                    .map_err(id.delta_error())?,
-            );
-        }
-    }
-    // The rows are in the files now: free them before the commit.
-    drop(job.batches);
+    let adds = files.finish(table).await?;
     let txns: Vec<Transaction> = job
         .progress
         .iter()
@@ -280,6 +227,8 @@ pub async fn commit_table(
 
 #[cfg(test)]
 mod tests {
+    use arrow::record_batch::RecordBatch;
+
     use super::*;
     use crate::decoded::DecodedRows;
     use crate::offsets::{load_from_table, CommittedOffsets};
@@ -311,20 +260,38 @@ mod tests {
         (dir, lake, table)
     }
 
-    #[tokio::test]
-    async fn commits_rows_with_offsets_and_fences_a_stale_writer() {
-        let (_dir, lake, mut table) = new_engagement_table().await;
-        let tp = TopicPartition::new("t", 0);
-        let commit = |offset: i64, expected: Option<i64>| TableCommit {
+    /// Writes `batches` into a window's files of `table`, then commits them with
+    /// `progress`.
+    async fn commit_rows(
+        table: &mut DeltaTable,
+        txns: &mut TxnVersions,
+        batches: Vec<RecordBatch>,
+        progress: Vec<(TopicPartition, i64, Option<i64>)>,
+    ) -> CommitOutcome {
+        let mut files = HourFiles::new(TableId::EngagementEvents);
+        for batch in batches {
+            files.add(table, batch).await;
+        }
+        let job = TableCommit {
             table: TableId::EngagementEvents,
-            batches: vec![one_event_batch(offset)],
-            progress: vec![(tp.clone(), offset, expected)],
+            progress,
         };
-
-        let mut txns = TxnVersions::default();
-        let first = commit_table(&mut table, &mut txns, "g", commit(0, None), 0)
+        let outcome = commit_table(table, txns, "g", job, &mut files, 0)
             .await
             .unwrap();
+        assert_eq!(files.num_rows(), 0, "the files are empty after a commit");
+        outcome
+    }
+
+    #[tokio::test]
+    async fn commits_rows_with_offsets_and_fences_a_stale_writer() {
+        let (dir, lake, mut table) = new_engagement_table().await;
+        let tp = TopicPartition::new("t", 0);
+        let rows = |offset: i64| vec![one_event_batch(offset)];
+        let progress = |offset: i64, expected: Option<i64>| vec![(tp.clone(), offset, expected)];
+
+        let mut txns = TxnVersions::default();
+        let first = commit_rows(&mut table, &mut txns, rows(0), progress(0, None)).await;
         assert_eq!(first, CommitOutcome::Committed { version: 1 });
         // Another writer of the same partition, which has seen offset 0 committed.
         let mut stale = lake
@@ -336,16 +303,12 @@ mod tests {
             stale_txns.get(&stale, &app_id("g", &tp)).await.unwrap(),
             Some(0)
         );
-        let second = commit_table(&mut table, &mut txns, "g", commit(1, Some(0)), 0)
-            .await
-            .unwrap();
+        let second = commit_rows(&mut table, &mut txns, rows(1), progress(1, Some(0))).await;
         assert_eq!(second, CommitOutcome::Committed { version: 2 });
 
         // The other writer still believes offset 0 is the last one: it must not commit
         // (its cached offsets catch up with the commit it has not seen).
-        let fenced = commit_table(&mut stale, &mut stale_txns, "g", commit(1, Some(0)), 0)
-            .await
-            .unwrap();
+        let fenced = commit_rows(&mut stale, &mut stale_txns, rows(1), progress(1, Some(0))).await;
         assert_eq!(
             fenced,
             CommitOutcome::Fenced {
@@ -356,6 +319,15 @@ mod tests {
         );
         table.update_state().await.unwrap();
         assert_eq!(table.version(), Some(2), "a fenced commit adds no version");
+        assert_eq!(
+            table.snapshot().unwrap().log_data().num_files(),
+            2,
+            "a fenced commit's file is not in the table"
+        );
+        assert!(
+            parquet_files(dir.path()).len() <= 3,
+            "at most the fenced window's one abandoned file besides the table's"
+        );
 
         let mut offsets = CommittedOffsets::default();
         load_from_table(
@@ -381,15 +353,8 @@ mod tests {
         assert_eq!(offsets.get(TableId::EngagementEvents, &tp), None);
 
         // A progress-only commit (no rows) records offsets too.
-        let progress_only = TableCommit {
-            table: TableId::EngagementEvents,
-            batches: Vec::new(),
-            progress: vec![(tp.clone(), 7, Some(1))],
-        };
         assert_eq!(
-            commit_table(&mut table, &mut txns, "g", progress_only, 0)
-                .await
-                .unwrap(),
+            commit_rows(&mut table, &mut txns, Vec::new(), progress(7, Some(1))).await,
             CommitOutcome::Committed { version: 3 }
         );
         let files = table.snapshot().unwrap().log_data().num_files();
@@ -436,17 +401,16 @@ mod tests {
             STRAGGLER_ROWS / 2,
             RecordBatch::try_new(late.schema(), columns).unwrap(),
         );
-        let commit = TableCommit {
-            table: TableId::EngagementEvents,
-            batches: vec![
+        commit_rows(
+            &mut table,
+            &mut TxnVersions::default(),
+            vec![
                 concat_batches(&rows[0].schema(), &rows).unwrap(),
                 one_event_batch(3),
             ],
-            progress: vec![(TopicPartition::new("t", 0), 3, None)],
-        };
-        commit_table(&mut table, &mut TxnVersions::default(), "g", commit, 0)
-            .await
-            .unwrap();
+            vec![(TopicPartition::new("t", 0), 3, None)],
+        )
+        .await;
 
         let mut files: Vec<(i64, Vec<ColumnChunkMetaData>)> = parquet_files(dir.path())
             .iter()

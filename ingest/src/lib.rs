@@ -21,8 +21,12 @@
 //! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`;
 //!   `minute_counts`: messages read per partition and minute, for `ingested_minutes`
 //!   (the "ingested" side of the compactor's per-minute loss table).
-//! - `commit`: one table's atomic commit with its `txn` offsets; `fence`: the check that
-//!   no other consumer wrote its partitions meanwhile, from `txn` versions it keeps;
+//! - `hour_files`: a table's Parquet files of the open window, written as its chunks
+//!   decode (an hour streams into its file once it has enough rows; stragglers are
+//!   written at commit).
+//! - `commit`: one table's atomic commit of those files with its `txn` offsets;
+//!   `fence`: the check that no other consumer wrote its partitions meanwhile, from
+//!   `txn` versions it keeps;
 //!   `offsets`: which offsets each table holds, and where a partition starts;
 //!   [`StartAt`]: where a partition the lake holds nothing of starts (log start, or a
 //!   point in time for a replay).
@@ -54,6 +58,7 @@ mod decoded;
 mod error;
 mod fence;
 mod freshness;
+mod hour_files;
 mod message;
 mod metrics;
 mod minute_counts;

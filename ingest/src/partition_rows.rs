@@ -1,14 +1,8 @@
-//! A flush's rows of one table, grouped by partition (event hour), so that each hour
-//! is written and its file closed before the next one is opened — straight from the
-//! window's decoded chunks, without first merging them into one batch.
-//!
-//! Every open Parquet file holds, per column, its encoders, dictionary and zstd
-//! contexts: a few MB per file. A window read while catching up holds late events of
-//! dozens of hours; with all their files open at once those per-file costs, not the
-//! rows, were most of ingest's peak memory (heaptrack, benches/RESULTS.md). Merging the
-//! chunks, then copying each hour out of the merged batch, held the window's rows two
-//! and three times over; here a chunk wholly in one hour is written as it is, and the
-//! rows of a mixed chunk are copied out one hour at a time, when that hour is written.
+//! Rows of one table grouped by partition (event hour), straight from decoded batches
+//! without first merging them: a batch wholly in one hour is kept as it is, and the
+//! rows of a mixed batch are copied out one hour at a time, when they are asked for.
+//! (Merging the chunks, then copying each hour out of the merged batch, held a
+//! window's rows two and three times over: benches/RESULTS.md, session 15.)
 
 use std::collections::HashMap;
 

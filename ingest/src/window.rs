@@ -1,7 +1,9 @@
 //! The flush window: the messages read since the last flush. The poll thread copies
 //! them into chunks; each full chunk is decoded on tokio's blocking pool while polling
-//! goes on, and a flush waits for its chunks and hands their rows over, in order, as one
-//! [`FlushJob`] (each table's chunks side by side, not concatenated).
+//! goes on. Decoded chunks' rows are handed out in order as they are ready (to be
+//! written while the window is still read); a flush waits for the rest and hands it
+//! over with the whole window's offsets as one [`FlushJob`] (each table's chunks side
+//! by side, never concatenated).
 //!
 //! Decoding is most of the per-message work; with it on other threads the consumer
 //! keeps fetching, and on a multi-core machine chunks decode in parallel.
@@ -10,6 +12,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use arrow::record_batch::RecordBatch;
+use hourlake_catalog::TableId;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -33,7 +37,10 @@ pub struct Window {
     /// Chunks handed over and not yet awaited, oldest first.
     decoding: VecDeque<JoinHandle<Result<FlushJob, IngestError>>>,
     /// Chunks already decoded, in order (all older than those in `decoding`).
-    decoded: Vec<Result<FlushJob, IngestError>>,
+    decoded: VecDeque<Result<FlushJob, IngestError>>,
+    /// Chunks whose rows [`Window::ready`] handed out (oldest of all): their offsets
+    /// and partitions, without rows.
+    handed: Vec<FlushJob>,
     filling: Chunk,
     messages: usize,
     bytes: usize,
@@ -48,7 +55,8 @@ impl Window {
             validation,
             metrics,
             decoding: VecDeque::new(),
-            decoded: Vec::new(),
+            decoded: VecDeque::new(),
+            handed: Vec::new(),
             filling: Chunk::default(),
             messages: 0,
             bytes: 0,
@@ -88,14 +96,41 @@ impl Window {
         );
         // At most one chunk per core decodes at a time: when the decoders fall behind, the
         // poll thread waits here instead of copying ever more messages.
-        while self.decoding.front().is_some_and(JoinHandle::is_finished)
-            || self.decoding.len() > decode_threads()
-        {
+        while self.decoding.len() > decode_threads() {
             let Some(oldest) = self.decoding.pop_front() else {
                 break;
             };
-            self.decoded.push(await_chunk(&self.runtime, oldest));
+            self.decoded.push_back(await_chunk(&self.runtime, oldest));
         }
+        self.collect_decoded();
+    }
+
+    /// Moves the chunks that finished decoding, oldest first, to `decoded`.
+    fn collect_decoded(&mut self) {
+        while self.decoding.front().is_some_and(JoinHandle::is_finished) {
+            let Some(oldest) = self.decoding.pop_front() else {
+                break;
+            };
+            self.decoded.push_back(await_chunk(&self.runtime, oldest));
+        }
+    }
+
+    /// The rows of the chunks decoded so far (in order, each table's batches), to be
+    /// written while the rest of the window is read; the window keeps only their
+    /// offsets. A chunk that failed to decode stays, for [`Window::take`] to report.
+    pub fn ready(&mut self) -> BTreeMap<TableId, Vec<RecordBatch>> {
+        self.collect_decoded();
+        let mut rows: BTreeMap<TableId, Vec<RecordBatch>> = BTreeMap::new();
+        while let Some(Ok(_)) = self.decoded.front() {
+            let Some(Ok(mut job)) = self.decoded.pop_front() else {
+                break;
+            };
+            for (table, batches) in std::mem::take(&mut job.batches) {
+                rows.entry(table).or_default().extend(batches);
+            }
+            self.handed.push(job);
+        }
+        rows
     }
 
     /// Whether any message was read into the window.
@@ -123,14 +158,17 @@ impl Window {
     }
 
     /// Decodes what is left against `committed`, waits for every chunk, and gathers them
-    /// into one job; leaves an empty window.
+    /// into one job (with the rows not handed out by [`Window::ready`], and the offsets
+    /// of all); leaves an empty window.
     pub fn take(&mut self, committed: &CommittedOffsets) -> Result<FlushJob, IngestError> {
         self.dispatch(committed);
         let running = std::mem::take(&mut self.decoding);
-        let mut decoded = std::mem::take(&mut self.decoded);
+        let handed = std::mem::take(&mut self.handed);
+        let mut parts: Vec<Result<FlushJob, IngestError>> = handed.into_iter().map(Ok).collect();
+        parts.extend(std::mem::take(&mut self.decoded));
         self.discard();
-        decoded.extend(running.into_iter().map(|h| await_chunk(&self.runtime, h)));
-        Ok(merge(decoded.into_iter().collect::<Result<Vec<_>, _>>()?))
+        parts.extend(running.into_iter().map(|h| await_chunk(&self.runtime, h)));
+        Ok(merge(parts.into_iter().collect::<Result<Vec<_>, _>>()?))
     }
 
     /// Drops everything read (the partitions will be re-read). Chunks still decoding
@@ -138,6 +176,7 @@ impl Window {
     pub fn discard(&mut self) {
         self.decoding.clear();
         self.decoded.clear();
+        self.handed.clear();
         self.filling = Chunk::default();
         self.messages = 0;
         self.bytes = 0;
@@ -270,6 +309,62 @@ mod tests {
         );
         assert_eq!(job.touched[&TableId::DeadLetters].len(), 1);
         assert_eq!(job.touched[&TableId::EngagementEvents].len(), 2);
+    }
+
+    #[test]
+    fn decoded_chunks_are_handed_out_in_order_and_the_flush_has_the_rest_and_every_offset() {
+        let runtime = runtime();
+        let tp = TopicPartition::new("t", 0);
+        let committed = CommittedOffsets::default();
+        let mut window = Window::new(
+            runtime.handle().clone(),
+            Validation::default(),
+            IngestMetrics::default(),
+        );
+        let chunk = crate::chunk::CHUNK_MESSAGES as i64;
+        let n = chunk * 3 + 10;
+        for offset in 0..n {
+            let json = format!(
+                r#"{{"event_id":"e{offset}","event_type":"click","event_time":1795355100000,"user_id":"u"}}"#
+            );
+            window.add(&tp, json.as_bytes(), &meta(offset), &committed);
+        }
+        // The three full chunks decode on the pool; take what is ready as it comes.
+        let mut handed: Vec<RecordBatch> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while handed.iter().map(RecordBatch::num_rows).sum::<usize>() < 3 * chunk as usize {
+            assert!(Instant::now() < deadline, "chunks never decoded");
+            let mut ready = window.ready();
+            handed.extend(ready.remove(&TableId::EngagementEvents).unwrap_or_default());
+            assert!(ready.keys().all(|t| *t == TableId::IngestedMinutes));
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(window.ready().is_empty(), "nothing is handed out twice");
+        let job = window.take(&committed).unwrap();
+        assert_eq!(job.num_rows(TableId::EngagementEvents), 10, "the rest");
+        assert_eq!(
+            job.ranges[&tp],
+            OffsetRange {
+                first: 0,
+                last: n - 1
+            }
+        );
+        assert_eq!(job.touched[&TableId::EngagementEvents].len(), 1);
+        handed.extend(job.batches[&TableId::EngagementEvents].iter().cloned());
+        let mut offsets: Vec<i64> = Vec::new();
+        for batch in &handed {
+            let column = batch.column_by_name("_kafka_offset").unwrap();
+            offsets.extend(
+                column
+                    .as_primitive::<arrow::datatypes::Int64Type>()
+                    .values(),
+            );
+        }
+        assert_eq!(
+            offsets,
+            (0..n).collect::<Vec<_>>(),
+            "every row once, in order"
+        );
     }
 
     #[test]

@@ -1,15 +1,14 @@
-//! The flusher: a task on the runtime that owns the Delta tables. It writes and commits
-//! each window it is handed (one commit per table, the tables concurrently) and reports
-//! how that ended over a channel; asked, it reads the offsets the tables hold. The poll
-//! thread keeps one flush in flight while it fills the next window.
+//! The flusher: a task on the runtime that owns the Delta tables. It writes the open
+//! window's rows into their files as they are decoded, commits each window it is
+//! handed (one commit per table, the tables concurrently) and reports how that ended
+//! over a channel; asked, it reads the offsets the tables hold. The poll thread keeps
+//! one flush in flight while it fills the next window.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, TimestampMicrosecondArray};
 use arrow::record_batch::RecordBatch;
 use deltalake::DeltaTable;
-use hourlake_catalog::schema::{EVENT_TIME, INGESTED_AT};
 use hourlake_catalog::{Lake, TableId};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -20,6 +19,7 @@ use crate::config::IngestConfig;
 use crate::decoded::{FlushJob, OffsetRange};
 use crate::fence::TxnVersions;
 use crate::freshness::RecentLags;
+use crate::hour_files::HourFiles;
 use crate::metrics::IngestMetrics;
 use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
 use crate::IngestError;
@@ -100,7 +100,11 @@ impl Flushed {
 
 /// What the flusher task is asked to do, in order.
 enum Request {
-    /// Write and commit a window; the outcome goes to the outcome channel.
+    /// Rows of the open window, decoded: each table's go into its files now.
+    Rows(BTreeMap<TableId, Vec<RecordBatch>>),
+    /// The open window is dropped (its partitions will be re-read): abandon its files.
+    Discard,
+    /// Close and commit the window's files; the outcome goes to the outcome channel.
     Flush {
         commits: Vec<TableCommit>,
         ranges: BTreeMap<TopicPartition, OffsetRange>,
@@ -140,6 +144,7 @@ impl Flusher {
         let (requests, requested) = mpsc::unbounded_channel();
         let (report, outcomes) = mpsc::unbounded_channel();
         let task = FlushTask {
+            files: tables.keys().map(|id| (*id, HourFiles::new(*id))).collect(),
             txns: tables
                 .keys()
                 .map(|id| (*id, TxnVersions::default()))
@@ -165,9 +170,25 @@ impl Flusher {
         self.in_flight
     }
 
-    /// Hands a window over to be written, `committed` being the offsets the tables are
-    /// believed to hold. One flush at a time: collect the previous one's outcome first
-    /// ([`Flusher::finished`], [`Flusher::wait`]).
+    /// Hands rows of the open window over to be written into its files now, while the
+    /// rest of the window is read (and the previous one may still be committing).
+    pub fn stream(&mut self, rows: BTreeMap<TableId, Vec<RecordBatch>>) -> Result<(), IngestError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.requests
+            .send(Request::Rows(rows))
+            .map_err(|_| stopped())
+    }
+
+    /// Abandons the open window's files: its partitions will be re-read.
+    pub fn discard(&mut self) -> Result<(), IngestError> {
+        self.requests.send(Request::Discard).map_err(|_| stopped())
+    }
+
+    /// Hands the rest of a window over and has it committed, `committed` being the
+    /// offsets the tables are believed to hold. One flush at a time: collect the
+    /// previous one's outcome first ([`Flusher::finished`], [`Flusher::wait`]).
     pub fn flush(
         &mut self,
         job: FlushJob,
@@ -178,7 +199,8 @@ impl Flusher {
                 "a flush started while another was in flight".into(),
             ));
         }
-        let commits = self.plan(job.batches, &job.touched, &job.ranges, committed);
+        self.stream(job.batches)?;
+        let commits = self.plan(&job.touched, &job.ranges, committed);
         self.requests
             .send(Request::Flush {
                 commits,
@@ -229,11 +251,10 @@ impl Flusher {
         answer.blocking_recv().map_err(|_| stopped())?
     }
 
-    /// Decides what each table's commit holds: its rows, and `txn` progress for the
-    /// partitions it has rows from — or for every partition read, when its progress is due.
+    /// Decides what each table's commit records: `txn` progress for the partitions it
+    /// has rows from — or for every partition read, when its progress is due.
     fn plan(
         &mut self,
-        mut batches: BTreeMap<TableId, Vec<RecordBatch>>,
         touched: &BTreeMap<TableId, BTreeSet<TopicPartition>>,
         ranges: &BTreeMap<TopicPartition, OffsetRange>,
         committed: &CommittedOffsets,
@@ -254,18 +275,13 @@ impl Flusher {
                         .then(|| (tp.clone(), range.last, believed))
                 })
                 .collect();
-            let table_batches = batches.remove(&table).unwrap_or_default();
-            if table_batches.is_empty() && progress.is_empty() {
+            if rows_from.is_none() && progress.is_empty() {
                 continue;
             }
             if due {
                 self.last_progress.insert(table, Instant::now());
             }
-            commits.push(TableCommit {
-                table,
-                batches: table_batches,
-                progress,
-            });
+            commits.push(TableCommit { table, progress });
         }
         commits
     }
@@ -274,6 +290,8 @@ impl Flusher {
 /// The task's side: the tables and what committing needs.
 struct FlushTask {
     tables: Tables,
+    /// Each table's files of the open window (same keys as `tables`).
+    files: BTreeMap<TableId, HourFiles>,
     /// Each table's `txn` versions, for the fence check (same keys as `tables`).
     txns: BTreeMap<TableId, TxnVersions>,
     group: String,
@@ -292,6 +310,8 @@ impl FlushTask {
     ) {
         while let Some(request) = requests.recv().await {
             match request {
+                Request::Rows(rows) => self.write(rows).await,
+                Request::Discard => self.files.values_mut().for_each(HourFiles::discard),
                 Request::Flush { commits, ranges } => {
                     let tables = self.commit(commits).await;
                     if report.send(Flushed { tables, ranges }).is_err() {
@@ -305,32 +325,58 @@ impl FlushTask {
         }
     }
 
+    /// Writes each table's rows into its files of the open window.
+    async fn write(&mut self, rows: BTreeMap<TableId, Vec<RecordBatch>>) {
+        for (id, batches) in rows {
+            let (Some(table), Some(files)) = (self.tables.get(&id), self.files.get_mut(&id)) else {
+                tracing::error!(table = %id, "rows of a table ingest does not write");
+                continue;
+            };
+            for batch in batches {
+                files.add(table, batch).await;
+            }
+        }
+    }
+
     /// Commits every table's part of a flush at once.
     async fn commit(&mut self, commits: Vec<TableCommit>) -> Vec<TableOutcome> {
         let started = Instant::now();
         let mut commits: BTreeMap<TableId, TableCommit> =
             commits.into_iter().map(|c| (c.table, c)).collect();
-        let (group, checkpoint_interval, metrics, recent) = (
-            &self.group,
-            self.checkpoint_interval,
-            &self.metrics,
-            &self.recent,
-        );
-        let tables = self.tables.iter_mut().zip(self.txns.values_mut());
-        let work = tables.filter_map(|((id, table), txns)| {
-            let job = commits.remove(id)?;
-            Some(commit_one(
-                table,
-                txns,
-                group,
-                job,
-                checkpoint_interval,
-                metrics,
-                recent,
-            ))
+        let context = CommitContext {
+            group: &self.group,
+            checkpoint_interval: self.checkpoint_interval,
+            metrics: &self.metrics,
+            recent: &self.recent,
+        };
+        let mut unplanned = Vec::new();
+        let tables = self
+            .tables
+            .iter_mut()
+            .zip(self.txns.values_mut())
+            .zip(self.files.values_mut());
+        let work = tables.filter_map(|(((id, table), txns), files)| {
+            let Some(job) = commits.remove(id) else {
+                if files.num_rows() > 0 {
+                    // Rows without offsets to record cannot commit: re-read them.
+                    files.discard();
+                    unplanned.push(*id);
+                }
+                return None;
+            };
+            Some(commit_one(table, txns, files, job, &context))
         });
-        let outcomes = futures::future::join_all(work).await;
-        metrics
+        let mut outcomes = futures::future::join_all(work).await;
+        outcomes.extend(unplanned.into_iter().map(|table| TableOutcome {
+            table,
+            rows: 0,
+            progress: Vec::new(),
+            result: Err(IngestError::Thread(format!(
+                "{table}: a window's rows came without offsets to commit"
+            ))),
+        }));
+        context
+            .metrics
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
         outcomes
@@ -351,25 +397,36 @@ impl FlushTask {
 
 /// Commits one table's part of a flush; observes the event-time lag and the
 /// read-to-commit time of what committed.
+/// What every table's commit of a flush shares.
+struct CommitContext<'a> {
+    group: &'a str,
+    checkpoint_interval: u64,
+    metrics: &'a IngestMetrics,
+    recent: &'a RecentLags,
+}
+
 async fn commit_one(
     table: &mut DeltaTable,
     txns: &mut TxnVersions,
-    group: &str,
+    files: &mut HourFiles,
     job: TableCommit,
-    checkpoint_interval: u64,
-    metrics: &IngestMetrics,
-    recent: &RecentLags,
+    context: &CommitContext<'_>,
 ) -> TableOutcome {
+    let CommitContext {
+        group,
+        checkpoint_interval,
+        metrics,
+        recent,
+    } = *context;
     let id = job.table;
-    let rows = job.batches.iter().map(RecordBatch::num_rows).sum();
+    let rows = files.num_rows();
     let progress: Vec<(TopicPartition, i64)> = job
         .progress
         .iter()
         .map(|(tp, last, _)| (tp.clone(), *last))
         .collect();
-    let times = micros_column(&job.batches, EVENT_TIME);
-    let read_at = micros_column(&job.batches, INGESTED_AT);
-    let result = commit_table(table, txns, group, job, checkpoint_interval).await;
+    let (times, read_at) = files.take_times();
+    let result = commit_table(table, txns, group, job, files, checkpoint_interval).await;
     if let Ok(CommitOutcome::Committed { .. }) = &result {
         let now = chrono::Utc::now().timestamp_micros();
         let seconds_since = |t: &i64| now.saturating_sub(*t) as f64 / 1e6;
@@ -394,17 +451,113 @@ async fn commit_one(
     }
 }
 
-/// The non-null times of a column of the batches (those that have it), for the lag
-/// histograms.
-fn micros_column(batches: &[RecordBatch], name: &str) -> Vec<i64> {
-    let mut times = Vec::new();
-    for batch in batches {
-        let column = batch
-            .column_by_name(name)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
-        if let Some(column) = column {
-            times.extend(column.iter().flatten());
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use arrow::array::AsArray;
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::hour_files::tests::rows;
+
+    /// A job of `batches` of the engagement table, read from `t-0` at `first..=last`.
+    fn job(batches: Vec<RecordBatch>, first: i64, last: i64) -> FlushJob {
+        let tp = TopicPartition::new("t", 0);
+        FlushJob {
+            batches: BTreeMap::from([(TableId::EngagementEvents, batches)]),
+            touched: BTreeMap::from([(TableId::EngagementEvents, BTreeSet::from([tp.clone()]))]),
+            ranges: BTreeMap::from([(tp, OffsetRange { first, last })]),
         }
     }
-    times
+
+    /// Every event id in the table's files.
+    fn event_ids(table: &DeltaTable) -> Vec<String> {
+        let mut ids = Vec::new();
+        for uri in table.get_file_uris().unwrap() {
+            let path = uri.strip_prefix("file://").unwrap_or(&uri).to_string();
+            let file = std::fs::File::open(&path).unwrap();
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let column = batch.column_by_name("event_id").unwrap().as_string::<i32>();
+                ids.extend(column.iter().map(|v| v.unwrap().to_string()));
+            }
+        }
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn rows_streamed_before_a_discard_never_reach_the_table_and_a_window_commits_whole() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let tables = runtime.block_on(open_tables(&lake)).unwrap();
+        let config = IngestConfig::new("unused", vec!["t".into()], "g");
+        let metrics = IngestMetrics::default();
+        let mut flusher = Flusher::start(runtime.handle(), tables, &config, metrics.clone());
+        let mut committed = CommittedOffsets::default();
+
+        // A window whose rows were streamed (one hour past the streaming threshold),
+        // then dropped: a failed commit before it, or a rebalance.
+        let many = crate::commit::STRAGGLER_ROWS + 5;
+        flusher
+            .stream(BTreeMap::from([(
+                TableId::EngagementEvents,
+                vec![
+                    rows("dropped-", 0, many, 0),
+                    rows("dropped-", many as i64, 2, -1),
+                ],
+            )]))
+            .unwrap();
+        flusher.discard().unwrap();
+
+        // The re-read window: some rows streamed while it was read, the rest with the
+        // flush.
+        flusher
+            .stream(BTreeMap::from([(
+                TableId::EngagementEvents,
+                vec![rows("kept-", 0, 3, 0)],
+            )]))
+            .unwrap();
+        flusher
+            .flush(job(vec![rows("kept-", 3, 2, -1)], 0, 4), &committed)
+            .unwrap();
+        let flushed = flusher.wait().unwrap().unwrap();
+        assert!(flushed.record(&mut committed, &metrics));
+        let tp = TopicPartition::new("t", 0);
+        assert_eq!(committed.get(TableId::EngagementEvents, &tp), Some(4));
+
+        let mut table = runtime
+            .block_on(lake.open(TableId::EngagementEvents))
+            .unwrap()
+            .unwrap();
+        runtime.block_on(table.update_state()).unwrap();
+        let want: Vec<String> = (0..5).map(|i| format!("kept-{i}")).collect();
+        assert_eq!(
+            event_ids(&table),
+            want,
+            "exactly the committed window's rows"
+        );
+        assert_eq!(
+            table.snapshot().unwrap().log_data().num_files(),
+            2,
+            "one file per hour"
+        );
+        assert_eq!(
+            metrics
+                .rows_committed
+                .get_or_create(&IngestMetrics::table(TableId::EngagementEvents.name()))
+                .get(),
+            5
+        );
+    }
 }

@@ -99,6 +99,7 @@ impl Pipeline {
         if let Some(flushed) = self.flusher.finished()? {
             self.apply(flushed, consumer)?;
         }
+        self.flusher.stream(self.window.ready())?;
         if !self.window.is_due(&self.config.flush, self.clock.instant()) {
             return Ok(());
         }
@@ -130,6 +131,12 @@ impl Pipeline {
             Some(flushed) => self.apply(flushed, consumer),
             None => Ok(()),
         }
+    }
+
+    /// Drops the open window, and the files its rows were being written into.
+    pub(super) fn discard_window(&mut self) -> Result<(), IngestError> {
+        self.window.discard();
+        self.flusher.discard()
     }
 
     /// Records what a flush committed and commits its offsets to Kafka; re-reads from

@@ -31,7 +31,7 @@ impl Pipeline {
         tpl: &mut TopicPartitionList,
     ) -> Result<(), IngestError> {
         self.finish_in_flight(consumer)?;
-        self.window.discard();
+        self.discard_window()?;
         self.current = None;
         let partitions: Vec<TopicPartition> = tpl
             .elements()
@@ -59,7 +59,7 @@ impl Pipeline {
     ) -> Result<(), IngestError> {
         // What is in flight may still commit: its txn fence makes that safe.
         let finished = self.finish_in_flight(consumer);
-        self.window.discard();
+        let discarded = self.discard_window();
         self.current = None;
         for tp in std::mem::take(&mut self.assigned) {
             tracing::info!(%tp, "revoked");
@@ -68,7 +68,7 @@ impl Pipeline {
         if let Err(e) = consumer.unassign() {
             tracing::warn!(error = %e, "unassign failed");
         }
-        finished
+        finished.and(discarded)
     }
 
     /// Drops the open window and re-reads every assigned partition from where its
@@ -77,7 +77,7 @@ impl Pipeline {
         &mut self,
         consumer: &BaseConsumer<IngestContext>,
     ) -> Result<(), IngestError> {
-        self.window.discard();
+        self.discard_window()?;
         let partitions: Vec<TopicPartition> = self.assigned.iter().cloned().collect();
         self.load_committed_patiently(&partitions)?;
         self.resolve_start_at(consumer, &partitions)?;
