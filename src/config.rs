@@ -297,7 +297,7 @@ pub struct IngestArgs {
     /// Commit at least this often while anything is buffered. [default: 500]
     #[arg(long, env = "HOURLAKE_MAX_LATENCY_MS")]
     pub max_latency_ms: Option<u64>,
-    /// Commit once this many rows are buffered. [default: 100000]
+    /// Commit once this many rows are read. [default: 200000]
     #[arg(long)]
     pub max_rows: Option<usize>,
     /// Write a Delta checkpoint every N commits of a table. [default: 100]

@@ -26,11 +26,13 @@ pub struct FlushPolicy {
 impl Default for FlushPolicy {
     fn default() -> Self {
         FlushPolicy {
-            // 100 000: a third less peak memory than 250 000 while catching up, at the
-            // throughput 250 000 had before stragglers were written plainly; 500 ms: p95
-            // freshness 0.8 s at 50 000 ev/s for twice the commits of 1 s (benches/RESULTS.md,
-            // 2026-12-02 session 14).
-            max_rows: 100_000,
+            // 200 000: a window's rows are written into their files as they decode, so
+            // a larger window costs little memory, and fewer windows make fewer files
+            // (each window's late events make a file in each of their hours): the same
+            // throughput and CPU as 100 000 held in memory, a sixth less peak memory
+            // (benches/RESULTS.md, 2026-12-03 session 18). 500 ms: p95 freshness 0.8 s
+            // at 50 000 ev/s for twice the commits of 1 s (session 14).
+            max_rows: 200_000,
             max_bytes: 128 * 1024 * 1024,
             max_latency: Duration::from_millis(500),
         }

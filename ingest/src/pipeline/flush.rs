@@ -5,6 +5,8 @@
 //! one flush in flight while it fills the next window.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
@@ -123,6 +125,8 @@ pub struct Flusher {
     requests: mpsc::UnboundedSender<Request>,
     outcomes: mpsc::UnboundedReceiver<Flushed>,
     in_flight: bool,
+    /// Rows handed over and not yet written into their files (shared with the task).
+    unwritten: Arc<AtomicUsize>,
     progress_interval: Duration,
     /// When each table last recorded progress for every partition read.
     last_progress: HashMap<TableId, Instant>,
@@ -143,7 +147,9 @@ impl Flusher {
     ) -> Flusher {
         let (requests, requested) = mpsc::unbounded_channel();
         let (report, outcomes) = mpsc::unbounded_channel();
+        let unwritten = Arc::new(AtomicUsize::new(0));
         let task = FlushTask {
+            unwritten: unwritten.clone(),
             files: tables.keys().map(|id| (*id, HourFiles::new(*id))).collect(),
             txns: tables
                 .keys()
@@ -160,6 +166,7 @@ impl Flusher {
             requests,
             outcomes,
             in_flight: false,
+            unwritten,
             progress_interval: config.progress_interval,
             last_progress: HashMap::new(),
         }
@@ -176,9 +183,23 @@ impl Flusher {
         if rows.is_empty() {
             return Ok(());
         }
+        let count: usize = rows.values().flatten().map(RecordBatch::num_rows).sum();
+        self.unwritten.fetch_add(count, Ordering::SeqCst);
         self.requests
             .send(Request::Rows(rows))
             .map_err(|_| stopped())
+    }
+
+    /// Waits until at most `rows` rows handed over wait to be written: reading ahead of
+    /// the writer would only hold decoded rows in memory.
+    pub fn wait_for_writer(&self, rows: usize) -> Result<(), IngestError> {
+        while self.unwritten.load(Ordering::SeqCst) > rows {
+            if self.requests.is_closed() {
+                return Err(stopped());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
     }
 
     /// Abandons the open window's files: its partitions will be re-read.
@@ -290,6 +311,8 @@ impl Flusher {
 /// The task's side: the tables and what committing needs.
 struct FlushTask {
     tables: Tables,
+    /// Rows handed over and not yet written (the poll thread's back-pressure).
+    unwritten: Arc<AtomicUsize>,
     /// Each table's files of the open window (same keys as `tables`).
     files: BTreeMap<TableId, HourFiles>,
     /// Each table's `txn` versions, for the fence check (same keys as `tables`).
@@ -329,11 +352,15 @@ impl FlushTask {
     async fn write(&mut self, rows: BTreeMap<TableId, Vec<RecordBatch>>) {
         for (id, batches) in rows {
             let (Some(table), Some(files)) = (self.tables.get(&id), self.files.get_mut(&id)) else {
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                self.unwritten.fetch_sub(rows, Ordering::SeqCst);
                 tracing::error!(table = %id, "rows of a table ingest does not write");
                 continue;
             };
             for batch in batches {
+                let rows = batch.num_rows();
                 files.add(table, batch).await;
+                self.unwritten.fetch_sub(rows, Ordering::SeqCst);
             }
         }
     }

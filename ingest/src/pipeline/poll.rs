@@ -24,6 +24,10 @@ use crate::offsets::{CommittedOffsets, TopicPartition};
 use crate::window::Window;
 use crate::IngestError;
 
+/// How many decoded rows may wait for the writer before the poll thread stops reading:
+/// a few chunks, enough to keep the decoders busy while a window commits.
+const WRITE_AHEAD_ROWS: usize = 8 * crate::chunk::CHUNK_MESSAGES;
+
 /// Everything the poll loop and the rebalance callback share.
 pub(super) struct Pipeline {
     pub(super) config: IngestConfig,
@@ -100,6 +104,7 @@ impl Pipeline {
             self.apply(flushed, consumer)?;
         }
         self.flusher.stream(self.window.ready())?;
+        self.flusher.wait_for_writer(WRITE_AHEAD_ROWS)?;
         if !self.window.is_due(&self.config.flush, self.clock.instant()) {
             return Ok(());
         }
