@@ -560,6 +560,12 @@ mod tests {
             .unwrap();
         let flushed = flusher.wait().unwrap().unwrap();
         assert!(flushed.record(&mut committed, &metrics));
+        assert_eq!(
+            flusher.unwritten.load(Ordering::SeqCst),
+            0,
+            "every row handed over was written (the poll thread's back-pressure count)"
+        );
+        flusher.wait_for_writer(0).unwrap();
         let tp = TopicPartition::new("t", 0);
         assert_eq!(committed.get(TableId::EngagementEvents, &tp), Some(4));
 
