@@ -226,7 +226,7 @@ pub async fn commit_table(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use arrow::record_batch::RecordBatch;
 
     use super::*;
@@ -250,7 +250,7 @@ mod tests {
     }
 
     /// A fresh lake in a temporary folder, and its engagement table.
-    async fn new_engagement_table() -> (tempfile::TempDir, Lake, DeltaTable) {
+    pub(crate) async fn new_engagement_table() -> (tempfile::TempDir, Lake, DeltaTable) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
         let table = lake

@@ -236,9 +236,9 @@ pub(crate) mod tests {
     use arrow::array::{Date32Array, Int32Array};
     use arrow::compute::concat_batches;
     use arrow::datatypes::{DataType, Field, Schema};
-    use hourlake_catalog::Lake;
 
     use super::*;
+    use crate::commit::tests::new_engagement_table;
     use crate::decoded::DecodedRows;
     use crate::offsets::{CommittedOffsets, TopicPartition};
 
@@ -279,19 +279,9 @@ pub(crate) mod tests {
         records
     }
 
-    async fn engagement_table() -> (tempfile::TempDir, DeltaTable) {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::local(dir.path()).unwrap();
-        let table = lake
-            .open_or_create(TableId::EngagementEvents)
-            .await
-            .unwrap();
-        (dir, table)
-    }
-
     #[tokio::test]
     async fn an_hour_streams_once_it_has_enough_rows_and_stragglers_wait_for_the_commit() {
-        let (_dir, table) = engagement_table().await;
+        let (_dir, _lake, table) = new_engagement_table().await;
         let mut files = HourFiles::new(TableId::EngagementEvents);
         files.add(&table, rows("e", 0, STRAGGLER_ROWS - 1, 0)).await;
         assert_eq!(files.hours.len(), 1);
@@ -347,7 +337,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn a_discarded_window_leaves_nothing_and_a_failed_write_is_reported_at_commit() {
-        let (_dir, table) = engagement_table().await;
+        let (_dir, _lake, table) = new_engagement_table().await;
         let mut files = HourFiles::new(TableId::EngagementEvents);
         files.add(&table, rows("e", 0, STRAGGLER_ROWS, 0)).await;
         files
