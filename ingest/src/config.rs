@@ -14,8 +14,9 @@ pub const DEFAULT_PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// When a buffered window of messages is written and committed.
 #[derive(Debug, Clone, Copy)]
 pub struct FlushPolicy {
-    /// Commit once this many rows are buffered. While catching up on a backlog this
-    /// bounds memory: the next window may grow to twice this while one is written.
+    /// Commit once this many rows are read. Rows are written into their files as they
+    /// decode, so this sets how often a backlog commits (and how many files its late
+    /// events make) more than how much memory ingest holds.
     pub max_rows: usize,
     /// Commit once this many payload bytes are buffered.
     pub max_bytes: usize,

@@ -19,6 +19,10 @@ use crate::IngestError;
 /// How often librdkafka reports its statistics (the consumer lag comes from them).
 const STATISTICS_INTERVAL_MS: &str = "5000";
 
+/// librdkafka's prefetch limit (`queued.max.messages.kbytes`), which it applies to
+/// each assigned partition, not to the member as a whole.
+const PREFETCH_KBYTES_PER_PARTITION: &str = "2048";
+
 /// The consumer context: runs rebalances on the pipeline.
 pub(super) struct IngestContext {
     pipeline: Arc<Mutex<Pipeline>>,
@@ -111,6 +115,17 @@ pub(super) fn consumer(
     pipeline: Arc<Mutex<Pipeline>>,
     metrics: IngestMetrics,
 ) -> Result<BaseConsumer<IngestContext>, IngestError> {
+    let context = IngestContext {
+        pipeline,
+        failure: Mutex::new(None),
+        metrics,
+        lagging: Mutex::new(HashSet::new()),
+    };
+    Ok(client_config(config).create_with_context(context)?)
+}
+
+/// The librdkafka settings of a member: ingest's own, then `config.kafka_overrides`.
+fn client_config(config: &IngestConfig) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group)
@@ -125,21 +140,40 @@ pub(super) fn consumer(
         // queue is full (default 1 s): decoding drains the queue in milliseconds, so a
         // long pause starves the pipeline (it cut throughput to a third here).
         .set("fetch.queue.backoff.ms", "10")
-        // librdkafka prefetches up to this much (default 64 MiB) and keeps each fetched
-        // message set, decompressed, until its last message is read: at the default it
-        // was a third of ingest's heap while catching up (heaptrack). 16 MiB is still a
-        // fifth of a second at this machine's ingest rate, and caught up as fast
-        // (benches/RESULTS.md, 2026-12-02 session 15); `[kafka.consumer]` overrides it.
-        .set("queued.max.messages.kbytes", "16384")
+        // librdkafka prefetches up to this much per assigned partition (default 64 MiB;
+        // it checks each partition's fetch queue) and keeps each fetched message set,
+        // decompressed, until its last message is read. At 16 MiB a member of 8
+        // partitions held over 100 MiB of prefetch, a third of its peak while catching
+        // up (heaptrack); at 2 MiB it caught up as fast with 100 MiB less
+        // (benches/RESULTS.md, 2026-12-03 session 19); `[kafka.consumer]` overrides it.
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES_PER_PARTITION)
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     for (k, v) in &config.kafka_overrides {
         cfg.set(k, v);
     }
-    let context = IngestContext {
-        pipeline,
-        failure: Mutex::new(None),
-        metrics,
-        lagging: Mutex::new(HashSet::new()),
-    };
-    Ok(cfg.create_with_context(context)?)
+    cfg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefetch_is_bounded_per_partition_unless_the_config_overrides_it() {
+        let mut config = IngestConfig::new("127.0.0.1:9092", vec!["app".into()], "g");
+        let defaults = client_config(&config);
+        assert_eq!(defaults.get("queued.max.messages.kbytes"), Some("2048"));
+        assert_eq!(defaults.get("enable.auto.commit"), Some("false"));
+
+        config
+            .kafka_overrides
+            .insert("queued.max.messages.kbytes".into(), "65536".into());
+        config
+            .kafka_overrides
+            .insert("fetch.max.bytes".into(), "1048576".into());
+        let overridden = client_config(&config);
+        assert_eq!(overridden.get("queued.max.messages.kbytes"), Some("65536"));
+        assert_eq!(overridden.get("fetch.max.bytes"), Some("1048576"));
+        assert_eq!(overridden.get("group.id"), Some("g"));
+    }
 }
