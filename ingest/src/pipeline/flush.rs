@@ -26,6 +26,10 @@ use crate::metrics::IngestMetrics;
 use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
 use crate::IngestError;
 
+/// How many decoded rows may wait for the writer before the reader stops reading: a
+/// few chunks, enough to keep the decoders busy while a window commits.
+pub(crate) const WRITE_AHEAD_ROWS: usize = 8 * crate::chunk::CHUNK_MESSAGES;
+
 /// The ingested tables, by id.
 pub type Tables = BTreeMap<TableId, DeltaTable>;
 

@@ -14,7 +14,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use super::consumer::IngestContext;
-use super::flush::{Flushed, Flusher, Tables};
+use super::flush::{Flushed, Flusher, Tables, WRITE_AHEAD_ROWS};
 use super::lock;
 use crate::clock::Clock;
 use crate::config::IngestConfig;
@@ -23,10 +23,6 @@ use crate::metrics::IngestMetrics;
 use crate::offsets::{CommittedOffsets, TopicPartition};
 use crate::window::Window;
 use crate::IngestError;
-
-/// How many decoded rows may wait for the writer before the poll thread stops reading:
-/// a few chunks, enough to keep the decoders busy while a window commits.
-const WRITE_AHEAD_ROWS: usize = 8 * crate::chunk::CHUNK_MESSAGES;
 
 /// Everything the poll loop and the rebalance callback share.
 pub(super) struct Pipeline {
