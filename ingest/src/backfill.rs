@@ -302,11 +302,7 @@ mod tests {
 
     #[test]
     fn files_are_read_once_whatever_the_number_of_runs() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = crate::test_runtime::one_worker_runtime();
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("input");
         std::fs::create_dir_all(input.join("day=1")).unwrap();
@@ -366,11 +362,7 @@ mod tests {
 
     #[test]
     fn windows_written_while_they_are_read_commit_every_event_once() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = crate::test_runtime::one_worker_runtime();
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("input");
         std::fs::create_dir_all(&input).unwrap();

@@ -69,6 +69,8 @@ mod pipeline;
 mod rejection;
 mod rows;
 mod start_at;
+#[cfg(test)]
+mod test_runtime;
 mod window;
 
 pub use backfill::{

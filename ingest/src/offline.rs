@@ -151,11 +151,7 @@ mod tests {
 
     #[test]
     fn windows_commit_with_their_offsets_and_a_reopen_skips_what_is_held() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = crate::test_runtime::one_worker_runtime();
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
         let config = IngestConfig::new("unused", vec!["t".into()], "g");

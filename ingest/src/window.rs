@@ -233,12 +233,7 @@ mod tests {
     use super::*;
     use hourlake_catalog::TableId;
 
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .build()
-            .unwrap()
-    }
+    use crate::test_runtime::one_worker_runtime as runtime;
 
     /// A message with a key (the chunk copies keys too).
     fn meta(offset: i64) -> MessageMeta<'static> {

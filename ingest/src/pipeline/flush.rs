@@ -524,11 +524,7 @@ mod tests {
 
     #[test]
     fn rows_streamed_before_a_discard_never_reach_the_table_and_a_window_commits_whole() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = crate::test_runtime::one_worker_runtime();
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::local(dir.path()).unwrap();
         let tables = runtime.block_on(open_tables(&lake)).unwrap();
