@@ -12,7 +12,7 @@ use crate::decoded::FlushJob;
 use crate::message::MessageMeta;
 use crate::metrics::IngestMetrics;
 use crate::offsets::{CommittedOffsets, TopicPartition};
-use crate::pipeline::flush::{open_tables, Flusher, WRITE_AHEAD_ROWS};
+use crate::pipeline::flush::{open_tables, Flusher};
 use crate::window::Window;
 use crate::IngestError;
 
@@ -89,8 +89,7 @@ impl OfflineIngest {
     /// it, [`OfflineIngest::decode`] holds the whole window's rows, which lets a
     /// benchmark time decoding and writing apart.
     pub fn write_ahead(&mut self) -> Result<(), IngestError> {
-        self.flusher.stream(self.window.ready())?;
-        self.flusher.wait_for_writer(WRITE_AHEAD_ROWS)
+        self.flusher.write_ahead(&mut self.window)
     }
 
     /// The decode half of a flush: waits for the window's chunks and merges them.

@@ -24,11 +24,12 @@ use crate::freshness::RecentLags;
 use crate::hour_files::HourFiles;
 use crate::metrics::IngestMetrics;
 use crate::offsets::{load_from_table, CommittedOffsets, TopicPartition};
+use crate::window::Window;
 use crate::IngestError;
 
 /// How many decoded rows may wait for the writer before the reader stops reading: a
 /// few chunks, enough to keep the decoders busy while a window commits.
-pub(crate) const WRITE_AHEAD_ROWS: usize = 8 * crate::chunk::CHUNK_MESSAGES;
+const WRITE_AHEAD_ROWS: usize = 8 * crate::chunk::CHUNK_MESSAGES;
 
 /// The ingested tables, by id.
 pub type Tables = BTreeMap<TableId, DeltaTable>;
@@ -192,6 +193,14 @@ impl Flusher {
         self.requests
             .send(Request::Rows(rows))
             .map_err(|_| stopped())
+    }
+
+    /// Hands `window`'s decoded chunks to the writer, then waits while more than a few
+    /// chunks wait for it: the reader stays a few chunks ahead of the writer instead of
+    /// holding a window's rows.
+    pub fn write_ahead(&mut self, window: &mut Window) -> Result<(), IngestError> {
+        self.stream(window.ready())?;
+        self.wait_for_writer(WRITE_AHEAD_ROWS)
     }
 
     /// Waits until at most `rows` rows handed over wait to be written: reading ahead of

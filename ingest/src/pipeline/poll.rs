@@ -14,7 +14,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use super::consumer::IngestContext;
-use super::flush::{Flushed, Flusher, Tables, WRITE_AHEAD_ROWS};
+use super::flush::{Flushed, Flusher, Tables};
 use super::lock;
 use crate::clock::Clock;
 use crate::config::IngestConfig;
@@ -99,8 +99,7 @@ impl Pipeline {
         if let Some(flushed) = self.flusher.finished()? {
             self.apply(flushed, consumer)?;
         }
-        self.flusher.stream(self.window.ready())?;
-        self.flusher.wait_for_writer(WRITE_AHEAD_ROWS)?;
+        self.flusher.write_ahead(&mut self.window)?;
         if !self.window.is_due(&self.config.flush, self.clock.instant()) {
             return Ok(());
         }
