@@ -60,6 +60,17 @@ impl Chunk {
         start..self.arena.len()
     }
 
+    /// An empty chunk with room for as many bytes as this one holds and for
+    /// [`CHUNK_MESSAGES`] messages: the next chunk is filled without regrowing (and
+    /// copying) its arena a dozen times.
+    pub fn empty_like(&self) -> Chunk {
+        Chunk {
+            arena: Vec::with_capacity(self.arena.len()),
+            partitions: Vec::new(),
+            messages: Vec::with_capacity(CHUNK_MESSAGES),
+        }
+    }
+
     /// Whether it holds [`CHUNK_MESSAGES`]: time to hand it over.
     pub fn is_full(&self) -> bool {
         self.messages.len() >= CHUNK_MESSAGES

@@ -188,7 +188,10 @@ pub async fn commit_table(
         match result {
             Ok(done) => {
                 let version = done.version();
-                table.update_state().await.map_err(id.delta_error())?;
+                // The commit's own snapshot is the table at `version`: adopting it spares
+                // replaying the commit's log a second time (`update_state`). Commits of
+                // other writers after it are read before the next commit (the fence).
+                table.state = Some(done.snapshot);
                 if checkpoint_interval > 0 && version > 0 && version % checkpoint_interval == 0 {
                     if let Err(e) = deltalake::checkpoints::create_checkpoint(table, None).await {
                         tracing::warn!(table = id.name(), version, error = %e, "checkpoint failed; will retry at the next interval");

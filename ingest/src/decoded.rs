@@ -10,6 +10,7 @@ use hourlake_catalog::{EventKind, TableId};
 
 use crate::dead_letter::DeadLetterRows;
 use crate::decode::{self, Validation};
+use crate::first_hour::FirstHourRows;
 use crate::message::MessageMeta;
 use crate::minute_counts::MinuteCounts;
 use crate::offsets::{CommittedOffsets, TopicPartition};
@@ -37,8 +38,8 @@ pub struct DecodedRows<'a> {
     /// What each table already holds: such messages are skipped for it.
     committed: &'a CommittedOffsets,
     validation: &'a Validation,
-    engagement: EngagementRows,
-    recommendation: RecommendationRows,
+    engagement: FirstHourRows<EngagementRows>,
+    recommendation: FirstHourRows<RecommendationRows>,
     dead_letters: DeadLetterRows,
     /// Messages read per partition and minute, for `ingested_minutes`.
     minutes: MinuteCounts,
@@ -46,8 +47,9 @@ pub struct DecodedRows<'a> {
     touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
 }
 
-/// Rows ready to be written: each table's batches (one per decoded chunk, in message
-/// order; never merged, so a window's rows are held once), and the offsets.
+/// Rows ready to be written: each table's batches (per decoded chunk its first hour's
+/// rows, then the others', each in message order; never merged, so a window's rows are
+/// held once), and the offsets.
 pub struct FlushJob {
     pub batches: BTreeMap<TableId, Vec<RecordBatch>>,
     /// Partitions each table has rows from.
@@ -78,8 +80,8 @@ impl<'a> DecodedRows<'a> {
         DecodedRows {
             committed,
             validation,
-            engagement: EngagementRows::default(),
-            recommendation: RecommendationRows::default(),
+            engagement: FirstHourRows::default(),
+            recommendation: FirstHourRows::default(),
             dead_letters: DeadLetterRows::default(),
             minutes: MinuteCounts::default(),
             ranges: BTreeMap::new(),
@@ -110,9 +112,16 @@ impl<'a> DecodedRows<'a> {
                     self.count(tp, header.event_time_micros, meta);
                     return Routed::AlreadyCommitted(table);
                 }
+                let time = header.event_time_micros;
                 let appended = match header.event_type.kind() {
-                    EventKind::Engagement => self.engagement.append(&fields, &header, meta),
-                    EventKind::Recommendation => self.recommendation.append(&fields, &header, meta),
+                    EventKind::Engagement => self
+                        .engagement
+                        .rows_for(time)
+                        .append(&fields, &header, meta),
+                    EventKind::Recommendation => self
+                        .recommendation
+                        .rows_for(time)
+                        .append(&fields, &header, meta),
                 };
                 match appended {
                     Ok(()) => {
@@ -171,13 +180,10 @@ impl<'a> DecodedRows<'a> {
     pub fn take(&mut self) -> Result<FlushJob, IngestError> {
         let mut batches = BTreeMap::new();
         if !self.engagement.is_empty() {
-            batches.insert(TableId::EngagementEvents, vec![self.engagement.finish()?]);
+            batches.insert(TableId::EngagementEvents, self.engagement.finish()?);
         }
         if !self.recommendation.is_empty() {
-            batches.insert(
-                TableId::RecommendationEvents,
-                vec![self.recommendation.finish()?],
-            );
+            batches.insert(TableId::RecommendationEvents, self.recommendation.finish()?);
         }
         if !self.dead_letters.is_empty() {
             batches.insert(TableId::DeadLetters, vec![self.dead_letters.finish()?]);

@@ -57,6 +57,7 @@ mod decode;
 mod decoded;
 mod error;
 mod fence;
+mod first_hour;
 mod freshness;
 mod hour_files;
 mod message;

@@ -6,7 +6,8 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{ArrayRef, UInt32Array};
+use arrow::array::{Array, ArrayRef, Scalar as ArrowScalar, UInt32Array};
+use arrow::compute::kernels::cmp::eq;
 use arrow::compute::take_record_batch;
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -96,8 +97,21 @@ pub fn group_by_partition(
                     .collect(),
             )?),
         };
+        let mut groups = Groups {
+            groups: &mut groups,
+            group_of: &mut group_of,
+            columns,
+            keys: &keys,
+        };
+        // Most batches are wholly in one partition: found without a key per row.
+        if is_constant(&keys)? {
+            let first: Vec<ArrayRef> = keys.iter().map(|k| k.slice(0, 1)).collect();
+            let key = converter.convert_columns(&first)?.row(0).owned();
+            groups.add(key, 0, batch.num_rows(), Piece::Whole(b))?;
+            continue;
+        }
         let rows = converter.convert_columns(&keys)?;
-        // This batch's partitions (most batches have one or a few), by first row.
+        // This batch's partitions, by first row.
         let mut local: Vec<(usize, Vec<u32>)> = Vec::new();
         let mut local_of = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
@@ -108,45 +122,78 @@ pub fn group_by_partition(
             // A chunk never reaches u32::MAX rows.
             local[group].1.push(i as u32);
         }
-        let whole = local.len() == 1;
         for (first, indices) in local {
-            let key = rows.row(first).owned();
-            let g = match group_of.get(&key) {
-                Some(&g) => g,
-                None => {
-                    let values = columns
-                        .iter()
-                        .zip(&keys)
-                        .map(|(name, column)| {
-                            let value =
-                                Scalar::from_array(column.as_ref(), first).ok_or_else(|| {
-                                    ArrowError::InvalidArgumentError(format!(
-                                        "partition column {name} has an unsupported type {}",
-                                        column.data_type()
-                                    ))
-                                })?;
-                            Ok((name.to_string(), value))
-                        })
-                        .collect::<Result<IndexMap<_, _>, ArrowError>>()?;
-                    groups.push(PartitionRows {
-                        values,
-                        pieces: Vec::new(),
-                        rows: 0,
-                    });
-                    group_of.insert(key, groups.len() - 1);
-                    groups.len() - 1
-                }
-            };
-            let group = &mut groups[g];
-            group.rows += indices.len();
-            group.pieces.push(if whole {
-                Piece::Whole(b)
-            } else {
-                Piece::Rows(b, UInt32Array::from(indices))
-            });
+            let count = indices.len();
+            let piece = Piece::Rows(b, UInt32Array::from(indices));
+            groups.add(rows.row(first).owned(), first, count, piece)?;
         }
     }
     Ok(groups)
+}
+
+/// Whether every one of `keys` holds a single value (no nulls) in all its rows.
+fn is_constant(keys: &[ArrayRef]) -> Result<bool, ArrowError> {
+    for key in keys {
+        if key.is_empty() {
+            continue;
+        }
+        let first = ArrowScalar::new(key.slice(0, 1));
+        if eq(key, &first)?.true_count() != key.len() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The groups found so far, and what a batch's rows are keyed by.
+struct Groups<'a> {
+    groups: &'a mut Vec<PartitionRows>,
+    group_of: &'a mut HashMap<OwnedRow, usize>,
+    columns: &'a [&'a str],
+    keys: &'a [ArrayRef],
+}
+
+impl Groups<'_> {
+    /// Adds `piece` (`count` rows, the first of them row `row` of the keys) to the group
+    /// of `key`, opened if new.
+    fn add(
+        &mut self,
+        key: OwnedRow,
+        row: usize,
+        count: usize,
+        piece: Piece,
+    ) -> Result<(), ArrowError> {
+        let g = match self.group_of.get(&key) {
+            Some(&g) => g,
+            None => {
+                let values = self
+                    .columns
+                    .iter()
+                    .zip(self.keys)
+                    .map(|(name, column)| {
+                        let value = Scalar::from_array(column.as_ref(), row).ok_or_else(|| {
+                            ArrowError::InvalidArgumentError(format!(
+                                "partition column {name} has an unsupported type {}",
+                                column.data_type()
+                            ))
+                        })?;
+                        Ok((name.to_string(), value))
+                    })
+                    .collect::<Result<IndexMap<_, _>, ArrowError>>()?;
+                self.groups.push(PartitionRows {
+                    values,
+                    pieces: Vec::new(),
+                    rows: 0,
+                });
+                self.group_of.insert(key, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        let group = &mut self.groups[g];
+        group.rows += count;
+        group.pieces.push(piece);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::decode::{
     opt, opt_number, opt_str, properties_text, Field, FieldSet, Header, RawFields,
 };
+use crate::first_hour::TableRows;
 use crate::message::MessageMeta;
 use crate::rejection::{ReasonCode, Rejection};
 
@@ -245,14 +246,16 @@ impl EngagementRows {
     pub fn len(&self) -> usize {
         self.session_id.len()
     }
+}
 
+impl TableRows for EngagementRows {
     /// Whether no row is buffered.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Takes the buffered rows as a batch with the table's schema.
-    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+    fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns = self.common.head();
         columns.extend([
             Arc::new(self.session_id.finish()) as ArrayRef,
@@ -381,14 +384,16 @@ impl RecommendationRows {
     pub fn len(&self) -> usize {
         self.request_id.len()
     }
+}
 
+impl TableRows for RecommendationRows {
     /// Whether no row is buffered.
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Takes the buffered rows as a batch with the table's schema.
-    pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+    fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut columns = self.common.head();
         columns.extend([
             Arc::new(self.request_id.finish()) as ArrayRef,

@@ -86,7 +86,8 @@ impl Window {
         if self.filling.is_empty() {
             return;
         }
-        let chunk = std::mem::take(&mut self.filling);
+        let next = self.filling.empty_like();
+        let chunk = std::mem::replace(&mut self.filling, next);
         let committed = committed.clone();
         let validation = self.validation;
         let metrics = self.metrics.clone();
