@@ -14,7 +14,7 @@ use deltalake::parquet::file::properties::{
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError};
-use hourlake_catalog::schema::KAFKA_OFFSET;
+use hourlake_catalog::schema::{INGESTED_AT, KAFKA_OFFSET};
 use hourlake_catalog::TableId;
 
 use crate::fence::{check_fence, TxnVersions};
@@ -54,14 +54,23 @@ fn is_concurrent_txn(e: &DeltaTableError) -> bool {
     )
 }
 
-/// Columns whose values are (nearly) all distinct: a dictionary only costs time there
-/// (the encoder interns every value, then falls back to plain past the page limit).
-const UNIQUE_COLUMNS: [&str; 5] = [
+/// Columns whose values are (nearly) all distinct within an hour's file: a dictionary
+/// only costs time there (the encoder interns every value, then falls back to plain
+/// past the page limit). Ids, times and measures; and `user_id`, whose hour holds a
+/// few rows per user (the compactor's rewrite, sorted by user, is where its values
+/// repeat).
+const UNIQUE_COLUMNS: [&str; 11] = [
     "event_id",
     "event_time",
     KAFKA_OFFSET,
     "session_id",
     "request_id",
+    "user_id",
+    "properties",
+    INGESTED_AT,
+    "session_length_ms",
+    "amount",
+    "items.list.element.score",
 ];
 
 /// Columns written as deltas: offsets count up by one per partition and event times
@@ -451,6 +460,12 @@ pub(crate) mod tests {
             event_id.statistics().is_none(),
             "random ids carry no min/max"
         );
+        for unique in ["user_id", "properties", INGESTED_AT] {
+            assert!(
+                column(full, unique).dictionary_page_offset().is_none(),
+                "{unique} is written without a dictionary"
+            );
+        }
         let event_type = column(full, "event_type");
         assert!(event_type.dictionary_page_offset().is_some());
         assert!(event_type.statistics().is_some());
