@@ -13,9 +13,13 @@
 //! are written under fresh names and become visible only through the commit, so rows
 //! streamed before a commit that then fails (or is fenced) leave no visible data.
 
+use std::collections::HashMap;
+
 use arrow::array::{Array, TimestampMicrosecondArray};
+use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use delta_kernel::expressions::Scalar;
+use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::Action;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
@@ -33,6 +37,8 @@ use crate::IngestError;
 pub struct HourFiles {
     table: TableId,
     hours: Vec<Hour>,
+    /// Index into `hours` by partition path (`event_date=…/event_hour=…`).
+    hour_of: HashMap<String, usize>,
     /// The streamed hours' open files.
     full: Option<RecordBatchWriter>,
     /// Writes stragglers at commit, one hour's file at a time.
@@ -60,6 +66,7 @@ impl HourFiles {
         HourFiles {
             table,
             hours: Vec::new(),
+            hour_of: HashMap::new(),
             full: None,
             straggler: None,
             rows: 0,
@@ -103,9 +110,11 @@ impl HourFiles {
         let table = self.table;
         let batches = std::slice::from_ref(&batch);
         for group in group_by_partition(batches, table.partition_columns())? {
-            let h = match self.hours.iter().position(|h| &h.values == group.values()) {
-                Some(h) => h,
+            let h = match self.hour_of.get(&hour_key(group.values())) {
+                Some(&h) => h,
                 None => {
+                    self.hour_of
+                        .insert(hour_key(group.values()), self.hours.len());
                     self.hours.push(Hour {
                         values: group.values().clone(),
                         held: Vec::new(),
@@ -157,6 +166,12 @@ impl HourFiles {
                 table,
                 straggler_writer_properties,
             )?;
+            // A straggler's rows came a few at a time from many chunks: one batch of
+            // them is one write instead of a write per chunk.
+            if hour.held.len() > 1 {
+                let schema = hour.held[0].schema();
+                hour.held = vec![concat_batches(&schema, &hour.held)?];
+            }
             write_held(writer, hour)
                 .await
                 .map_err(table.delta_error())?;
@@ -181,6 +196,7 @@ impl HourFiles {
     /// Empties the window's part (its files closed or abandoned).
     fn clear(&mut self) {
         self.hours.clear();
+        self.hour_of.clear();
         self.rows = 0;
         self.event_times.clear();
         self.read_at.clear();
@@ -218,6 +234,15 @@ async fn write_held(
             .await?;
     }
     Ok(())
+}
+
+/// A partition's path, as a key for its values.
+fn hour_key(values: &IndexMap<String, Scalar>) -> String {
+    let parts: Vec<String> = values
+        .iter()
+        .map(|(column, value)| format!("{column}={}", value.serialize()))
+        .collect();
+    parts.join("/")
 }
 
 /// The non-null values of a timestamp column of `batch`, if it has one.
@@ -321,12 +346,43 @@ pub(crate) mod tests {
             (STRAGGLER_ROWS + 4, STRAGGLER_ROWS + 4)
         );
 
-        // More rows of the streaming hour are written as they come.
+        // More rows of the streaming hour are written as they come; the late hour's
+        // rows of a later chunk are held with its first ones.
         files.add(&table, rows("e", 10_004, 5, 0)).await;
         assert!(files.hours[0].held.is_empty());
+        files.add(&table, rows("g", 10_009, 2, -1)).await;
+        assert_eq!(files.hours[1].held.len(), 2);
 
         let adds = files.finish(&table).await.unwrap();
-        assert_eq!(records(&adds), vec![3, STRAGGLER_ROWS as i64 + 6]);
+        assert_eq!(records(&adds), vec![5, STRAGGLER_ROWS as i64 + 6]);
+        // The straggler's pieces are in its one file, in the order they came.
+        let straggler = adds
+            .iter()
+            .find_map(|a| match a {
+                Action::Add(add) if add.path.contains("event_hour=12") => Some(add.path.clone()),
+                _ => None,
+            })
+            .expect("the late hour's file");
+        let root = table.table_url().to_file_path().unwrap();
+        let path = root.join(&straggler);
+        let reader =
+            deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(&path).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut ids = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let column = batch.column_by_name("event_id").unwrap();
+            let column = column
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            ids.extend(column.iter().map(|v| v.unwrap().to_string()));
+        }
+        assert_eq!(ids, ["e10001", "e10002", "e10003", "g10009", "g10010"]);
         assert_eq!(files.num_rows(), 0);
         assert!(files.hours.is_empty(), "the next window starts empty");
 

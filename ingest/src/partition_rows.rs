@@ -1,6 +1,6 @@
 //! Rows of one table grouped by partition (event hour), straight from decoded batches
 //! without first merging them: a batch wholly in one hour is kept as it is, and the
-//! rows of a mixed batch are copied out one hour at a time, when they are asked for.
+//! rows of a mixed batch are copied once, sorted by hour, and each hour gets a slice.
 //! (Merging the chunks, then copying each hour out of the merged batch, held a
 //! window's rows two and three times over: benches/RESULTS.md, session 15.)
 
@@ -28,8 +28,8 @@ pub struct PartitionRows {
 enum Piece {
     /// The whole batch (index into the batches).
     Whole(usize),
-    /// These rows of the batch.
-    Rows(usize, UInt32Array),
+    /// Rows of a mixed batch: a slice of its copy sorted by partition.
+    Slice(RecordBatch),
 }
 
 impl PartitionRows {
@@ -44,14 +44,14 @@ impl PartitionRows {
     }
 
     /// The partition's rows, batch by batch in order: a batch wholly in the partition
-    /// as it is, the partition's rows of a mixed batch copied out as they are asked for.
+    /// as it is, the partition's rows of a mixed batch as a slice of its sorted copy.
     pub fn batches<'a>(
         &'a self,
         batches: &'a [RecordBatch],
     ) -> impl Iterator<Item = Result<RecordBatch, ArrowError>> + 'a {
         self.pieces.iter().map(move |piece| match piece {
             Piece::Whole(b) => Ok(batches[*b].clone()),
-            Piece::Rows(b, rows) => take_record_batch(&batches[*b], rows),
+            Piece::Slice(rows) => Ok(rows.clone()),
         })
     }
 }
@@ -122,9 +122,18 @@ pub fn group_by_partition(
             // A chunk never reaches u32::MAX rows.
             local[group].1.push(i as u32);
         }
+        // One copy of the batch with its rows in partition order, a slice of it per
+        // partition (not a copy per partition: most are a late event or two).
+        let order: UInt32Array = local
+            .iter()
+            .flat_map(|(_, indices)| indices.iter().copied())
+            .collect();
+        let sorted = take_record_batch(batch, &order)?;
+        let mut offset = 0;
         for (first, indices) in local {
             let count = indices.len();
-            let piece = Piece::Rows(b, UInt32Array::from(indices));
+            let piece = Piece::Slice(sorted.slice(offset, count));
+            offset += count;
             groups.add(rows.row(first).owned(), first, count, piece)?;
         }
     }
