@@ -76,8 +76,8 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         let (committed, validation) = (CommittedOffsets::default(), Default::default());
         let mut decoded = DecodedRows::new(&committed, &validation);
-        let base = 1_795_354_800_000; // 10:00 UTC on its day
-                                      // Hours, relative to `base`, of the events at offsets 0, 1, 2…
+        // 10:00 UTC on its day; the hours, relative to it, of the events at offsets 0, 1, 2…
+        let base = 1_795_354_800_000;
         let hours = [0, 0, -1, 0, -3, 1, -1, 0];
         for (offset, h) in hours.iter().enumerate() {
             let payload = format!(

@@ -19,7 +19,6 @@ use arrow::array::{Array, TimestampMicrosecondArray};
 use arrow::compute::concat_batches;
 use arrow::record_batch::RecordBatch;
 use delta_kernel::expressions::Scalar;
-use deltalake::kernel::scalars::ScalarExt;
 use deltalake::kernel::Action;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
@@ -110,11 +109,11 @@ impl HourFiles {
         let table = self.table;
         let batches = std::slice::from_ref(&batch);
         for group in group_by_partition(batches, table.partition_columns())? {
-            let h = match self.hour_of.get(&hour_key(group.values())) {
+            let h = match self.hour_of.get(group.path()) {
                 Some(&h) => h,
                 None => {
                     self.hour_of
-                        .insert(hour_key(group.values()), self.hours.len());
+                        .insert(group.path().to_string(), self.hours.len());
                     self.hours.push(Hour {
                         values: group.values().clone(),
                         held: Vec::new(),
@@ -234,15 +233,6 @@ async fn write_held(
             .await?;
     }
     Ok(())
-}
-
-/// A partition's path, as a key for its values.
-fn hour_key(values: &IndexMap<String, Scalar>) -> String {
-    let parts: Vec<String> = values
-        .iter()
-        .map(|(column, value)| format!("{column}={}", value.serialize()))
-        .collect();
-    parts.join("/")
 }
 
 /// The non-null values of a timestamp column of `batch`, if it has one.

@@ -20,6 +20,8 @@ use indexmap::IndexMap;
 /// of which batch belong to it.
 pub struct PartitionRows {
     values: IndexMap<String, Scalar>,
+    /// The partition's path, `column=value/…` (empty for an unpartitioned table).
+    path: String,
     pieces: Vec<Piece>,
     rows: usize,
 }
@@ -36,6 +38,12 @@ impl PartitionRows {
     /// The partition columns' values, by column name (empty for an unpartitioned table).
     pub fn values(&self) -> &IndexMap<String, Scalar> {
         &self.values
+    }
+
+    /// The partition's path, `column=value/…` as Delta writes it (empty for an
+    /// unpartitioned table): a key for its values.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// How many rows the partition has.
@@ -69,6 +77,7 @@ pub fn group_by_partition(
         if rows > 0 {
             groups.push(PartitionRows {
                 values: IndexMap::new(),
+                path: String::new(),
                 pieces: (0..batches.len()).map(Piece::Whole).collect(),
                 rows,
             });
@@ -189,8 +198,14 @@ impl Groups<'_> {
                         Ok((name.to_string(), value))
                     })
                     .collect::<Result<IndexMap<_, _>, ArrowError>>()?;
+                let path = values
+                    .iter()
+                    .map(|(column, value)| format!("{column}={}", value.serialize()))
+                    .collect::<Vec<_>>()
+                    .join("/");
                 self.groups.push(PartitionRows {
                     values,
+                    path,
                     pieces: Vec::new(),
                     rows: 0,
                 });
@@ -239,12 +254,6 @@ mod tests {
         groups
             .iter()
             .map(|g| {
-                let values = g
-                    .values()
-                    .iter()
-                    .map(|(k, v)| format!("{k}={}", v.serialize()))
-                    .collect::<Vec<_>>()
-                    .join("/");
                 let mut ids = Vec::new();
                 for part in g.batches(batches) {
                     let part = part.unwrap();
@@ -252,7 +261,7 @@ mod tests {
                     ids.extend(col.iter().map(|v| v.unwrap().to_string()));
                 }
                 assert_eq!(ids.len(), g.num_rows());
-                (values, ids)
+                (g.path().to_string(), ids)
             })
             .collect()
     }
