@@ -10,8 +10,8 @@ use std::fmt;
 use std::num::{IntErrorKind, ParseIntError};
 
 use chrono::DateTime;
-use hourlake_catalog::EventType;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use hourlake_catalog::{EventKind, EventType};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -171,45 +171,75 @@ impl FieldSet {
     }
 }
 
+/// One entry of a recommendation's `items` list.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RecItem<'a> {
+    #[serde(borrow)]
+    pub item_id: Cow<'a, str>,
+    pub score: Option<f64>,
+    pub rank: Option<i32>,
+}
+
 /// The top-level fields of a JSON object, each as borrowed raw JSON text: known
 /// fields in a slot each (found without string searches), the rest in message order.
+/// `items` may instead have been parsed in the same pass ([`event`]'s fast path).
 #[derive(Debug)]
 pub struct RawFields<'a> {
     known: [Option<&'a RawValue>; FIELD_COUNT],
     present: u32,
     unknown: Vec<(Cow<'a, str>, &'a RawValue)>,
+    /// `items` as parsed by the first pass, when it was (its raw text is then not kept).
+    parsed_items: Option<Vec<RecItem<'a>>>,
 }
 
-impl<'de> Deserialize<'de> for RawFields<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FieldsVisitor;
-        impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = RawFields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut fields = RawFields {
-                    known: [None; FIELD_COUNT],
-                    present: 0,
-                    unknown: Vec::new(),
-                };
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    match key {
-                        // The first occurrence of a repeated known field wins.
-                        Key::Known(field) if fields.present & field.bit() == 0 => {
-                            fields.known[field as usize] = Some(value);
-                            fields.present |= field.bit();
-                        }
-                        Key::Known(_) => {}
-                        Key::Unknown(name) => fields.unknown.push((name, value)),
-                    }
+/// Reads a JSON object into [`RawFields`]; with `parse_items`, the `items` field is
+/// parsed into [`RecItem`]s in the same pass, and a value of another shape fails the
+/// whole parse.
+struct FieldsSeed {
+    parse_items: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for FieldsSeed {
+    type Value = RawFields<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawFields<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldsSeed {
+    type Value = RawFields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields = RawFields {
+            known: [None; FIELD_COUNT],
+            present: 0,
+            unknown: Vec::new(),
+            parsed_items: None,
+        };
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key {
+                // The first occurrence of a repeated known field wins; later ones are
+                // still read (the message must be valid JSON) but not kept.
+                Key::Known(field) if fields.present & field.bit() != 0 => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                Ok(fields)
+                Key::Known(Field::Items) if self.parse_items => {
+                    fields.parsed_items = map.next_value()?;
+                    fields.present |= Field::Items.bit();
+                }
+                Key::Known(field) => {
+                    fields.known[field as usize] = Some(map.next_value()?);
+                    fields.present |= field.bit();
+                }
+                Key::Unknown(name) => fields.unknown.push((name, map.next_value()?)),
             }
         }
-        d.deserialize_map(FieldsVisitor)
+        Ok(fields)
     }
 }
 
@@ -241,21 +271,47 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 impl<'a> RawFields<'a> {
-    /// Parses a message's bytes as a JSON object.
+    /// Parses a message's bytes as a JSON object, every field kept as raw text.
     pub fn parse(bytes: &'a [u8]) -> Result<RawFields<'a>, Rejection> {
+        Self::parse_with(bytes, FieldsSeed { parse_items: false })
+    }
+
+    /// Like [`RawFields::parse`], but `items` is parsed in the same pass, so a
+    /// recommendation's list is not read twice. Fails on anything `parse` would
+    /// reject, and also when `items` is not a list of items.
+    fn parse_with_items(bytes: &'a [u8]) -> Result<RawFields<'a>, Rejection> {
+        Self::parse_with(bytes, FieldsSeed { parse_items: true })
+    }
+
+    fn parse_with(bytes: &'a [u8], seed: FieldsSeed) -> Result<RawFields<'a>, Rejection> {
         if bytes.is_empty() {
             return Err(Rejection::new(ReasonCode::BadJson, "empty message"));
         }
         // One UTF-8 check of the whole message; the parser then reads it as text.
         let text = std::str::from_utf8(bytes)
             .map_err(|e| Rejection::new(ReasonCode::BadJson, format!("not valid UTF-8: {e}")))?;
-        serde_json::from_str(text)
+        let mut de = serde_json::Deserializer::from_str(text);
+        seed.deserialize(&mut de)
+            .and_then(|fields| de.end().map(|()| fields))
             .map_err(|e| Rejection::new(ReasonCode::BadJson, format!("not a JSON object: {e}")))
     }
 
     /// The raw value of a known field, treating JSON `null` as absent.
     pub fn get(&self, field: Field) -> Option<&'a RawValue> {
         self.known[field as usize].filter(|v| v.get() != "null")
+    }
+
+    /// Whether `items` was present and parsed by the first pass (its raw text is gone).
+    fn items_were_parsed(&self) -> bool {
+        self.present & Field::Items.bit() != 0 && self.known[Field::Items as usize].is_none()
+    }
+
+    /// The `items` list, if present and not `null`.
+    pub fn items(&self) -> Result<Option<Cow<'_, [RecItem<'a>]>>, Rejection> {
+        if self.items_were_parsed() {
+            return Ok(self.parsed_items.as_deref().map(Cow::Borrowed));
+        }
+        Ok(opt::<Vec<RecItem<'a>>>(self, Field::Items)?.map(Cow::Owned))
     }
 }
 
@@ -424,8 +480,17 @@ pub fn event<'a>(
             ),
         ));
     }
-    let fields = RawFields::parse(payload)?;
+    // The fast path reads a recommendation's `items` in the first pass. A message it
+    // rejects is read again field by field, so its rejection names the field at fault;
+    // so is one that keeps `items` in its `properties` text (not a recommendation).
+    let mut fields = match RawFields::parse_with_items(payload) {
+        Ok(fields) => fields,
+        Err(_) => RawFields::parse(payload)?,
+    };
     let header = Header::parse(&fields, validation, now_micros)?;
+    if fields.items_were_parsed() && header.event_type.kind() != EventKind::Recommendation {
+        fields = RawFields::parse(payload)?;
+    }
     Ok((fields, header))
 }
 
@@ -643,6 +708,118 @@ mod tests {
         let text = properties_text(&foreign, columns).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v, serde_json::json!({"items":[{"x":1}],"rank":"2"}));
+    }
+
+    /// What `event` makes of a message: its items (each as id, score, rank) and the
+    /// `properties` text a table with the given columns would store, or the rejection.
+    type Outcome = Result<
+        (
+            Option<Vec<(String, Option<f64>, Option<i32>)>>,
+            Option<String>,
+        ),
+        Rejection,
+    >;
+
+    fn outcome(fields: &RawFields<'_>, columns: FieldSet) -> Outcome {
+        let items = fields.items()?.map(|items| {
+            items
+                .iter()
+                .map(|i| (i.item_id.to_string(), i.score, i.rank))
+                .collect()
+        });
+        Ok((
+            items,
+            properties_text(fields, columns)?.map(Cow::into_owned),
+        ))
+    }
+
+    #[test]
+    fn items_read_in_the_first_pass_are_what_a_field_by_field_read_gives() {
+        const REC: FieldSet = FieldSet::of(&[
+            Field::EventId,
+            Field::EventType,
+            Field::EventTime,
+            Field::UserId,
+            Field::Items,
+        ]);
+        const ENG: FieldSet = FieldSet::of(&[
+            Field::EventId,
+            Field::EventType,
+            Field::EventTime,
+            Field::UserId,
+        ]);
+        let head = r#""event_id":"e","event_time":1795355100000,"user_id":"u""#;
+        let served = |rest: &str| format!(r#"{{{head},"event_type":"rec_served"{rest}}}"#);
+        let click = |rest: &str| format!(r#"{{{head},"event_type":"click"{rest}}}"#);
+        let cases = [
+            (
+                served(
+                    r#","items":[{"item_id":"a","score":0.5,"rank":1},{"item_id":"b\"c","x":[1]}]"#,
+                ),
+                REC,
+                true,
+            ),
+            (served(r#","items":[]"#), REC, true),
+            (served(r#","items":null"#), REC, true),
+            (served(""), REC, true),
+            // The first of repeated `items` wins; a later one of any shape is skipped.
+            (served(r#","items":[{"item_id":"a"}],"items":7"#), REC, true),
+            // Not a list of items: read again field by field, rejected as `items`'s type.
+            (served(r#","items":7"#), REC, false),
+            (served(r#","items":[{"rank":1}]"#), REC, false),
+            (
+                served(r#","items":[{"item_id":"a","rank":"1"}]"#),
+                REC,
+                false,
+            ),
+            (served(r#","items":7,"items":[]"#), REC, false),
+            // Not a recommendation: `items` is kept raw in `properties`, null included.
+            (
+                click(r#","items":[{"item_id":"a","score":1.0}]"#),
+                ENG,
+                false,
+            ),
+            (click(r#","items":null"#), ENG, false),
+            (click(r#","items":"x""#), ENG, false),
+            (click(""), ENG, true),
+        ];
+        for (message, columns, fast) in cases {
+            let bytes = message.as_bytes();
+            let (fields, header) = event(bytes, &Validation::default(), NOW)
+                .unwrap_or_else(|e| panic!("{message}: {e}"));
+            assert_eq!(header.event_id, "e", "{message}");
+            assert_eq!(
+                fields.items_were_parsed(),
+                fast && message.contains("items"),
+                "{message}"
+            );
+            let slow = RawFields::parse(bytes).unwrap();
+            assert!(!slow.items_were_parsed());
+            let (got, expected) = (outcome(&fields, columns), outcome(&slow, columns));
+            assert_eq!(got, expected, "{message}");
+            if !fast && columns == REC {
+                let e = got.expect_err(&message);
+                assert_eq!(e.code, ReasonCode::WrongType, "{message}: {e}");
+                assert!(e.reason.contains("`items`"), "{message}: {e}");
+            }
+        }
+        // Malformed JSON is rejected as such whichever pass reads it.
+        let broken = served(r#","items":[{"item_id":"a"}"#);
+        let e = event(broken.as_bytes(), &Validation::default(), NOW).unwrap_err();
+        assert_eq!(e.code, ReasonCode::BadJson);
+        let items = outcome(
+            &event(
+                served(r#","items":[{"item_id":"a","score":0.5,"rank":1}]"#).as_bytes(),
+                &Validation::default(),
+                NOW,
+            )
+            .unwrap()
+            .0,
+            REC,
+        )
+        .unwrap()
+        .0;
+        assert_eq!(items, Some(vec![("a".to_string(), Some(0.5), Some(1))]));
     }
 
     #[test]

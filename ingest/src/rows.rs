@@ -16,7 +16,7 @@ use hourlake_catalog::{partition, schema, TableId};
 use serde::Deserialize;
 
 use crate::decode::{
-    opt, opt_number, opt_str, properties_text, Field, FieldSet, Header, RawFields,
+    opt, opt_number, opt_str, properties_text, Field, FieldSet, Header, RawFields, RecItem,
 };
 use crate::first_hour::TableRows;
 use crate::message::MessageMeta;
@@ -290,14 +290,6 @@ const RECOMMENDATION_FIELDS: FieldSet = FieldSet::of(&[
     Field::Rank,
 ]);
 
-#[derive(Deserialize)]
-struct RecItem<'a> {
-    #[serde(borrow)]
-    item_id: Cow<'a, str>,
-    score: Option<f64>,
-    rank: Option<i32>,
-}
-
 /// Arrow builders for `recommendation_events`.
 pub struct RecommendationRows {
     common: Common,
@@ -330,7 +322,7 @@ pub struct RecommendationFields<'a> {
     request_id: Option<Cow<'a, str>>,
     model_version: Option<Cow<'a, str>>,
     surface: Option<Cow<'a, str>>,
-    items: Option<Vec<RecItem<'a>>>,
+    items: Option<Cow<'a, [RecItem<'a>]>>,
     item_id: Option<Cow<'a, str>>,
     rank: Option<i32>,
     properties: Option<Cow<'a, str>>,
@@ -338,12 +330,12 @@ pub struct RecommendationFields<'a> {
 
 impl<'a> RecommendationFields<'a> {
     /// Validates the recommendation-specific fields of an event.
-    pub fn parse(f: &RawFields<'a>) -> Result<RecommendationFields<'a>, Rejection> {
+    pub fn parse(f: &'a RawFields<'a>) -> Result<RecommendationFields<'a>, Rejection> {
         Ok(RecommendationFields {
             request_id: opt_str(f, Field::RequestId)?,
             model_version: opt_str(f, Field::ModelVersion)?,
             surface: opt_str(f, Field::Surface)?,
-            items: opt(f, Field::Items)?,
+            items: f.items()?,
             item_id: opt_str(f, Field::ItemId)?,
             rank: opt_number(f, Field::Rank)?,
             properties: properties_text(f, RECOMMENDATION_FIELDS)?,
@@ -367,7 +359,7 @@ impl RecommendationRows {
         match r.items {
             Some(items) => {
                 let entries = self.items.values();
-                for item in &items {
+                for item in items.iter() {
                     append_item(entries, item);
                 }
                 self.items.append(true);
