@@ -3,6 +3,7 @@
 //! decodes into one [`DecodedRows`]; its [`FlushJob`] is what a flush writes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use hourlake_catalog::schema::accounting_time_micros;
@@ -13,7 +14,7 @@ use crate::decode::{self, Validation};
 use crate::first_hour::FirstHourRows;
 use crate::message::MessageMeta;
 use crate::minute_counts::MinuteCounts;
-use crate::offsets::{CommittedOffsets, TopicPartition};
+use crate::offsets::{CommittedOffsets, HeldOffsets, TopicPartition};
 use crate::rows::{EngagementRows, RecommendationRows};
 use crate::IngestError;
 
@@ -43,8 +44,24 @@ pub struct DecodedRows<'a> {
     dead_letters: DeadLetterRows,
     /// Messages read per partition and minute, for `ingested_minutes`.
     minutes: MinuteCounts,
+    /// The partition of the latest messages (they come in runs per partition): what
+    /// is known of it, kept here until another partition's message or `take`.
+    current: Option<Run>,
     ranges: BTreeMap<TopicPartition, OffsetRange>,
     touched: BTreeMap<TableId, BTreeSet<TopicPartition>>,
+}
+
+// `Run::touched` has a bit per table.
+const _: () = assert!(TableId::ALL.len() <= u32::BITS as usize);
+
+/// A run of messages of one partition: their offsets, what each table already holds
+/// of the partition, and the tables they went to, looked up once per run.
+struct Run {
+    tp: TopicPartition,
+    range: OffsetRange,
+    committed: HeldOffsets,
+    /// The tables with rows from the run, one bit per `TableId as usize`.
+    touched: u32,
 }
 
 /// Rows ready to be written: each table's batches (per decoded chunk its first hour's
@@ -84,32 +101,64 @@ impl<'a> DecodedRows<'a> {
             recommendation: FirstHourRows::default(),
             dead_letters: DeadLetterRows::default(),
             minutes: MinuteCounts::default(),
+            current: None,
             ranges: BTreeMap::new(),
             touched: BTreeMap::new(),
         }
     }
 
+    /// The run `tp`'s message at `offset` belongs to: the current one, or a new one
+    /// (the current run recorded first).
+    fn run_of(&mut self, tp: &TopicPartition, offset: i64) -> &mut Run {
+        let same = self.current.as_ref().is_some_and(|run| {
+            run.tp.partition == tp.partition
+                && (Arc::ptr_eq(&run.tp.topic, &tp.topic) || run.tp.topic == tp.topic)
+        });
+        if !same {
+            self.end_run();
+        }
+        let committed = self.committed;
+        let run = self.current.get_or_insert_with(|| Run {
+            tp: tp.clone(),
+            range: OffsetRange {
+                first: offset,
+                last: offset,
+            },
+            committed: committed.held(tp),
+            touched: 0,
+        });
+        run.range.last = offset;
+        run
+    }
+
+    /// Records the current run's offsets and tables.
+    fn end_run(&mut self) {
+        let Some(run) = self.current.take() else {
+            return;
+        };
+        for &table in TableId::ALL {
+            if run.touched & (1 << table as u32) != 0 {
+                let partitions = self.touched.entry(table).or_default();
+                if !partitions.contains(&run.tp) {
+                    partitions.insert(run.tp.clone());
+                }
+            }
+        }
+        self.ranges
+            .entry(run.tp)
+            .and_modify(|range| range.last = run.range.last)
+            .or_insert(run.range);
+    }
+
     /// Decodes and validates one message and appends it to its table's rows, or to the
     /// dead letters; a message its table already holds is skipped.
     pub fn add(&mut self, tp: &TopicPartition, payload: &[u8], meta: &MessageMeta<'_>) -> Routed {
-        let committed = self.committed;
-        match self.ranges.get_mut(tp) {
-            Some(range) => range.last = meta.offset,
-            None => {
-                self.ranges.insert(
-                    tp.clone(),
-                    OffsetRange {
-                        first: meta.offset,
-                        last: meta.offset,
-                    },
-                );
-            }
-        }
+        let held = self.run_of(tp, meta.offset).committed;
         let rejection = match decode::event(payload, self.validation, meta.ingested_at_micros) {
             Ok((fields, header)) => {
                 let table = header.event_type.kind().table();
-                if committed.already_in(table, tp, meta.offset) {
-                    self.count(tp, header.event_time_micros, meta);
+                if held.already_in(table, meta.offset) {
+                    self.count(tp, header.event_time_micros, meta, held);
                     return Routed::AlreadyCommitted(table);
                 }
                 let time = header.event_time_micros;
@@ -125,8 +174,8 @@ impl<'a> DecodedRows<'a> {
                 };
                 match appended {
                     Ok(()) => {
-                        self.count(tp, header.event_time_micros, meta);
-                        return self.buffered(table, tp);
+                        self.count(tp, header.event_time_micros, meta, held);
+                        return self.buffered(table);
                     }
                     Err(rejection) => rejection,
                 }
@@ -138,17 +187,24 @@ impl<'a> DecodedRows<'a> {
             tp,
             accounting_time_micros(meta.timestamp_micros, meta.ingested_at_micros),
             meta,
+            held,
         );
-        if committed.already_in(table, tp, meta.offset) {
+        if held.already_in(table, meta.offset) {
             return Routed::AlreadyCommitted(table);
         }
         self.dead_letters.append(meta, payload, &rejection);
-        self.buffered(table, tp)
+        self.buffered(table)
     }
 
     /// Counts the message in `ingested_minutes` under the minute of `at_micros`,
-    /// unless that table already holds it.
-    fn count(&mut self, tp: &TopicPartition, at_micros: i64, meta: &MessageMeta<'_>) {
+    /// unless that table already holds it (by `held`, what the tables hold of `tp`).
+    fn count(
+        &mut self,
+        tp: &TopicPartition,
+        at_micros: i64,
+        meta: &MessageMeta<'_>,
+        held: HeldOffsets,
+    ) {
         // Most messages follow one of the same partition and minute at a higher offset:
         // counted there without looking anything up.
         if self
@@ -157,27 +213,25 @@ impl<'a> DecodedRows<'a> {
         {
             return;
         }
-        if self
-            .committed
-            .already_in(TableId::IngestedMinutes, tp, meta.offset)
-        {
+        if held.already_in(TableId::IngestedMinutes, meta.offset) {
             return;
         }
         self.minutes
             .add(tp, at_micros, meta.offset, meta.ingested_at_micros);
-        self.buffered(TableId::IngestedMinutes, tp);
+        self.buffered(TableId::IngestedMinutes);
     }
 
-    fn buffered(&mut self, table: TableId, tp: &TopicPartition) -> Routed {
-        let partitions = self.touched.entry(table).or_default();
-        if !partitions.contains(tp) {
-            partitions.insert(tp.clone());
+    /// Marks the message being added (the current run's) as buffered for `table`.
+    fn buffered(&mut self, table: TableId) -> Routed {
+        if let Some(run) = self.current.as_mut() {
+            run.touched |= 1 << table as u32;
         }
         Routed::Buffered(table)
     }
 
     /// Takes everything decoded, leaving no rows behind.
     pub fn take(&mut self) -> Result<FlushJob, IngestError> {
+        self.end_run();
         let mut batches = BTreeMap::new();
         if !self.engagement.is_empty() {
             batches.insert(TableId::EngagementEvents, self.engagement.finish()?);
@@ -287,6 +341,87 @@ pub(crate) mod tests {
             again.batches.is_empty() && again.ranges.is_empty() && again.touched.is_empty(),
             "take leaves nothing behind"
         );
+    }
+
+    #[test]
+    fn interleaved_partitions_keep_their_own_offsets_tables_and_committed_state() {
+        let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+        let mut committed = CommittedOffsets::default();
+        committed.set(TableId::EngagementEvents, b.clone(), 20);
+        let v = Validation::default();
+        let mut w = DecodedRows::new(&committed, &v);
+        let click =
+            br#"{"event_id":"e","event_type":"click","event_time":1795355100000,"user_id":"u"}"#;
+        let rec = br#"{"event_id":"r","event_type":"rec_impression","event_time":1795355100000,"user_id":"u"}"#;
+        let at = |tp: &TopicPartition, offset| MessageMeta {
+            topic: "t",
+            partition: tp.partition,
+            ..meta(offset)
+        };
+        // a: 10, 11 · b: 20 (held already), 21 · a: 12 (a dead letter) · b: 22 (rec).
+        assert_eq!(
+            w.add(&a, click, &at(&a, 10)),
+            Routed::Buffered(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&a, click, &at(&a, 11)),
+            Routed::Buffered(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&b, click, &at(&b, 20)),
+            Routed::AlreadyCommitted(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&b, click, &at(&b, 21)),
+            Routed::Buffered(TableId::EngagementEvents)
+        );
+        assert_eq!(
+            w.add(&a, b"{", &at(&a, 12)),
+            Routed::Buffered(TableId::DeadLetters)
+        );
+        // The same partition under another `Arc` of its topic name is the same run.
+        let b_again = TopicPartition::new("t", 1);
+        assert_eq!(
+            w.add(&b_again, rec, &at(&b, 22)),
+            Routed::Buffered(TableId::RecommendationEvents)
+        );
+        let job = w.take().unwrap();
+        assert_eq!(
+            job.ranges[&a],
+            OffsetRange {
+                first: 10,
+                last: 12
+            }
+        );
+        assert_eq!(
+            job.ranges[&b],
+            OffsetRange {
+                first: 20,
+                last: 22
+            }
+        );
+        assert_eq!(job.ranges.len(), 2);
+        let touched = |t: TableId| {
+            job.touched
+                .get(&t)
+                .map(|s| s.iter().cloned().collect::<Vec<_>>())
+        };
+        assert_eq!(
+            touched(TableId::EngagementEvents),
+            Some(vec![a.clone(), b.clone()])
+        );
+        assert_eq!(touched(TableId::DeadLetters), Some(vec![a.clone()]));
+        assert_eq!(
+            touched(TableId::RecommendationEvents),
+            Some(vec![b.clone()])
+        );
+        assert_eq!(
+            touched(TableId::IngestedMinutes),
+            Some(vec![a.clone(), b.clone()])
+        );
+        assert_eq!(job.num_rows(TableId::EngagementEvents), 3);
+        let again = w.take().unwrap();
+        assert!(again.ranges.is_empty() && again.touched.is_empty());
     }
 
     #[test]

@@ -51,7 +51,25 @@ pub struct CommittedOffsets {
 
 const TABLES: usize = TableId::ALL.len();
 
+/// What each table holds of one partition: the last offset committed to it, if any.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeldOffsets([Option<i64>; TABLES]);
+
+impl HeldOffsets {
+    /// Whether `table` already holds `offset`.
+    pub fn already_in(self, table: TableId, offset: i64) -> bool {
+        self.0[table as usize].is_some_and(|last| offset <= last)
+    }
+}
+
 impl CommittedOffsets {
+    /// What each table holds of `tp`.
+    pub fn held(&self, tp: &TopicPartition) -> HeldOffsets {
+        self.last
+            .get(tp)
+            .map_or_else(HeldOffsets::default, |by_table| HeldOffsets(*by_table))
+    }
+
     /// The last offset of `tp` held by `table`, if any was ever committed.
     pub fn get(&self, table: TableId, tp: &TopicPartition) -> Option<i64> {
         self.last
@@ -85,11 +103,6 @@ impl CommittedOffsets {
     /// Forgets a partition (it was revoked).
     pub fn forget(&mut self, tp: &TopicPartition) {
         self.last.remove(tp);
-    }
-
-    /// Whether the message at `offset` is already in `table`.
-    pub fn already_in(&self, table: TableId, tp: &TopicPartition, offset: i64) -> bool {
-        self.get(table, tp).is_some_and(|last| offset <= last)
     }
 
     /// Where to start reading `tp` so that every table gets what it lacks:
@@ -140,9 +153,12 @@ mod tests {
         assert_eq!(c.start_offset(&all, &tp), None, "dead_letters never saw it");
         c.set(TableId::DeadLetters, tp.clone(), 40);
         assert_eq!(c.start_offset(&all, &tp), Some(41));
-        assert!(c.already_in(TableId::EngagementEvents, &tp, 99));
-        assert!(!c.already_in(TableId::EngagementEvents, &tp, 100));
-        assert!(!c.already_in(TableId::DeadLetters, &tp, 41));
+        assert!(c.held(&tp).already_in(TableId::EngagementEvents, 99));
+        assert!(!c.held(&tp).already_in(TableId::EngagementEvents, 100));
+        assert!(!c.held(&tp).already_in(TableId::DeadLetters, 41));
+        let other = TopicPartition::new("other", 0);
+        assert_eq!(c.held(&other), HeldOffsets::default());
+        assert!(!c.held(&other).already_in(TableId::EngagementEvents, 0));
         assert_eq!(app_id("g", &tp), "g-app-events-3");
         c.forget(&tp);
         assert_eq!(c.get(TableId::EngagementEvents, &tp), None);
