@@ -65,8 +65,10 @@ impl Pipeline {
     }
 
     fn handle_message(&mut self, m: &BorrowedMessage<'_>) {
-        let is_current =
-            |tp: &TopicPartition| tp.partition == m.partition() && &*tp.topic == m.topic();
+        // rdkafka checks a topic name's UTF-8 on every call: read it once.
+        let topic = m.topic();
+        let partition = m.partition();
+        let is_current = |tp: &TopicPartition| tp.partition == partition && &*tp.topic == topic;
         if !self.current.as_ref().is_some_and(is_current) {
             self.current = self.assigned.iter().find(|tp| is_current(tp)).cloned();
         }
@@ -77,8 +79,8 @@ impl Pipeline {
         self.clock.tick();
         self.metrics.consumed.inc();
         let meta = MessageMeta {
-            topic: m.topic(),
-            partition: m.partition(),
+            topic,
+            partition,
             offset: m.offset(),
             key: m.key(),
             timestamp_micros: kafka_timestamp_micros(m.timestamp(), &self.metrics),
@@ -189,11 +191,19 @@ pub(super) fn poll_loop(
     let mut last_error_log = Instant::now()
         .checked_sub(Duration::from_secs(60))
         .unwrap_or_else(Instant::now);
+    // While messages flow, the next poll does not wait (librdkafka then reads no clock
+    // for its timeout); after an empty poll it waits up to 50 ms for the next message.
+    let mut wait = Duration::from_millis(50);
     while !stop.load(Ordering::SeqCst) {
         // Never poll while holding the pipeline: the rebalance callback runs inside
         // poll and takes it. A message returned by a poll that also ran the callback
         // already belongs to the new assignment.
-        let polled = consumer.poll(Duration::from_millis(50));
+        let polled = consumer.poll(wait);
+        wait = if matches!(polled, Some(Ok(_))) {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(50)
+        };
         if let Some(e) = consumer.context().take_failure() {
             return Err(e);
         }
