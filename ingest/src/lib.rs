@@ -31,7 +31,8 @@
 //!   [`StartAt`]: where a partition the lake holds nothing of starts (log start, or a
 //!   point in time for a replay).
 //! - `contract`: [`check`] — the same checks without building rows, for the collector.
-//! - `message` (Kafka metadata), `clock` (one clock read per message), [`IngestMetrics`].
+//! - `message` (Kafka metadata), `clock` (one clock read per message), [`IngestMetrics`]
+//!   (its per-row lag histograms are `batch_histogram`s, observed once per commit).
 //! - [`OfflineIngest`]: the same window and flusher over messages held in memory (benches).
 //! - `backfill`: [`backfill`] — historical NDJSON (gzip) and Parquet files through
 //!   [`OfflineIngest`], each file a pseudo-partition named by its content hash.
@@ -47,6 +48,7 @@
 //! ```
 
 mod backfill;
+mod batch_histogram;
 mod chunk;
 mod clock;
 mod commit;

@@ -6,6 +6,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::batch_histogram::BatchHistogram;
+
 type TableLabel = Vec<(&'static str, &'static str)>;
 /// `topic` and `partition` of one Kafka partition (bounded: the topics' partitions).
 pub(crate) type PartitionLabel = Vec<(&'static str, String)>;
@@ -33,11 +35,11 @@ pub struct IngestMetrics {
     /// Seconds from the start of a flush to its last Delta commit.
     pub commit_latency: Histogram,
     /// Seconds between an event's time and its commit.
-    pub event_time_lag: Histogram,
+    pub event_time_lag: BatchHistogram,
     /// Seconds from a message's Kafka timestamp (append) to ingest reading it.
-    pub read_lag: Histogram,
+    pub read_lag: BatchHistogram,
     /// Seconds from ingest reading a message to the Delta commit holding its row.
-    pub read_to_commit: Histogram,
+    pub read_to_commit: BatchHistogram,
     /// p95 of (commit time − event time) over the last minute of commits: the
     /// end-to-end freshness of what this process commits.
     pub event_to_commit_p95: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -58,9 +60,9 @@ impl Default for IngestMetrics {
             fenced: Counter::default(),
             kafka_timestamp_out_of_range: Counter::default(),
             commit_latency: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
-            event_time_lag: Histogram::new(exponential_buckets(0.05, 1.5, 30)),
-            read_lag: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
-            read_to_commit: Histogram::new(exponential_buckets(0.01, 1.5, 24)),
+            event_time_lag: BatchHistogram::new(exponential_buckets(0.05, 1.5, 30)),
+            read_lag: BatchHistogram::new(exponential_buckets(0.001, 2.0, 20)),
+            read_to_commit: BatchHistogram::new(exponential_buckets(0.01, 1.5, 24)),
             event_to_commit_p95: Gauge::default(),
             consumer_lag: Family::default(),
         }

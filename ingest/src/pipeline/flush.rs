@@ -472,16 +472,14 @@ async fn commit_one(
         let seconds_since = |t: &i64| now.saturating_sub(*t) as f64 / 1e6;
         if !times.is_empty() {
             let lags: Vec<f64> = times.iter().map(seconds_since).collect();
-            for lag in &lags {
-                metrics.event_time_lag.observe(*lag);
-            }
+            metrics.event_time_lag.observe_all(lags.iter().copied());
             if let Some(p95) = recent.add(&lags) {
                 metrics.event_to_commit_p95.set(p95);
             }
         }
-        for t in &read_at {
-            metrics.read_to_commit.observe(seconds_since(t));
-        }
+        metrics
+            .read_to_commit
+            .observe_all(read_at.iter().map(seconds_since));
     }
     TableOutcome {
         table: id,
