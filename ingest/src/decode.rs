@@ -171,6 +171,17 @@ impl FieldSet {
     }
 }
 
+/// An engagement event's `device` object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Device<'a> {
+    #[serde(borrow, rename = "type")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub os: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub app_version: Option<Cow<'a, str>>,
+}
+
 /// One entry of a recommendation's `items` list.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RecItem<'a> {
@@ -182,21 +193,24 @@ pub struct RecItem<'a> {
 
 /// The top-level fields of a JSON object, each as borrowed raw JSON text: known
 /// fields in a slot each (found without string searches), the rest in message order.
-/// `items` may instead have been parsed in the same pass ([`event`]'s fast path).
+/// `items` and `device` may instead have been parsed in the same pass ([`event`]'s
+/// fast path).
 #[derive(Debug)]
 pub struct RawFields<'a> {
     known: [Option<&'a RawValue>; FIELD_COUNT],
     present: u32,
     unknown: Vec<(Cow<'a, str>, &'a RawValue)>,
-    /// `items` as parsed by the first pass, when it was (its raw text is then not kept).
+    /// `items` and `device` as parsed by the first pass, when they were (their raw
+    /// text is then not kept).
     parsed_items: Option<Vec<RecItem<'a>>>,
+    parsed_device: Option<Device<'a>>,
 }
 
-/// Reads a JSON object into [`RawFields`]; with `parse_items`, the `items` field is
-/// parsed into [`RecItem`]s in the same pass, and a value of another shape fails the
-/// whole parse.
+/// Reads a JSON object into [`RawFields`]; with `parse_nested`, the `items` and
+/// `device` fields are parsed into their types in the same pass, and a value of
+/// another shape fails the whole parse.
 struct FieldsSeed {
-    parse_items: bool,
+    parse_nested: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for FieldsSeed {
@@ -220,6 +234,7 @@ impl<'de> Visitor<'de> for FieldsSeed {
             present: 0,
             unknown: Vec::new(),
             parsed_items: None,
+            parsed_device: None,
         };
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match key {
@@ -228,9 +243,13 @@ impl<'de> Visitor<'de> for FieldsSeed {
                 Key::Known(field) if fields.present & field.bit() != 0 => {
                     map.next_value::<IgnoredAny>()?;
                 }
-                Key::Known(Field::Items) if self.parse_items => {
+                Key::Known(Field::Items) if self.parse_nested => {
                     fields.parsed_items = map.next_value()?;
                     fields.present |= Field::Items.bit();
+                }
+                Key::Known(Field::Device) if self.parse_nested => {
+                    fields.parsed_device = map.next_value()?;
+                    fields.present |= Field::Device.bit();
                 }
                 Key::Known(field) => {
                     fields.known[field as usize] = Some(map.next_value()?);
@@ -273,14 +292,19 @@ impl<'de> Deserialize<'de> for Key<'de> {
 impl<'a> RawFields<'a> {
     /// Parses a message's bytes as a JSON object, every field kept as raw text.
     pub fn parse(bytes: &'a [u8]) -> Result<RawFields<'a>, Rejection> {
-        Self::parse_with(bytes, FieldsSeed { parse_items: false })
+        Self::parse_with(
+            bytes,
+            FieldsSeed {
+                parse_nested: false,
+            },
+        )
     }
 
-    /// Like [`RawFields::parse`], but `items` is parsed in the same pass, so a
-    /// recommendation's list is not read twice. Fails on anything `parse` would
-    /// reject, and also when `items` is not a list of items.
-    fn parse_with_items(bytes: &'a [u8]) -> Result<RawFields<'a>, Rejection> {
-        Self::parse_with(bytes, FieldsSeed { parse_items: true })
+    /// Like [`RawFields::parse`], but `items` and `device` are parsed in the same
+    /// pass, so they are not read twice. Fails on anything `parse` would reject, and
+    /// also when `items` is not a list of items or `device` not a device.
+    fn parse_nested(bytes: &'a [u8]) -> Result<RawFields<'a>, Rejection> {
+        Self::parse_with(bytes, FieldsSeed { parse_nested: true })
     }
 
     fn parse_with(bytes: &'a [u8], seed: FieldsSeed) -> Result<RawFields<'a>, Rejection> {
@@ -301,17 +325,32 @@ impl<'a> RawFields<'a> {
         self.known[field as usize].filter(|v| v.get() != "null")
     }
 
-    /// Whether `items` was present and parsed by the first pass (its raw text is gone).
-    fn items_were_parsed(&self) -> bool {
-        self.present & Field::Items.bit() != 0 && self.known[Field::Items as usize].is_none()
+    /// Whether `field` was present and parsed by the first pass (its raw text is gone).
+    fn was_parsed(&self, field: Field) -> bool {
+        self.present & field.bit() != 0 && self.known[field as usize].is_none()
+    }
+
+    /// Whether the first pass parsed a field that an event of `kind` keeps raw in its
+    /// `properties` (its table has no column for it).
+    fn parsed_a_foreign_field(&self, kind: EventKind) -> bool {
+        (self.was_parsed(Field::Items) && kind != EventKind::Recommendation)
+            || (self.was_parsed(Field::Device) && kind != EventKind::Engagement)
     }
 
     /// The `items` list, if present and not `null`.
     pub fn items(&self) -> Result<Option<Cow<'_, [RecItem<'a>]>>, Rejection> {
-        if self.items_were_parsed() {
+        if self.was_parsed(Field::Items) {
             return Ok(self.parsed_items.as_deref().map(Cow::Borrowed));
         }
         Ok(opt::<Vec<RecItem<'a>>>(self, Field::Items)?.map(Cow::Owned))
+    }
+
+    /// The `device` object, if present and not `null`.
+    pub fn device(&self) -> Result<Option<Device<'a>>, Rejection> {
+        if self.was_parsed(Field::Device) {
+            return Ok(self.parsed_device.clone());
+        }
+        opt(self, Field::Device)
     }
 }
 
@@ -480,15 +519,15 @@ pub fn event<'a>(
             ),
         ));
     }
-    // The fast path reads a recommendation's `items` in the first pass. A message it
-    // rejects is read again field by field, so its rejection names the field at fault;
-    // so is one that keeps `items` in its `properties` text (not a recommendation).
-    let mut fields = match RawFields::parse_with_items(payload) {
+    // The fast path reads `items` and `device` in the first pass. A message it rejects
+    // is read again field by field, so its rejection names the field at fault; so is
+    // one that keeps such a field in its `properties` text (its table has no column).
+    let mut fields = match RawFields::parse_nested(payload) {
         Ok(fields) => fields,
         Err(_) => RawFields::parse(payload)?,
     };
     let header = Header::parse(&fields, validation, now_micros)?;
-    if fields.items_were_parsed() && header.event_type.kind() != EventKind::Recommendation {
+    if fields.parsed_a_foreign_field(header.event_type.kind()) {
         fields = RawFields::parse(payload)?;
     }
     Ok((fields, header))
@@ -710,47 +749,60 @@ mod tests {
         assert_eq!(v, serde_json::json!({"items":[{"x":1}],"rank":"2"}));
     }
 
-    /// What `event` makes of a message: its items (each as id, score, rank) and the
-    /// `properties` text a table with the given columns would store, or the rejection.
+    /// What `event` makes of a message: its items (each as id, score, rank), its device
+    /// (type, os, app version) and the `properties` text a table with the given
+    /// columns would store, or the rejection.
     type Outcome = Result<
         (
-            Option<Vec<(String, Option<f64>, Option<i32>)>>,
+            Option<Vec<Item>>,
+            Option<[Option<String>; 3]>,
             Option<String>,
         ),
         Rejection,
     >;
+    type Item = (String, Option<f64>, Option<i32>);
 
     fn outcome(fields: &RawFields<'_>, columns: FieldSet) -> Outcome {
-        let items = fields.items()?.map(|items| {
-            items
-                .iter()
-                .map(|i| (i.item_id.to_string(), i.score, i.rank))
-                .collect()
-        });
+        // Read as its table reads it: a field it has no column for only in `properties`.
+        let items = match columns.contains(Field::Items) {
+            true => fields.items()?.map(|items| {
+                items
+                    .iter()
+                    .map(|i| (i.item_id.to_string(), i.score, i.rank))
+                    .collect()
+            }),
+            false => None,
+        };
+        let text = |s: &Option<Cow<'_, str>>| s.as_deref().map(str::to_string);
+        let device = match columns.contains(Field::Device) {
+            true => fields
+                .device()?
+                .map(|d| [text(&d.kind), text(&d.os), text(&d.app_version)]),
+            false => None,
+        };
         Ok((
             items,
+            device,
             properties_text(fields, columns)?.map(Cow::into_owned),
         ))
     }
 
     #[test]
-    fn items_read_in_the_first_pass_are_what_a_field_by_field_read_gives() {
-        const REC: FieldSet = FieldSet::of(&[
+    fn fields_read_in_the_first_pass_are_what_a_field_by_field_read_gives() {
+        const COMMON: [Field; 4] = [
             Field::EventId,
             Field::EventType,
             Field::EventTime,
             Field::UserId,
-            Field::Items,
-        ]);
-        const ENG: FieldSet = FieldSet::of(&[
-            Field::EventId,
-            Field::EventType,
-            Field::EventTime,
-            Field::UserId,
-        ]);
+        ];
+        const REC: FieldSet =
+            FieldSet::of(&[COMMON[0], COMMON[1], COMMON[2], COMMON[3], Field::Items]);
+        const ENG: FieldSet =
+            FieldSet::of(&[COMMON[0], COMMON[1], COMMON[2], COMMON[3], Field::Device]);
         let head = r#""event_id":"e","event_time":1795355100000,"user_id":"u""#;
         let served = |rest: &str| format!(r#"{{{head},"event_type":"rec_served"{rest}}}"#);
         let click = |rest: &str| format!(r#"{{{head},"event_type":"click"{rest}}}"#);
+        // (message, the table's columns, kept from the first pass, the field at fault)
         let cases = [
             (
                 served(
@@ -758,51 +810,115 @@ mod tests {
                 ),
                 REC,
                 true,
+                None,
             ),
-            (served(r#","items":[]"#), REC, true),
-            (served(r#","items":null"#), REC, true),
-            (served(""), REC, true),
-            // The first of repeated `items` wins; a later one of any shape is skipped.
-            (served(r#","items":[{"item_id":"a"}],"items":7"#), REC, true),
-            // Not a list of items: read again field by field, rejected as `items`'s type.
-            (served(r#","items":7"#), REC, false),
-            (served(r#","items":[{"rank":1}]"#), REC, false),
+            (served(r#","items":[]"#), REC, true, None),
+            (served(r#","items":null"#), REC, true, None),
+            (served(""), REC, true, None),
+            // The first of repeated fields wins; a later one of any shape is skipped.
+            (
+                served(r#","items":[{"item_id":"a"}],"items":7"#),
+                REC,
+                true,
+                None,
+            ),
+            (
+                click(r#","device":{"os":"ios"},"device":[]"#),
+                ENG,
+                true,
+                None,
+            ),
+            // Not of their type: read again field by field, rejected naming the field.
+            (served(r#","items":7"#), REC, false, Some("items")),
+            (
+                served(r#","items":[{"rank":1}]"#),
+                REC,
+                false,
+                Some("items"),
+            ),
             (
                 served(r#","items":[{"item_id":"a","rank":"1"}]"#),
                 REC,
                 false,
+                Some("items"),
             ),
-            (served(r#","items":7,"items":[]"#), REC, false),
-            // Not a recommendation: `items` is kept raw in `properties`, null included.
+            (
+                served(r#","items":7,"items":[]"#),
+                REC,
+                false,
+                Some("items"),
+            ),
+            (click(r#","device":"phone""#), ENG, false, Some("device")),
+            (click(r#","device":{"os":1}"#), ENG, false, Some("device")),
+            (
+                click(r#","device":{"os":"a","os":"b"}"#),
+                ENG,
+                false,
+                Some("device"),
+            ),
+            // Kept raw in `properties` (null included) by a table without the column.
             (
                 click(r#","items":[{"item_id":"a","score":1.0}]"#),
                 ENG,
                 false,
+                None,
             ),
-            (click(r#","items":null"#), ENG, false),
-            (click(r#","items":"x""#), ENG, false),
-            (click(""), ENG, true),
+            (click(r#","items":null"#), ENG, false, None),
+            (click(r#","items":"x""#), ENG, false, None),
+            (
+                served(r#","device":{"type":"phone","os":"ios","app_version":"1.0"}"#),
+                REC,
+                false,
+                None,
+            ),
+            (served(r#","device":null,"items":[]"#), REC, false, None),
+            // What each table has a column for.
+            (
+                click(r#","device":{"type":"phone","os":"i\u006fs","x":{}}"#),
+                ENG,
+                true,
+                None,
+            ),
+            (click(r#","device":null"#), ENG, true, None),
+            (click(""), ENG, true, None),
         ];
-        for (message, columns, fast) in cases {
+        for (message, columns, fast, fault) in cases {
             let bytes = message.as_bytes();
             let (fields, header) = event(bytes, &Validation::default(), NOW)
                 .unwrap_or_else(|e| panic!("{message}: {e}"));
             assert_eq!(header.event_id, "e", "{message}");
-            assert_eq!(
-                fields.items_were_parsed(),
-                fast && message.contains("items"),
-                "{message}"
-            );
+            let nested = message.contains("items") || message.contains("device");
+            let parsed = fields.was_parsed(Field::Items) || fields.was_parsed(Field::Device);
+            assert_eq!(parsed, fast && nested, "{message}");
             let slow = RawFields::parse(bytes).unwrap();
-            assert!(!slow.items_were_parsed());
+            assert!(!slow.was_parsed(Field::Items) && !slow.was_parsed(Field::Device));
             let (got, expected) = (outcome(&fields, columns), outcome(&slow, columns));
             assert_eq!(got, expected, "{message}");
-            if !fast && columns == REC {
-                let e = got.expect_err(&message);
-                assert_eq!(e.code, ReasonCode::WrongType, "{message}: {e}");
-                assert!(e.reason.contains("`items`"), "{message}: {e}");
+            match fault {
+                Some(field) => {
+                    let e = got.expect_err(&message);
+                    assert_eq!(e.code, ReasonCode::WrongType, "{message}: {e}");
+                    assert!(e.reason.contains(&format!("`{field}`")), "{message}: {e}");
+                }
+                None => assert!(got.is_ok(), "{message}: {got:?}"),
             }
         }
+        let device = outcome(
+            &event(
+                click(r#","device":{"type":"phone","os":"i\u006fs"}"#).as_bytes(),
+                &Validation::default(),
+                NOW,
+            )
+            .unwrap()
+            .0,
+            ENG,
+        )
+        .unwrap()
+        .1;
+        assert_eq!(
+            device,
+            Some([Some("phone".into()), Some("ios".into()), None])
+        );
         // Malformed JSON is rejected as such whichever pass reads it.
         let broken = served(r#","items":[{"item_id":"a"}"#);
         let e = event(broken.as_bytes(), &Validation::default(), NOW).unwrap_err();

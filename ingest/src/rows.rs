@@ -13,10 +13,9 @@ use arrow::array::{
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use hourlake_catalog::{partition, schema, TableId};
-use serde::Deserialize;
 
 use crate::decode::{
-    opt, opt_number, opt_str, properties_text, Field, FieldSet, Header, RawFields, RecItem,
+    opt_number, opt_str, properties_text, Device, Field, FieldSet, Header, RawFields, RecItem,
 };
 use crate::first_hour::TableRows;
 use crate::message::MessageMeta;
@@ -128,16 +127,6 @@ const ENGAGEMENT_FIELDS: FieldSet = FieldSet::of(&[
     Field::NotificationId,
 ]);
 
-#[derive(Deserialize)]
-struct Device<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    os: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    app_version: Option<Cow<'a, str>>,
-}
-
 /// Arrow builders for `engagement_events`.
 #[derive(Default)]
 pub struct EngagementRows {
@@ -187,7 +176,7 @@ impl<'a> EngagementFields<'a> {
         // Checked in wire-field order, so an event with several faults always gets the
         // same reason.
         let session_id = opt_str(f, Field::SessionId)?;
-        let device = opt(f, Field::Device)?;
+        let device = f.device()?;
         let country = opt_str(f, Field::Country)?;
         let screen = opt_str(f, Field::Screen)?;
         let item_id = opt_str(f, Field::ItemId)?;
