@@ -62,6 +62,14 @@ impl BatchHistogram {
     pub fn observe(&self, value: f64) {
         self.observe_all([value]);
     }
+
+    /// How many values were observed, and their sum.
+    #[cfg(test)]
+    pub fn count_and_sum(&self) -> (u64, f64) {
+        self.counts
+            .lock()
+            .map_or((0, 0.0), |counts| (counts.count, counts.sum))
+    }
 }
 
 impl TypedMetric for BatchHistogram {

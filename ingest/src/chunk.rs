@@ -88,6 +88,13 @@ impl Chunk {
         validation: &Validation,
         metrics: &IngestMetrics,
     ) -> Result<FlushJob, IngestError> {
+        // Kafka append → read, observed here for the whole chunk, off the poll thread.
+        metrics
+            .read_lag
+            .observe_all(self.messages.iter().filter_map(|m| {
+                let appended = m.timestamp_micros?;
+                Some(m.ingested_at_micros.saturating_sub(appended) as f64 / 1e6)
+            }));
         let mut rows = DecodedRows::new(committed, validation);
         for m in &self.messages {
             let tp = &self.partitions[m.partition];

@@ -267,7 +267,13 @@ mod tests {
             } else {
                 json
             };
-            window.add(tp, payload.as_bytes(), &meta(offset), &committed);
+            // Every third message has a Kafka timestamp, 2 s before it was read.
+            let meta = MessageMeta {
+                timestamp_micros: (offset % 3 == 0)
+                    .then(|| meta(offset).ingested_at_micros - 2_000_000),
+                ..meta(offset)
+            };
+            window.add(tp, payload.as_bytes(), &meta, &committed);
         }
         assert_eq!(window.messages, n as usize);
         assert_eq!(
@@ -282,6 +288,12 @@ mod tests {
         // Offsets 0, 2, 4, 6, 8 of partition 0 are already in the table.
         assert_eq!(rows.num_rows(), n as usize - 5 - 1);
         assert_eq!(metrics.skipped_committed.get(), 5);
+        // Each message's read lag is observed once, as its chunk decodes.
+        let stamped = (0..n).filter(|o| o % 3 == 0).count() as u64;
+        assert_eq!(
+            metrics.read_lag.count_and_sum(),
+            (stamped, 2.0 * stamped as f64)
+        );
         let offsets = rows.column_by_name("_kafka_offset").unwrap();
         let offsets = offsets.as_primitive::<arrow::datatypes::Int64Type>();
         assert!(

@@ -86,11 +86,6 @@ impl Pipeline {
             timestamp_micros: kafka_timestamp_micros(m.timestamp(), &self.metrics),
             ingested_at_micros: self.clock.micros(),
         };
-        if let Some(appended) = meta.timestamp_micros {
-            self.metrics
-                .read_lag
-                .observe(meta.ingested_at_micros.saturating_sub(appended) as f64 / 1e6);
-        }
         let payload = m.payload().unwrap_or_default();
         self.window.add(tp, payload, &meta, &self.committed);
     }
