@@ -59,7 +59,7 @@ const _: () = assert!(TableId::ALL.len() <= u32::BITS as usize);
 struct Run {
     tp: TopicPartition,
     range: OffsetRange,
-    committed: HeldOffsets,
+    held: HeldOffsets,
     /// The tables with rows from the run, one bit per `TableId as usize`.
     touched: u32,
 }
@@ -124,7 +124,7 @@ impl<'a> DecodedRows<'a> {
                 first: offset,
                 last: offset,
             },
-            committed: committed.held(tp),
+            held: committed.held(tp),
             touched: 0,
         });
         run.range.last = offset;
@@ -153,7 +153,7 @@ impl<'a> DecodedRows<'a> {
     /// Decodes and validates one message and appends it to its table's rows, or to the
     /// dead letters; a message its table already holds is skipped.
     pub fn add(&mut self, tp: &TopicPartition, payload: &[u8], meta: &MessageMeta<'_>) -> Routed {
-        let held = self.run_of(tp, meta.offset).committed;
+        let held = self.run_of(tp, meta.offset).held;
         let rejection = match decode::event(payload, self.validation, meta.ingested_at_micros) {
             Ok((fields, header)) => {
                 let table = header.event_type.kind().table();
