@@ -749,6 +749,22 @@ mod tests {
         assert_eq!(v, serde_json::json!({"items":[{"x":1}],"rank":"2"}));
     }
 
+    /// The columns of these tests' tables: common ones plus `items` (REC) or `device` (ENG).
+    const REC: FieldSet = FieldSet::of(&[
+        Field::EventId,
+        Field::EventType,
+        Field::EventTime,
+        Field::UserId,
+        Field::Items,
+    ]);
+    const ENG: FieldSet = FieldSet::of(&[
+        Field::EventId,
+        Field::EventType,
+        Field::EventTime,
+        Field::UserId,
+        Field::Device,
+    ]);
+
     /// What `event` makes of a message: its items (each as id, score, rank), its device
     /// (type, os, app version) and the `properties` text a table with the given
     /// columns would store, or the rejection.
@@ -789,16 +805,6 @@ mod tests {
 
     #[test]
     fn fields_read_in_the_first_pass_are_what_a_field_by_field_read_gives() {
-        const COMMON: [Field; 4] = [
-            Field::EventId,
-            Field::EventType,
-            Field::EventTime,
-            Field::UserId,
-        ];
-        const REC: FieldSet =
-            FieldSet::of(&[COMMON[0], COMMON[1], COMMON[2], COMMON[3], Field::Items]);
-        const ENG: FieldSet =
-            FieldSet::of(&[COMMON[0], COMMON[1], COMMON[2], COMMON[3], Field::Device]);
         let head = r#""event_id":"e","event_time":1795355100000,"user_id":"u""#;
         let served = |rest: &str| format!(r#"{{{head},"event_type":"rec_served"{rest}}}"#);
         let click = |rest: &str| format!(r#"{{{head},"event_type":"click"{rest}}}"#);
@@ -936,6 +942,72 @@ mod tests {
         .unwrap()
         .0;
         assert_eq!(items, Some(vec![("a".to_string(), Some(0.5), Some(1))]));
+    }
+
+    #[test]
+    fn absurdly_deep_nesting_gets_the_same_answer_from_either_pass_without_a_crash() {
+        let head = r#""event_id":"e","event_time":1795355100000,"user_id":"u""#;
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let hostile = deep(100_000);
+        let served = |rest: String| format!(r#"{{{head},"event_type":"rec_served"{rest}}}"#);
+        let click = |rest: String| format!(r#"{{{head},"event_type":"click"{rest}}}"#);
+        // (message, its table's columns, the field rejected, if any). serde_json skips a
+        // value it does not parse into a type without recursing (any depth is read); one
+        // it parses into `items` or `device` fails at its first level of the wrong shape.
+        let cases = [
+            (served(format!(r#","items":{hostile}"#)), REC, Some("items")),
+            (
+                served(format!(r#","items":[{{"item_id":"a","x":{hostile}}}]"#)),
+                REC,
+                None,
+            ),
+            (
+                served(format!(r#","items":[],"items":{hostile}"#)),
+                REC,
+                None,
+            ),
+            (
+                click(format!(r#","device":{hostile}"#)),
+                ENG,
+                Some("device"),
+            ),
+            (
+                click(format!(r#","device":{{"os":"a","x":{hostile}}}"#)),
+                ENG,
+                None,
+            ),
+            (
+                click(format!(r#","device":null,"device":{hostile}"#)),
+                ENG,
+                None,
+            ),
+            (
+                click(format!(r#","properties":{{"x":{hostile}}}"#)),
+                ENG,
+                None,
+            ),
+            (click(format!(r#","items":{hostile}"#)), ENG, None),
+        ];
+        for (message, columns, fault) in cases {
+            let bytes = message.as_bytes();
+            let (fields, _) = event(bytes, &Validation::default(), NOW).unwrap();
+            let slow = RawFields::parse(bytes).unwrap();
+            let (got, expected) = (outcome(&fields, columns), outcome(&slow, columns));
+            assert_eq!(got, expected);
+            match fault {
+                Some(field) => {
+                    let e = got.unwrap_err();
+                    assert_eq!(e.code, ReasonCode::WrongType, "{e}");
+                    assert!(e.reason.contains(&format!("`{field}`")), "{e}");
+                }
+                None => assert!(got.is_ok()),
+            }
+        }
+        // Where a deep value is kept, it is kept whole.
+        let message = click(format!(r#","items":{hostile}"#));
+        let (fields, _) = event(message.as_bytes(), &Validation::default(), NOW).unwrap();
+        let properties = properties_text(&fields, ENG).unwrap().unwrap();
+        assert_eq!(properties, format!(r#"{{"items":{hostile}}}"#));
     }
 
     #[test]

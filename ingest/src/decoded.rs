@@ -359,26 +359,21 @@ pub(crate) mod tests {
             ..meta(offset)
         };
         // a: 10, 11 · b: 20 (held already), 21 · a: 12 (a dead letter) · b: 22 (rec).
-        assert_eq!(
-            w.add(&a, click, &at(&a, 10)),
-            Routed::Buffered(TableId::EngagementEvents)
-        );
-        assert_eq!(
-            w.add(&a, click, &at(&a, 11)),
-            Routed::Buffered(TableId::EngagementEvents)
-        );
-        assert_eq!(
-            w.add(&b, click, &at(&b, 20)),
-            Routed::AlreadyCommitted(TableId::EngagementEvents)
-        );
-        assert_eq!(
-            w.add(&b, click, &at(&b, 21)),
-            Routed::Buffered(TableId::EngagementEvents)
-        );
-        assert_eq!(
-            w.add(&a, b"{", &at(&a, 12)),
-            Routed::Buffered(TableId::DeadLetters)
-        );
+        let steps: [(&TopicPartition, &[u8], i64, Routed); 5] = [
+            (&a, click, 10, Routed::Buffered(TableId::EngagementEvents)),
+            (&a, click, 11, Routed::Buffered(TableId::EngagementEvents)),
+            (
+                &b,
+                click,
+                20,
+                Routed::AlreadyCommitted(TableId::EngagementEvents),
+            ),
+            (&b, click, 21, Routed::Buffered(TableId::EngagementEvents)),
+            (&a, b"{", 12, Routed::Buffered(TableId::DeadLetters)),
+        ];
+        for (tp, payload, offset, routed) in steps {
+            assert_eq!(w.add(tp, payload, &at(tp, offset)), routed, "{tp} {offset}");
+        }
         // The same partition under another `Arc` of its topic name is the same run.
         let b_again = TopicPartition::new("t", 1);
         assert_eq!(
