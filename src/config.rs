@@ -294,7 +294,8 @@ pub struct IngestArgs {
     /// Consumer group (also the prefix of the Delta txn app ids). [default: hourlake]
     #[arg(long, env = "HOURLAKE_GROUP")]
     pub group: Option<String>,
-    /// Commit at least this often while anything is buffered. [default: 500]
+    /// Commit at least this often while anything is buffered (up to 4 times as long
+    /// while a backlog in Kafka fills the window to --max-rows). [default: 500]
     #[arg(long, env = "HOURLAKE_MAX_LATENCY_MS")]
     pub max_latency_ms: Option<u64>,
     /// Commit once this many rows are read. [default: 200000]

@@ -20,9 +20,15 @@ pub struct FlushPolicy {
     pub max_rows: usize,
     /// Commit once this many payload bytes are buffered.
     pub max_bytes: usize,
-    /// Commit at least this often while anything is buffered.
+    /// Commit at least this often while anything is buffered, unless a backlog in
+    /// Kafka will fill the window to `max_rows`: catching up, a window runs on to
+    /// [`FlushPolicy::catch_up_latency`] (the backlog's messages are late already, and
+    /// full windows make fewer files and cost less CPU per event).
     pub max_latency: Duration,
 }
+
+/// How many times `max_latency` a window may stay open while a backlog fills it.
+pub const CATCH_UP_LATENCY_FACTOR: u32 = 4;
 
 impl Default for FlushPolicy {
     fn default() -> Self {
@@ -37,6 +43,14 @@ impl Default for FlushPolicy {
             max_bytes: 128 * 1024 * 1024,
             max_latency: Duration::from_millis(500),
         }
+    }
+}
+
+impl FlushPolicy {
+    /// The longest a window stays open while catching up on a backlog:
+    /// [`CATCH_UP_LATENCY_FACTOR`] × `max_latency`.
+    pub fn catch_up_latency(&self) -> Duration {
+        self.max_latency.saturating_mul(CATCH_UP_LATENCY_FACTOR)
     }
 }
 

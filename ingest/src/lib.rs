@@ -15,7 +15,8 @@
 //!   the flusher task that owns the tables; [`IngestConfig`] holds its settings.
 //! - `window`: the flush window, filled in `chunk`s (messages copied off the consumer)
 //!   that are decoded on the blocking pool and handed to a flush in order (never
-//!   concatenated: `partition_rows` groups the chunks' rows by hour for the writers).
+//!   concatenated: `partition_rows` groups the chunks' rows by hour for the writers);
+//!   `backlog`: how much waits in Kafka, so catching up fills windows past `max_latency`.
 //! - `decoded`: one chunk's messages as rows of each table, with their offset ranges.
 //! - `decode`: bytes → validated fields, or a `rejection` ([`ReasonCode`] and reason).
 //! - `rows` / `dead_letter`: Arrow builders of the event tables and of `dead_letters`;
@@ -48,6 +49,7 @@
 //! ```
 
 mod backfill;
+mod backlog;
 mod batch_histogram;
 mod chunk;
 mod clock;
@@ -80,7 +82,8 @@ pub use backfill::{
     backfill, files_under, BackfillFile, BackfillProgress, FileFormat, BACKFILL_TOPIC_PREFIX,
 };
 pub use config::{
-    FlushPolicy, IngestConfig, DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_PROGRESS_INTERVAL,
+    FlushPolicy, IngestConfig, CATCH_UP_LATENCY_FACTOR, DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_PROGRESS_INTERVAL,
 };
 pub use contract::{check, CheckedEvent};
 pub use decode::Validation;

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use hourlake_catalog::TableId;
@@ -45,6 +45,8 @@ pub struct Window {
     messages: usize,
     bytes: usize,
     opened_at: Option<Instant>,
+    /// Whether a backlog will fill this window (decided once, at `max_latency`).
+    catching_up: Option<bool>,
 }
 
 impl Window {
@@ -61,6 +63,7 @@ impl Window {
             messages: 0,
             bytes: 0,
             opened_at: None,
+            catching_up: None,
         }
     }
 
@@ -140,14 +143,33 @@ impl Window {
     }
 
     /// Whether the policy says it is time to commit, `now` being the current time:
-    /// `max_rows` messages, `max_bytes` payload bytes, or `max_latency` since the first.
-    pub fn is_due(&self, policy: &FlushPolicy, now: Instant) -> bool {
-        !self.is_empty()
-            && (self.messages >= policy.max_rows
-                || self.bytes >= policy.max_bytes
-                || self
-                    .opened_at
-                    .is_some_and(|t| now.saturating_duration_since(t) >= policy.max_latency))
+    /// `max_rows` messages or `max_bytes` payload bytes; or `max_latency` since the
+    /// first message, unless `waiting()` (messages behind it in Kafka, asked once per
+    /// window) will fill the window to `max_rows`: then not before
+    /// [`FlushPolicy::catch_up_latency`].
+    pub fn is_due(
+        &mut self,
+        policy: &FlushPolicy,
+        now: Instant,
+        waiting: impl FnOnce() -> u64,
+    ) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        if self.messages >= policy.max_rows || self.bytes >= policy.max_bytes {
+            return true;
+        }
+        let open_for = self
+            .opened_at
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        if open_for < policy.max_latency {
+            return false;
+        }
+        let rows_to_fill = policy.max_rows.saturating_sub(self.messages) as u64;
+        let catching_up = *self
+            .catching_up
+            .get_or_insert_with(|| waiting() >= rows_to_fill);
+        !catching_up || open_for >= policy.catch_up_latency()
     }
 
     /// Whether the window holds twice what the policy allows: time to stop reading
@@ -182,6 +204,7 @@ impl Window {
         self.messages = 0;
         self.bytes = 0;
         self.opened_at = None;
+        self.catching_up = None;
     }
 }
 
@@ -227,8 +250,6 @@ fn merge(parts: Vec<FlushJob>) -> FlushJob {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use arrow::array::AsArray;
 
     use super::*;
@@ -399,14 +420,14 @@ mod tests {
         };
         let mut window = new_window();
         assert!(
-            !window.is_due(&by_rows, Instant::now() + 2 * hour),
+            !window.is_due(&by_rows, Instant::now() + 2 * hour, || 0),
             "an empty window is never due"
         );
         for offset in 0..4 {
             assert!(!window.is_over(&by_rows));
             window.add(&tp, b"not json", &meta(offset), &committed);
             assert_eq!(
-                window.is_due(&by_rows, Instant::now()),
+                window.is_due(&by_rows, Instant::now(), || 0),
                 offset >= 1,
                 "due at max_rows messages"
             );
@@ -420,10 +441,13 @@ mod tests {
         };
         let mut window = new_window();
         window.add(&tp, &[b' '; 70], &meta(0), &committed);
-        assert!(!window.is_due(&by_bytes, Instant::now()));
+        assert!(!window.is_due(&by_bytes, Instant::now(), || 0));
         // A message over the size limit counts as the limit (it is kept cut short).
         window.add(&tp, &[b' '; 1000], &meta(1), &committed);
-        assert!(window.is_due(&by_bytes, Instant::now()), "due at max_bytes");
+        assert!(
+            window.is_due(&by_bytes, Instant::now(), || 0),
+            "due at max_bytes"
+        );
         assert!(!window.is_over(&by_bytes), "170 bytes counted, not 1070");
         window.add(&tp, &[b' '; 100], &meta(2), &committed);
         assert!(!window.is_over(&by_bytes));
@@ -437,19 +461,83 @@ mod tests {
         };
         let mut window = new_window();
         window.add(&tp, b"{}", &meta(0), &committed);
-        assert!(!window.is_due(&by_time, Instant::now()));
+        assert!(!window.is_due(&by_time, Instant::now(), || 0));
         assert!(
-            window.is_due(&by_time, Instant::now() + 2 * hour),
+            window.is_due(&by_time, Instant::now() + 2 * hour, || 0),
             "due once max_latency has passed"
         );
         let job = window.take(&committed).unwrap();
         assert_eq!(job.num_rows(TableId::DeadLetters), 1);
         assert!(
-            !window.is_due(&by_time, Instant::now() + 2 * hour),
+            !window.is_due(&by_time, Instant::now() + 2 * hour, || 0),
             "a flushed window starts empty"
         );
         window.add(&tp, b"{}", &meta(1), &committed);
         window.discard();
         assert!(window.is_empty(), "a discarded window is empty");
+    }
+    #[test]
+    fn a_window_a_backlog_will_fill_runs_past_max_latency_until_max_rows_or_the_bound() {
+        let runtime = runtime();
+        let committed = CommittedOffsets::default();
+        let mut window = Window::new(
+            runtime.handle().clone(),
+            Validation::default(),
+            IngestMetrics::default(),
+        );
+        let tp = TopicPartition::new("t", 0);
+        let second = Duration::from_secs(1);
+        let policy = FlushPolicy {
+            max_rows: 10,
+            max_bytes: usize::MAX / 4,
+            max_latency: second,
+        };
+        assert_eq!(policy.catch_up_latency(), 4 * second);
+        let opened = Instant::now();
+        for offset in 0..3 {
+            window.add(&tp, b"{}", &meta(offset), &committed);
+        }
+        let asked = std::cell::Cell::new(0);
+        let backlog = |n: u64| {
+            asked.set(asked.get() + 1);
+            n
+        };
+        assert!(
+            !window.is_due(&policy, opened, || backlog(1_000)),
+            "before max_latency"
+        );
+        assert_eq!(asked.get(), 0, "the backlog is asked only at max_latency");
+        // 7 more messages fill the window to max_rows: catching up.
+        assert!(!window.is_due(&policy, opened + 2 * second, || backlog(7)));
+        assert!(
+            !window.is_due(&policy, opened + 3 * second, || backlog(0)),
+            "decided once per window: the backlog was read meanwhile"
+        );
+        assert_eq!(asked.get(), 1);
+        assert!(
+            window.is_due(&policy, opened + 5 * second, || backlog(0)),
+            "due at catch_up_latency"
+        );
+        for offset in 3..10 {
+            window.add(&tp, b"{}", &meta(offset), &committed);
+        }
+        assert!(
+            window.is_due(&policy, opened, || backlog(1_000)),
+            "due at max_rows whatever waits"
+        );
+
+        // The next window: 6 waiting do not fill it (3 read + 6 < 10), so max_latency holds.
+        window.take(&committed).unwrap();
+        let opened = Instant::now();
+        for offset in 10..13 {
+            window.add(&tp, b"{}", &meta(offset), &committed);
+        }
+        assert!(window.is_due(&policy, opened + 2 * second, || backlog(6)));
+        window.discard();
+        window.add(&tp, b"{}", &meta(13), &committed);
+        assert!(
+            !window.is_due(&policy, Instant::now() + 2 * second, || backlog(9)),
+            "a new window decides anew"
+        );
     }
 }

@@ -16,8 +16,9 @@ use crate::config::IngestConfig;
 use crate::metrics::{IngestMetrics, PartitionLabel};
 use crate::IngestError;
 
-/// How often librdkafka reports its statistics (the consumer lag comes from them).
-const STATISTICS_INTERVAL_MS: &str = "5000";
+/// How often librdkafka reports its statistics: the consumer lag, and the readable end
+/// of each partition that tells the flush policy whether ingest is catching up.
+const STATISTICS_INTERVAL_MS: &str = "1000";
 
 /// librdkafka's prefetch limit (`queued.max.messages.kbytes`), which it applies to
 /// each assigned partition, not to the member as a whole.
@@ -42,8 +43,16 @@ impl IngestContext {
 }
 
 impl ClientContext for IngestContext {
-    /// Publishes each assigned partition's consumer lag.
+    /// Hands the partitions' readable ends to the pipeline's backlog, and publishes each
+    /// assigned partition's consumer lag.
     fn stats(&self, statistics: Statistics) {
+        // librdkafka's statistics arrive inside `BaseConsumer::poll`, which the poll
+        // loop never calls while it holds the pipeline.
+        {
+            let mut pipeline = lock(&self.pipeline);
+            let pipeline = &mut *pipeline;
+            pipeline.backlog.report(&statistics, &pipeline.assigned);
+        }
         let mut now = HashSet::new();
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {

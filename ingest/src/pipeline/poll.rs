@@ -16,6 +16,7 @@ use tokio::runtime::Handle;
 use super::consumer::IngestContext;
 use super::flush::{Flushed, Flusher, Tables};
 use super::lock;
+use crate::backlog::Backlog;
 use crate::clock::Clock;
 use crate::config::IngestConfig;
 use crate::message::{kafka_timestamp_micros, MessageMeta};
@@ -36,6 +37,10 @@ pub(super) struct Pipeline {
     pub(super) clock: Clock,
     /// The partition of the last message (messages come in runs per partition).
     pub(super) current: Option<TopicPartition>,
+    /// The offset of the last message.
+    last_offset: i64,
+    /// How much waits in Kafka behind what was read (the flush policy asks it).
+    pub(super) backlog: Backlog,
     /// Where `config.start_at` puts each partition that no table holds offsets of,
     /// once asked of Kafka (the same answer on every later assignment).
     pub(super) start_at_offsets: HashMap<TopicPartition, Offset>,
@@ -60,6 +65,8 @@ impl Pipeline {
             window,
             clock: Clock::default(),
             current: None,
+            last_offset: -1,
+            backlog: Backlog::default(),
             start_at_offsets: HashMap::new(),
         }
     }
@@ -70,6 +77,9 @@ impl Pipeline {
         let partition = m.partition();
         let is_current = |tp: &TopicPartition| tp.partition == partition && &*tp.topic == topic;
         if !self.current.as_ref().is_some_and(is_current) {
+            if let Some(ended) = &self.current {
+                self.backlog.read(ended, self.last_offset);
+            }
             self.current = self.assigned.iter().find(|tp| is_current(tp)).cloned();
         }
         let Some(tp) = self.current.as_ref() else {
@@ -78,6 +88,7 @@ impl Pipeline {
         };
         self.clock.tick();
         self.metrics.consumed.inc();
+        self.last_offset = m.offset();
         let meta = MessageMeta {
             topic,
             partition,
@@ -97,7 +108,7 @@ impl Pipeline {
             self.apply(flushed, consumer)?;
         }
         self.flusher.write_ahead(&mut self.window)?;
-        if !self.window.is_due(&self.config.flush, self.clock.instant()) {
+        if !self.is_due() {
             return Ok(());
         }
         if self.flusher.is_busy() {
@@ -106,11 +117,27 @@ impl Pipeline {
             }
             // Backpressure: wait for the write in flight before buffering more.
             self.finish_in_flight(consumer)?;
-            if !self.window.is_due(&self.config.flush, self.clock.instant()) {
+            if !self.is_due() {
                 return Ok(()); // a failed commit re-reads, and dropped this window
             }
         }
         self.start_flush()
+    }
+
+    /// Whether the window is due by the flush policy, given the backlog behind it.
+    fn is_due(&mut self) -> bool {
+        let (backlog, current, last) = (&self.backlog, &self.current, self.last_offset);
+        self.window
+            .is_due(&self.config.flush, self.clock.instant(), || {
+                backlog.waiting(current.as_ref().map(|tp| (tp, last)))
+            })
+    }
+
+    /// Forgets where each partition was read (it is about to be re-read from
+    /// elsewhere, or was taken away).
+    pub(super) fn forget_positions(&mut self) {
+        self.current = None;
+        self.backlog.reset(&self.assigned);
     }
 
     /// Hands the window to the flusher (after waiting for its chunks to decode).

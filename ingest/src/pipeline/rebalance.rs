@@ -32,7 +32,6 @@ impl Pipeline {
     ) -> Result<(), IngestError> {
         self.finish_in_flight(consumer)?;
         self.discard_window()?;
-        self.current = None;
         let partitions: Vec<TopicPartition> = tpl
             .elements()
             .iter()
@@ -48,6 +47,7 @@ impl Pipeline {
             tracing::info!(%tp, ?offset, "assigned");
         }
         self.assigned = partitions.into_iter().collect();
+        self.forget_positions();
         consumer.assign(tpl)?;
         Ok(())
     }
@@ -60,11 +60,11 @@ impl Pipeline {
         // What is in flight may still commit: its txn fence makes that safe.
         let finished = self.finish_in_flight(consumer);
         let discarded = self.discard_window();
-        self.current = None;
         for tp in std::mem::take(&mut self.assigned) {
             tracing::info!(%tp, "revoked");
             self.committed.forget(&tp);
         }
+        self.forget_positions();
         if let Err(e) = consumer.unassign() {
             tracing::warn!(error = %e, "unassign failed");
         }
@@ -89,6 +89,7 @@ impl Pipeline {
         }
         // Re-assigning at explicit offsets restarts each fetcher there and drops
         // whatever was fetched before.
+        self.forget_positions();
         consumer.assign(&tpl)?;
         Ok(())
     }
