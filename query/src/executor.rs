@@ -18,13 +18,13 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use axum::http::StatusCode;
 use datafusion::common::ParamValues;
-use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{execute_stream, ExecutionPlan};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use futures::StreamExt;
+use hourlake_sql::distributed::WorkerPool;
 use hourlake_sql::limits::StatementLimits;
 use hourlake_sql::{distributed, guard, params, placeholders, plan_info, LiveLake};
 use sha2::{Digest, Sha256};
@@ -354,8 +354,13 @@ impl QueryExecutor {
         let deadline = clock.deadline;
         let timed_out = clock.timed_out();
         let distributed = self.distributed.clone();
+        let workers = self.live.factory().workers().map(|w| w.pool.clone());
         let task = self.runtime.spawn(async move {
-            let run = tokio::time::timeout_at(deadline, produce(planned, &tx, &distributed)).await;
+            let lost = WorkerLoss {
+                metrics: &distributed,
+                workers: workers.as_deref(),
+            };
+            let run = tokio::time::timeout_at(deadline, produce(planned, &tx, lost)).await;
             // The plan is gone: its slot is free before its last word is said, so a
             // client that reads the end of an answer finds the slot free.
             drop(slot);
@@ -453,7 +458,7 @@ fn task_failed(join: tokio::task::JoinError) -> ApiError {
 async fn produce(
     planned: PlannedQuery,
     tx: &mpsc::Sender<Item>,
-    distributed: &DistributedMetrics,
+    lost: WorkerLoss<'_>,
 ) -> Result<Option<ExecutionStats>, ApiError> {
     let PlannedQuery {
         ctx,
@@ -485,7 +490,7 @@ async fn produce(
             Some(Err(e)) if distributed::is_worker_failure(&e) => {
                 tracing::warn!(error = %e, "a query worker failed before the first row; \
                     running the query on the server instead");
-                distributed.observe("retried_locally");
+                lost.observe("retried_locally").await;
                 physical = DefaultPhysicalPlanner::default()
                     .create_physical_plan(&optimized, &state)
                     .await
@@ -505,18 +510,6 @@ async fn produce(
     if tx.send(started).await.is_err() {
         return Ok(None);
     }
-    let failed = |e: DataFusionError| {
-        if on_workers && distributed::is_worker_failure(&e) {
-            distributed.observe("worker_lost");
-            tracing::warn!(error = %e, "a query worker was lost mid-query");
-            return ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "worker_lost",
-                format!("a query worker was lost mid-query; retry the query ({e})"),
-            );
-        }
-        from_datafusion(e)
-    };
     loop {
         let next = match first.take() {
             Some(next) => next,
@@ -528,7 +521,16 @@ async fn produce(
         };
         match next {
             None => break,
-            Some(Err(e)) => return Err(failed(e)),
+            Some(Err(e)) if on_workers && distributed::is_worker_failure(&e) => {
+                tracing::warn!(error = %e, "a query worker was lost mid-query");
+                lost.observe("worker_lost").await;
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "worker_lost",
+                    format!("a query worker was lost mid-query; retry the query ({e})"),
+                ));
+            }
+            Some(Err(e)) => return Err(from_datafusion(e)),
             Some(Ok(batch)) => {
                 if tx.send(Item::Batch(batch)).await.is_err() {
                     return Ok(None);
@@ -537,12 +539,30 @@ async fn produce(
         }
     }
     if on_workers && distributed::is_distributed(physical.as_ref()) {
-        distributed.observe("ok");
+        lost.metrics.observe("ok");
     }
     Ok(Some(ExecutionStats {
         files_scanned,
         bytes_scanned: plan_info::bytes_scanned(physical.as_ref()),
     }))
+}
+
+/// What a query does when it loses a worker: counts the outcome, and checks the workers
+/// at once, so the next query is not planned onto the lost one (the periodic check may
+/// be a second away).
+#[derive(Clone, Copy)]
+struct WorkerLoss<'a> {
+    metrics: &'a DistributedMetrics,
+    workers: Option<&'a WorkerPool>,
+}
+
+impl WorkerLoss<'_> {
+    async fn observe(self, outcome: &'static str) {
+        self.metrics.observe(outcome);
+        if let Some(pool) = self.workers {
+            pool.check_now().await;
+        }
+    }
 }
 
 /// Parse (within the limits), plan, guard and bind: the part of a query before rows.

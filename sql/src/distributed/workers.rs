@@ -78,13 +78,10 @@ impl WorkerPool {
         self.workers.iter().map(|w| w.url.clone()).collect()
     }
 
-    /// Takes workers out of use until their next successful check (a query lost them).
-    pub fn mark_down(&self, urls: &[Url]) {
-        for worker in &self.workers {
-            if urls.contains(&worker.url) {
-                worker.healthy.store(false, Ordering::Relaxed);
-            }
-        }
+    /// Checks every worker now, not at the next periodic check: a query just lost one,
+    /// and the next query must not be planned onto it.
+    pub async fn check_now(&self) {
+        self.check().await;
     }
 
     /// The resolver the distributed planner asks for workers.
